@@ -1,0 +1,10 @@
+//! concession-agent: redeems Ticketmaster Archtics loaded value at concession stands.
+//!
+//! Data flows `scan` → `agent` loop → `decide` (pure) → `store` journal (durable) →
+//! `signal` (POS). Slow work (`ats` calls) runs on worker threads. See DESIGN.md in the
+//! shared notes and `docs/` for the parts and the money rules.
+
+pub mod clock;
+pub mod money;
+pub mod redact;
+pub mod ticket;

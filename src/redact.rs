@@ -1,0 +1,69 @@
+//! Keeping secrets and customer data out of logs.
+//!
+//! The API key lives in [`Secret`], whose `Debug` and `Display` never show it. Barcodes
+//! are customer data that can be replayed at a gate, so logs and POS lines carry
+//! [`mask_barcode`]'s form: enough to tell tickets apart, not enough to forge one.
+
+use std::fmt;
+
+/// A string that must never be printed (the ATS API key).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value itself, for the one place that must send it (the `apikey` header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Masks a barcode for logs and POS lines: the last four characters stay, the rest
+/// become `*` (short values are masked whole).
+pub fn mask_barcode(barcode: &str) -> String {
+    let chars: Vec<char> = barcode.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let keep = 4;
+    let mut out = "*".repeat(chars.len() - keep);
+    out.extend(&chars[chars.len() - keep..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("sandbox-key");
+        assert!(!format!("{s:?} {s}").contains("sandbox-key"));
+        assert_eq!(s.expose(), "sandbox-key");
+    }
+
+    #[test]
+    fn mask_keeps_last_four() {
+        assert_eq!(mask_barcode("123456789012"), "********9012");
+        assert_eq!(mask_barcode("12345"), "*****");
+    }
+}
