@@ -8,3 +8,4 @@ pub mod clock;
 pub mod money;
 pub mod redact;
 pub mod ticket;
+pub mod signal;

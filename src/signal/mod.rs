@@ -1,0 +1,110 @@
+//! Telling the point-of-sale (and the people at the stand) what was decided.
+//!
+//! Every output — console text for people, JSON lines for POS software, GPIO lights and
+//! relays on kiosks, a good/bad beep back to the scanner — implements [`Signal`]. The
+//! agent loop builds one [`DecisionEvent`] per decision (after the journal is flushed)
+//! and hands it to every configured signal.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::money::Cents;
+
+/// One decision as the POS sees it. Field names are the JSON-lines protocol (docs/pos-protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionEvent {
+    /// Unique decision id, created and journaled at decision time (an idempotency key).
+    pub id: String,
+    /// Scan time, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// Terminal id from the configuration.
+    pub terminal: String,
+    /// The barcode, masked (`********9012`); empty for unreadable input.
+    pub barcode: String,
+    /// `approve` or `deny`.
+    pub decision: Verdict,
+    /// Why: `approved`, `partial`, or a deny reason (`unknown_ticket`, `offline_limit`, ...).
+    pub reason: String,
+    /// Money approved, integer cents (0 on deny).
+    pub approved_cents: Cents,
+    /// Items approved ("Pizza and a Coke"), one entry per unit.
+    pub items: Vec<String>,
+    /// Where the evidence came from: `live`, `cache` or `offline`.
+    pub source: String,
+    /// Scan-to-decision time.
+    pub latency_ms: u64,
+    /// The POS request id this answers, when the scan came from the POS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// Approve or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Value handed over.
+    Approve,
+    /// Nothing handed over.
+    Deny,
+}
+
+impl Verdict {
+    /// `approve` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// The agent's state, for ready/offline lights and status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Online and waiting for a scan.
+    Ready,
+    /// ATS unreachable: deciding under offline rules.
+    Offline,
+    /// Shutting down.
+    Stopping,
+}
+
+/// Why a signal could not be delivered.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// Writing to the output failed (socket closed, serial unplugged).
+    Io(std::io::Error),
+    /// A GPIO pin refused a level change.
+    Pin(String),
+}
+
+impl fmt::Display for SignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalError::Io(e) => write!(f, "signal output failed: {e}"),
+            SignalError::Pin(e) => write!(f, "gpio pin failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SignalError {}
+
+impl From<std::io::Error> for SignalError {
+    fn from(e: std::io::Error) -> Self {
+        SignalError::Io(e)
+    }
+}
+
+/// An output that reports decisions and status.
+///
+/// Implementations must not block for long: the loop calls them in line with the
+/// customer waiting. Slow outputs (blink patterns) run their timing on their own thread.
+pub trait Signal: Send {
+    /// Reports one decision. Called after the decision is durably journaled.
+    fn decision(&mut self, event: &DecisionEvent) -> Result<(), SignalError>;
+    /// Reports a change of agent status.
+    fn status(&mut self, status: AgentStatus) -> Result<(), SignalError>;
+}
