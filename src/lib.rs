@@ -5,7 +5,8 @@
 //! shared notes and `docs/` for the parts and the money rules.
 
 pub mod clock;
+pub mod config;
 pub mod money;
 pub mod redact;
-pub mod ticket;
 pub mod signal;
+pub mod ticket;

@@ -1,0 +1,752 @@
+//! Configuration: raw TOML in, validated and typed settings out.
+//!
+//! [`RawConfig`] mirrors the file (every field optional, unknown fields refused so a typo
+//! is an error rather than a silent default). [`Config::from_raw`] validates it once at
+//! start and produces durations, socket addresses and the API key as a
+//! [`Secret`]; the rest of the agent only ever sees [`Config`]. Environment overrides
+//! (`CONCESSION_ATS_URL`, `CONCESSION_ATS_APIKEY`, `CONCESSION_ATS_DSN`,
+//! `CONCESSION_STORE_DIR`, `CONCESSION_TERMINAL_ID`) are applied to the raw form, so
+//! they are validated like the file.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::money::Cents;
+use crate::redact::Secret;
+
+/// Why the configuration could not be used. Messages name the field and never the key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    Parse { path: PathBuf, message: String },
+    /// A value is out of range or inconsistent.
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The API key file is readable by group or others.
+    KeyFilePermissions { path: PathBuf, mode: u32 },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config {}: {source}", path.display())
+            }
+            ConfigError::Parse { path, message } => {
+                write!(f, "invalid config {}: {message}", path.display())
+            }
+            ConfigError::Invalid { field, message } => {
+                write!(f, "config field `{field}`: {message}")
+            }
+            ConfigError::KeyFilePermissions { path, mode } => write!(
+                f,
+                "api key file {} has mode {:o}: it must not be readable by group or others \
+                 (run `chmod 600 {}`)",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub terminal_id: Option<String>,
+    pub store_dir: Option<PathBuf>,
+    pub deadline_ms: Option<u64>,
+    pub events: Vec<String>,
+    pub ats: RawAts,
+    pub cache: RawCache,
+    pub offline: RawOffline,
+    pub health: RawHealth,
+    pub scanner: RawScanner,
+    pub pos: RawPos,
+}
+
+/// `[ats]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAts {
+    pub url: Option<String>,
+    pub product: Option<String>,
+    pub resource: Option<String>,
+    pub dsn: Option<String>,
+    pub apikey: Option<String>,
+    pub apikey_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub uid: Option<String>,
+    pub rate_per_minute: Option<u32>,
+    pub rate_per_day: Option<u32>,
+    pub connect_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
+}
+
+/// `[cache]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub capacity_mb: Option<u64>,
+    pub fresh_ms: Option<u64>,
+    pub prefetch_at_start: Option<bool>,
+    pub refresh_interval_ms: Option<u64>,
+    pub budget_reserve_per_minute: Option<u32>,
+}
+
+/// `[offline]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOffline {
+    pub per_transaction_cents: Option<Cents>,
+    pub per_ticket_cents: Option<Cents>,
+    pub total_cents: Option<Cents>,
+    pub total_count: Option<u32>,
+    pub max_cache_age_ms: Option<u64>,
+    pub partial: Option<bool>,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealth {
+    pub window: Option<usize>,
+    pub failures_to_offline: Option<usize>,
+    pub slow_ms: Option<u64>,
+    pub probe_interval_ms: Option<u64>,
+    pub probes_to_online: Option<u32>,
+}
+
+/// `[scanner]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScanner {
+    pub kind: Option<String>,
+    pub path: Option<PathBuf>,
+    pub baud: Option<u32>,
+    pub listen: Option<String>,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub max_len: Option<usize>,
+}
+
+/// `[pos]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPos {
+    pub output: Option<String>,
+    pub listen: Option<String>,
+}
+
+impl RawConfig {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        RawConfig::parse(&text, path)
+    }
+
+    /// Applies `CONCESSION_*` overrides from `lookup` (the process environment in
+    /// production, a map in tests).
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = lookup("CONCESSION_ATS_URL") {
+            self.ats.url = Some(v);
+        }
+        if let Some(v) = lookup("CONCESSION_ATS_APIKEY") {
+            self.ats.apikey = Some(v);
+            // An explicit key in the environment wins over a key file in the config.
+            self.ats.apikey_file = None;
+        }
+        if let Some(v) = lookup("CONCESSION_ATS_DSN") {
+            self.ats.dsn = Some(v);
+        }
+        if let Some(v) = lookup("CONCESSION_STORE_DIR") {
+            self.store_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = lookup("CONCESSION_TERMINAL_ID") {
+            self.terminal_id = Some(v);
+        }
+    }
+}
+
+/// Where ATS is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AtsEndpoint {
+    /// The built-in emulator, started in-process on a loopback port.
+    Sandbox,
+    /// A real (or separately run) ATS at this base URL.
+    Url(String),
+}
+
+/// Validated `[ats]`.
+#[derive(Debug, Clone)]
+pub struct AtsSettings {
+    pub endpoint: AtsEndpoint,
+    pub product: String,
+    pub resource: String,
+    pub dsn: String,
+    pub apikey: Secret,
+    pub ca_file: Option<PathBuf>,
+    pub uid: String,
+    pub rate_per_minute: u32,
+    pub rate_per_day: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub call_timeout: Duration,
+}
+
+/// Validated `[cache]`.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub capacity_bytes: u64,
+    pub fresh: Duration,
+    pub prefetch_at_start: bool,
+    pub refresh_interval: Duration,
+    pub budget_reserve_per_minute: u32,
+}
+
+/// Validated `[offline]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineSettings {
+    pub per_transaction_cents: Cents,
+    pub per_ticket_cents: Cents,
+    pub total_cents: Cents,
+    pub total_count: u32,
+    pub max_cache_age: Duration,
+    pub partial: bool,
+}
+
+/// Validated `[health]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub window: usize,
+    pub failures_to_offline: usize,
+    pub slow: Duration,
+    pub probe_interval: Duration,
+    pub probes_to_online: u32,
+}
+
+/// Where scans come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScannerKind {
+    /// Keyboard-wedge scanners and people typing.
+    Stdin,
+    /// A serial device at this path and baud rate.
+    Serial { path: PathBuf, baud: u32 },
+    /// Network scanners sending lines to this address.
+    Tcp { listen: SocketAddr },
+    /// No scanner (POS link only).
+    None,
+}
+
+/// Validated `[scanner]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannerSettings {
+    pub kind: ScannerKind,
+    pub prefix: String,
+    pub suffix: String,
+    pub max_len: usize,
+}
+
+/// How decisions are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PosOutput {
+    /// Text for people (colour on a TTY).
+    Console,
+    /// JSON lines for POS software.
+    JsonLines,
+}
+
+/// Validated `[pos]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosSettings {
+    pub output: PosOutput,
+    pub listen: Option<SocketAddr>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub terminal_id: String,
+    pub store_dir: PathBuf,
+    pub deadline: Duration,
+    pub events: Vec<String>,
+    pub ats: AtsSettings,
+    pub cache: CacheSettings,
+    pub offline: OfflineSettings,
+    pub health: HealthSettings,
+    pub scanner: ScannerSettings,
+    pub pos: PosSettings,
+}
+
+fn ranged(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(field, format!("{v} is outside {lo}..={hi}")))
+    }
+}
+
+fn ms(
+    field: &'static str,
+    v: Option<u64>,
+    default: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(ranged(
+        field,
+        v.unwrap_or(default),
+        lo,
+        hi,
+    )?))
+}
+
+fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{v:?} is not an address like 127.0.0.1:7070"),
+        )
+    })
+}
+
+/// True for hosts that never leave the machine (where plain http is allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Checks an ATS base URL: https anywhere, http only to loopback.
+pub fn check_ats_url(url: &str) -> Result<(), ConfigError> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        invalid(
+            "ats.url",
+            format!("{url:?} is not a URL (expected https://host)"),
+        )
+    })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => authority,
+    };
+    if host.is_empty() {
+        return Err(invalid("ats.url", format!("{url:?} has no host")));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => Err(invalid(
+            "ats.url",
+            format!("plain http is only allowed to loopback addresses; use https:// for {host}"),
+        )),
+        other => Err(invalid("ats.url", format!("unsupported scheme {other:?}"))),
+    }
+}
+
+/// Reads the API key from a file that only its owner may read.
+pub fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::KeyFilePermissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(invalid(
+            "ats.apikey_file",
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(Secret::new(key))
+}
+
+impl Config {
+    /// Loads a file, applies the process environment, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::load(path)?;
+        raw.apply_env(|k| std::env::var(k).ok());
+        Config::from_raw(raw)
+    }
+
+    /// Validates a raw configuration.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let terminal_id = raw.terminal_id.unwrap_or_else(|| "terminal-1".into());
+        if terminal_id.is_empty()
+            || terminal_id.len() > 64
+            || !terminal_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(invalid(
+                "terminal_id",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let a = raw.ats;
+        let endpoint = match a.url.as_deref().unwrap_or("sandbox") {
+            "sandbox" => AtsEndpoint::Sandbox,
+            url => {
+                check_ats_url(url)?;
+                AtsEndpoint::Url(url.trim_end_matches('/').to_string())
+            }
+        };
+        let apikey = match (&a.apikey, &a.apikey_file) {
+            (_, Some(file)) => read_key_file(file)?,
+            (Some(k), None) if !k.trim().is_empty() => Secret::new(k.trim()),
+            _ if endpoint == AtsEndpoint::Sandbox => Secret::new("sandbox-key"),
+            _ => {
+                return Err(invalid(
+                    "ats.apikey",
+                    "no API key: set ats.apikey_file or CONCESSION_ATS_APIKEY",
+                ))
+            }
+        };
+        let non_empty =
+            |field: &'static str, v: Option<String>, d: &str| -> Result<String, ConfigError> {
+                let v = v.unwrap_or_else(|| d.to_string());
+                if v.is_empty()
+                    || v.len() > 128
+                    || v.chars()
+                        .any(|c| c.is_control() || c == '/' && field == "ats.dsn")
+                {
+                    Err(invalid(field, format!("{v:?} is not a valid value")))
+                } else {
+                    Ok(v)
+                }
+            };
+        let ats = AtsSettings {
+            endpoint,
+            product: non_empty("ats.product", a.product, "sth-customer")?,
+            resource: non_empty("ats.resource", a.resource, "ticketing_services.aspx")?,
+            dsn: non_empty("ats.dsn", a.dsn, "apigee")?,
+            apikey,
+            ca_file: a.ca_file,
+            uid: non_empty("ats.uid", a.uid, "concession-agent")?,
+            rate_per_minute: ranged(
+                "ats.rate_per_minute",
+                a.rate_per_minute.unwrap_or(80).into(),
+                1,
+                10_000,
+            )? as u32,
+            rate_per_day: ranged(
+                "ats.rate_per_day",
+                a.rate_per_day.unwrap_or(5000).into(),
+                1,
+                10_000_000,
+            )? as u32,
+            connect_timeout: ms(
+                "ats.connect_timeout_ms",
+                a.connect_timeout_ms,
+                3_000,
+                10,
+                120_000,
+            )?,
+            read_timeout: ms(
+                "ats.read_timeout_ms",
+                a.read_timeout_ms,
+                10_000,
+                10,
+                600_000,
+            )?,
+            call_timeout: ms(
+                "ats.call_timeout_ms",
+                a.call_timeout_ms,
+                30_000,
+                100,
+                600_000,
+            )?,
+        };
+        if let Some(ca) = &ats.ca_file {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "ats.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        let c = raw.cache;
+        let cache = CacheSettings {
+            capacity_bytes: ranged("cache.capacity_mb", c.capacity_mb.unwrap_or(8), 1, 4096)?
+                * 1024
+                * 1024,
+            fresh: ms("cache.fresh_ms", c.fresh_ms, 600_000, 0, 86_400_000)?,
+            prefetch_at_start: c.prefetch_at_start.unwrap_or(true),
+            refresh_interval: ms(
+                "cache.refresh_interval_ms",
+                c.refresh_interval_ms,
+                900_000,
+                10_000,
+                86_400_000,
+            )?,
+            budget_reserve_per_minute: c.budget_reserve_per_minute.unwrap_or(20),
+        };
+        if cache.budget_reserve_per_minute >= ats.rate_per_minute {
+            return Err(invalid(
+                "cache.budget_reserve_per_minute",
+                format!(
+                    "must be below ats.rate_per_minute ({})",
+                    ats.rate_per_minute
+                ),
+            ));
+        }
+        let o = raw.offline;
+        let offline = OfflineSettings {
+            per_transaction_cents: o.per_transaction_cents.unwrap_or(2500),
+            per_ticket_cents: o.per_ticket_cents.unwrap_or(2500),
+            total_cents: o.total_cents.unwrap_or(50_000),
+            total_count: o.total_count.unwrap_or(50),
+            max_cache_age: ms(
+                "offline.max_cache_age_ms",
+                o.max_cache_age_ms,
+                21_600_000,
+                0,
+                7 * 86_400_000,
+            )?,
+            partial: o.partial.unwrap_or(true),
+        };
+        let h = raw.health;
+        let health = HealthSettings {
+            window: ranged("health.window", h.window.unwrap_or(5) as u64, 1, 100)? as usize,
+            failures_to_offline: h.failures_to_offline.unwrap_or(2),
+            slow: ms("health.slow_ms", h.slow_ms, 1_500, 1, 600_000)?,
+            probe_interval: ms(
+                "health.probe_interval_ms",
+                h.probe_interval_ms,
+                5_000,
+                10,
+                3_600_000,
+            )?,
+            probes_to_online: ranged(
+                "health.probes_to_online",
+                h.probes_to_online.unwrap_or(2).into(),
+                1,
+                100,
+            )? as u32,
+        };
+        if health.failures_to_offline == 0 || health.failures_to_offline > health.window {
+            return Err(invalid(
+                "health.failures_to_offline",
+                format!("must be between 1 and health.window ({})", health.window),
+            ));
+        }
+        let s = raw.scanner;
+        let kind = match s.kind.as_deref().unwrap_or("stdin") {
+            "stdin" => ScannerKind::Stdin,
+            "none" => ScannerKind::None,
+            "serial" => ScannerKind::Serial {
+                path: s.path.clone().ok_or_else(|| {
+                    invalid("scanner.path", "a serial scanner needs a device path")
+                })?,
+                baud: ranged("scanner.baud", s.baud.unwrap_or(9600).into(), 50, 4_000_000)? as u32,
+            },
+            "tcp" => ScannerKind::Tcp {
+                listen: addr(
+                    "scanner.listen",
+                    s.listen.as_deref().ok_or_else(|| {
+                        invalid("scanner.listen", "a tcp scanner needs a listen address")
+                    })?,
+                )?,
+            },
+            other => {
+                return Err(invalid(
+                    "scanner.kind",
+                    format!("{other:?} is not one of stdin, serial, tcp, none"),
+                ))
+            }
+        };
+        let scanner = ScannerSettings {
+            kind,
+            prefix: s.prefix.unwrap_or_default(),
+            suffix: s.suffix.unwrap_or_default(),
+            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(64) as u64, 8, 4096)? as usize,
+        };
+        let p = raw.pos;
+        let pos = PosSettings {
+            output: match p.output.as_deref().unwrap_or("console") {
+                "console" => PosOutput::Console,
+                "jsonl" => PosOutput::JsonLines,
+                other => {
+                    return Err(invalid(
+                        "pos.output",
+                        format!("{other:?} is not one of console, jsonl"),
+                    ))
+                }
+            },
+            listen: p
+                .listen
+                .as_deref()
+                .map(|l| addr("pos.listen", l))
+                .transpose()?,
+        };
+        for e in &raw.events {
+            if e.is_empty() || e.len() > 64 || e.chars().any(char::is_control) {
+                return Err(invalid("events", format!("{e:?} is not an event name")));
+            }
+        }
+        Ok(Config {
+            terminal_id,
+            store_dir: raw
+                .store_dir
+                .unwrap_or_else(|| PathBuf::from("var/concession-agent")),
+            deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            events: raw.events,
+            ats,
+            cache,
+            offline,
+            health,
+            scanner,
+            pos,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_raw(RawConfig::parse(text, Path::new("test.toml"))?)
+    }
+
+    #[test]
+    fn shipped_demo_config_is_valid() {
+        let text = include_str!("../config/agent.toml");
+        let c = parse(text).expect("config/agent.toml validates");
+        assert_eq!(c.ats.endpoint, AtsEndpoint::Sandbox);
+        assert_eq!(c.deadline, Duration::from_secs(2));
+        assert_eq!(c.ats.rate_per_minute, 80);
+    }
+
+    #[test]
+    fn empty_config_takes_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.offline.per_transaction_cents, 2500);
+        assert_eq!(c.scanner.kind, ScannerKind::Stdin);
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_naming_it() {
+        let e = parse("deadline_msec = 5").unwrap_err().to_string();
+        assert!(e.contains("deadline_msec"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_is_refused() {
+        let e = parse("[ats]\nurl = \"http://app.example.com\"\napikey = \"k\"").unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        assert!(parse("[ats]\nurl = \"http://127.0.0.1:8080\"\napikey = \"k\"").is_ok());
+        assert!(parse("[ats]\nurl = \"http://[::1]:8080\"\napikey = \"k\"").is_ok());
+        assert!(parse("[ats]\nurl = \"http://localhost:8080\"\napikey = \"k\"").is_ok());
+        assert!(parse("[ats]\nurl = \"https://app.example.com\"\napikey = \"k\"").is_ok());
+        assert!(parse("[ats]\nurl = \"http://127.0.0.1.example.com\"\napikey = \"k\"").is_err());
+    }
+
+    #[test]
+    fn real_endpoint_needs_a_key_and_errors_never_show_it() {
+        let e = parse("[ats]\nurl = \"https://a.example\"").unwrap_err();
+        assert!(e.to_string().contains("CONCESSION_ATS_APIKEY"));
+        let c = parse("[ats]\nurl = \"https://a.example\"\napikey = \"s3cret-key\"").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut raw = RawConfig::parse("[ats]\nurl = \"sandbox\"", Path::new("t")).unwrap();
+        raw.apply_env(|k| match k {
+            "CONCESSION_ATS_URL" => Some("http://127.0.0.1:9".into()),
+            "CONCESSION_ATS_APIKEY" => Some("env-key".into()),
+            "CONCESSION_ATS_DSN" => Some("other".into()),
+            _ => None,
+        });
+        let c = Config::from_raw(raw).unwrap();
+        assert_eq!(
+            c.ats.endpoint,
+            AtsEndpoint::Url("http://127.0.0.1:9".into())
+        );
+        assert_eq!(c.ats.apikey.expose(), "env-key");
+        assert_eq!(c.ats.dsn, "other");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_key_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("apikey");
+        std::fs::write(&key, "file-key\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_key_file(&key).unwrap_err().to_string();
+        assert!(e.contains("chmod 600") && !e.contains("file-key"), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_key_file(&key).unwrap().expose(), "file-key");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        for (text, field) in [
+            ("deadline_ms = 0", "deadline_ms"),
+            ("[scanner]\nkind = \"usb\"", "scanner.kind"),
+            ("[scanner]\nkind = \"serial\"", "scanner.path"),
+            ("[pos]\nlisten = \"nowhere\"", "pos.listen"),
+            (
+                "[health]\nwindow = 3\nfailures_to_offline = 4",
+                "health.failures_to_offline",
+            ),
+            ("terminal_id = \"a b\"", "terminal_id"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+}
