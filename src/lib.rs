@@ -10,3 +10,4 @@ pub mod money;
 pub mod redact;
 pub mod signal;
 pub mod ticket;
+pub mod agent;

@@ -1,0 +1,3 @@
+//! The agent: the scan loop, its worker threads, connectivity and shutdown.
+
+pub mod health;
