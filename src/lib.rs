@@ -4,6 +4,7 @@
 //! `signal` (POS). Slow work (`ats` calls) runs on worker threads. See DESIGN.md in the
 //! shared notes and `docs/` for the parts and the money rules.
 
+pub mod board;
 pub mod clock;
 pub mod money;
 pub mod redact;
