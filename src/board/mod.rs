@@ -518,9 +518,9 @@ impl fmt::Display for BoardError {
                     ),
                     (DeviceProblem::NotFound, DeviceKind::Serial) => write!(
                         f,
-                        "{what} not found: is the scanner plugged in? check the path in the \
-                         board profile (ls /dev/ttyACM* /dev/ttyUSB* /dev/serial/by-id/); \
-                         see docs/deploy.md"
+                        "{what} not found: is the device plugged in? check scanner.path or \
+                         outputs.pos_path in the board profile \
+                         (ls /dev/ttyACM* /dev/ttyUSB* /dev/serial/by-id/); see docs/deploy.md"
                     ),
                     (DeviceProblem::PermissionDenied, DeviceKind::Gpio) => write!(
                         f,
@@ -542,7 +542,14 @@ impl fmt::Display for BoardError {
                         f,
                         "{what} is busy: another process holds it (see fuser {p}); {detail}"
                     ),
-                    (DeviceProblem::Other, _) => write!(f, "cannot open {what}: {detail}"),
+                    (DeviceProblem::Other, DeviceKind::Gpio) => write!(
+                        f,
+                        "cannot open {what}: {detail} (is gpio.chip a gpio character device? \
+                         see gpiodetect)"
+                    ),
+                    (DeviceProblem::Other, DeviceKind::Serial) => {
+                        write!(f, "cannot open {what}: {detail}")
+                    }
                 }
             }
         }
