@@ -8,5 +8,5 @@ pub mod board;
 pub mod clock;
 pub mod money;
 pub mod redact;
-pub mod ticket;
 pub mod signal;
+pub mod ticket;

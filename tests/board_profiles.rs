@@ -230,7 +230,9 @@ fn line_numbers_and_chip_path_are_checked() {
         "gpio.chip"
     );
     assert_eq!(
-        invalid_field("name = \"t\"\n[scanner]\nkind = \"stdin\"\n[gpio]\nchip = \"/dev/gpiochip0\"\n"),
+        invalid_field(
+            "name = \"t\"\n[scanner]\nkind = \"stdin\"\n[gpio]\nchip = \"/dev/gpiochip0\"\n"
+        ),
         "gpio.lines"
     );
 }
@@ -245,7 +247,9 @@ fn scanner_fields_must_match_the_kind() {
     );
     assert_eq!(invalid_field(&s("kind = \"tcp\"")), "scanner.listen");
     assert_eq!(
-        invalid_field(&s("kind = \"serial\"\npath = \"/dev/ttyACM0\"\nbaud = 12345")),
+        invalid_field(&s(
+            "kind = \"serial\"\npath = \"/dev/ttyACM0\"\nbaud = 12345"
+        )),
         "scanner.baud"
     );
     assert_eq!(
@@ -269,15 +273,16 @@ fn outputs_need_their_address_or_port() {
         "outputs.pos_listen"
     );
     assert_eq!(
-        invalid_field(&o("jsonl = \"serial\"\npos_path = \"/dev/ttyS0\"\npos_baud = 7")),
+        invalid_field(&o(
+            "jsonl = \"serial\"\npos_path = \"/dev/ttyS0\"\npos_baud = 7"
+        )),
         "outputs.pos_baud"
     );
-    assert_eq!(
-        invalid_field(&o("console = false")),
-        "outputs"
-    );
-    BoardProfile::from_toml_str(&o("jsonl = \"serial\"\npos_path = \"/dev/ttyS0\"\npos_baud = 19200"))
-        .unwrap();
+    assert_eq!(invalid_field(&o("console = false")), "outputs");
+    BoardProfile::from_toml_str(&o(
+        "jsonl = \"serial\"\npos_path = \"/dev/ttyS0\"\npos_baud = 19200",
+    ))
+    .unwrap();
 }
 
 #[test]
@@ -291,7 +296,10 @@ fn load_errors_name_the_file() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, MINIMAL_GPIO.replace("line = 27", "line = 17")).unwrap();
     let e = BoardProfile::load(&bad).unwrap_err().to_string();
-    assert!(e.contains("bad.toml") && e.contains("gpio.lines.deny.line"), "{e}");
+    assert!(
+        e.contains("bad.toml") && e.contains("gpio.lines.deny.line"),
+        "{e}"
+    );
 
     let syntax = dir.path().join("syntax.toml");
     std::fs::write(&syntax, "name = \"t\"\n[scanner\n").unwrap();

@@ -96,10 +96,7 @@ fn a_closed_port_is_a_signal_error() {
     }
     let mut ack = ScannerAck::honeywell(Closed);
     let err = ack.decision(&event(Verdict::Approve)).unwrap_err();
-    assert!(matches!(
-        err,
-        concession_agent::signal::SignalError::Io(_)
-    ));
+    assert!(matches!(err, concession_agent::signal::SignalError::Io(_)));
 }
 
 /// The real serial scanner from `board::devices`, opened on the pty slave.

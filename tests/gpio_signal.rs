@@ -114,7 +114,8 @@ impl Bench {
             if due > end {
                 break;
             }
-            self.clock.advance(due.saturating_duration_since(self.clock.now()));
+            self.clock
+                .advance(due.saturating_duration_since(self.clock.now()));
             player.run_due(self.clock.now()).unwrap();
         }
         self.clock
@@ -352,7 +353,11 @@ fn missing_lines_are_skipped() {
     // Without `init` the line's level is unknown, so the preempt writes "off" first.
     assert_eq!(
         b.take(),
-        vec![("approve", false, 0), ("approve", true, 0), ("approve", false, 1000)]
+        vec![
+            ("approve", false, 0),
+            ("approve", true, 0),
+            ("approve", false, 1000)
+        ]
     );
 }
 
@@ -375,7 +380,11 @@ fn pin_error_surfaces_as_signal_error_pin_and_player_keeps_going() {
     // The failed "on" writes left the state unknown, so every "off" edge is written.
     assert_eq!(
         b.take(),
-        vec![("buzzer", false, 80), ("relay", true, 250), ("approve", false, 1000)]
+        vec![
+            ("buzzer", false, 80),
+            ("relay", true, 250),
+            ("approve", false, 1000)
+        ]
     );
 }
 
@@ -514,8 +523,7 @@ fn decision_does_not_block_on_the_real_clock() {
     let b = Bench::new();
     let mut slow = patterns();
     slow.approve = Pattern::once(vec![Pulse::new(10_000, 0)]);
-    let mut s =
-        GpioSignal::spawn(b.pins(), slow, concession_agent::clock::system()).unwrap();
+    let mut s = GpioSignal::spawn(b.pins(), slow, concession_agent::clock::system()).unwrap();
     let started = Instant::now();
     s.decision(&event(Verdict::Approve)).unwrap();
     s.decision(&event(Verdict::Deny)).unwrap();

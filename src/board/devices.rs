@@ -58,7 +58,10 @@ pub fn open_gpio_pins(gpio: &GpioProfile) -> Result<GpioPins<CdevPin>, BoardErro
 }
 
 /// Opens the lines of `gpio` and starts a [`GpioSignal`] playing its patterns.
-pub fn gpio_signal(gpio: &GpioProfile, clock: SharedClock) -> Result<GpioSignal, BoardError> {
+pub fn gpio_signal(
+    gpio: &GpioProfile,
+    clock: SharedClock,
+) -> Result<GpioSignal<CdevPin>, BoardError> {
     let pins = open_gpio_pins(gpio)?;
     GpioSignal::spawn(pins, gpio.patterns.clone(), clock).map_err(|e| BoardError::Device {
         kind: DeviceKind::Gpio,
@@ -236,7 +239,10 @@ mod tests {
         ));
         let s = err.to_string();
         assert!(s.starts_with("/nonexistent/gpiochip9 not found"), "{s}");
-        assert!(s.contains("gpio.chip") && s.contains("docs/deploy.md"), "{s}");
+        assert!(
+            s.contains("gpio.chip") && s.contains("docs/deploy.md"),
+            "{s}"
+        );
     }
 
     #[test]

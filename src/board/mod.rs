@@ -607,8 +607,7 @@ impl BoardProfile {
         if let Some(g) = &self.gpio {
             g.validate()?;
         }
-        if !self.outputs.console && self.outputs.jsonl == JsonlTarget::None && self.gpio.is_none()
-        {
+        if !self.outputs.console && self.outputs.jsonl == JsonlTarget::None && self.gpio.is_none() {
             return Err(BoardError::invalid(
                 "outputs",
                 "no output would report decisions (console = false, jsonl = \"none\", no [gpio])",
@@ -686,7 +685,10 @@ impl ScannerProfile {
                 format!("{} is out of range (4 to 512)", self.max_len),
             ));
         }
-        for (field, v) in [("scanner.prefix", &self.prefix), ("scanner.suffix", &self.suffix)] {
+        for (field, v) in [
+            ("scanner.prefix", &self.prefix),
+            ("scanner.suffix", &self.suffix),
+        ] {
             if v.0.len() > 8 {
                 return Err(BoardError::invalid(field, "longer than 8 bytes"));
             }
@@ -914,8 +916,14 @@ mod tests {
             &io::Error::from(io::ErrorKind::PermissionDenied),
         );
         let s = e.to_string();
-        assert!(s.starts_with("permission denied opening /dev/gpiochip0"), "{s}");
-        assert!(s.contains("group 'gpio'") && s.contains("docs/deploy.md"), "{s}");
+        assert!(
+            s.starts_with("permission denied opening /dev/gpiochip0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("group 'gpio'") && s.contains("docs/deploy.md"),
+            "{s}"
+        );
 
         let e = BoardError::device(
             DeviceKind::Serial,

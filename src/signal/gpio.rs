@@ -17,6 +17,7 @@
 //!   buzzer, relay) is switched off first, then the new pattern starts.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -491,7 +492,9 @@ impl<P: OutputPin> GpioPlayer<P> {
             Err(e) => {
                 self.state[i] = None;
                 let level = if on { "on" } else { "off" };
-                Err(SignalError::Pin(format!("{role} line, turning {level}: {e:?}")))
+                Err(SignalError::Pin(format!(
+                    "{role} line, turning {level}: {e:?}"
+                )))
             }
         }
     }
@@ -520,31 +523,30 @@ enum Msg {
 ///
 /// Calls never block on timing. A pin error seen by the thread is returned by the next
 /// call (`decision`, `status`, [`GpioSignal::settle`]) as [`SignalError::Pin`].
-/// Dropping the handle switches every line off and joins the thread.
-pub struct GpioSignal {
+/// Dropping the handle switches every line off and joins the thread. The pins (of type
+/// `P`) live on the player thread; the handle itself is `Send` and `Sync`.
+pub struct GpioSignal<P> {
     tx: Sender<Msg>,
     error: Arc<Mutex<Option<SignalError>>>,
     thread: Option<JoinHandle<()>>,
+    _pins: PhantomData<fn() -> P>,
 }
 
-impl fmt::Debug for GpioSignal {
+impl<P> fmt::Debug for GpioSignal<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GpioSignal").finish_non_exhaustive()
     }
 }
 
-impl GpioSignal {
+impl<P: OutputPin + Send + 'static> GpioSignal<P> {
     /// Switches every line off, then starts the player thread.
     ///
     /// Fails (without starting anything) when the initial write fails.
-    pub fn spawn<P>(
+    pub fn spawn(
         pins: GpioPins<P>,
         patterns: GpioPatterns,
         clock: SharedClock,
-    ) -> Result<GpioSignal, SignalError>
-    where
-        P: OutputPin + Send + 'static,
-    {
+    ) -> Result<GpioSignal<P>, SignalError> {
         let mut player = GpioPlayer::new(pins, patterns);
         player.init()?;
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -557,9 +559,12 @@ impl GpioSignal {
             tx,
             error,
             thread: Some(thread),
+            _pins: PhantomData,
         })
     }
+}
 
+impl<P> GpioSignal<P> {
     /// Sends a raw command to the player.
     pub fn send(&mut self, cmd: PlayerCommand) -> Result<(), SignalError> {
         self.tx
@@ -576,7 +581,9 @@ impl GpioSignal {
             .send(Msg::Settle(done_tx))
             .map_err(|_| SignalError::Pin("gpio player thread stopped".into()))?;
         if done_rx.recv_timeout(timeout).is_err() {
-            return Err(SignalError::Pin("gpio player did not settle in time".into()));
+            return Err(SignalError::Pin(
+                "gpio player did not settle in time".into(),
+            ));
         }
         self.take_error()
     }
@@ -602,13 +609,13 @@ impl GpioSignal {
     }
 }
 
-impl Drop for GpioSignal {
+impl<P> Drop for GpioSignal<P> {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-impl Signal for GpioSignal {
+impl<P: OutputPin + Send + 'static> Signal for GpioSignal<P> {
     fn decision(&mut self, event: &DecisionEvent) -> Result<(), SignalError> {
         self.send(PlayerCommand::Decision(event.decision))
     }
