@@ -4,10 +4,11 @@
 //! `signal` (POS). Slow work (`ats` calls) runs on worker threads. See DESIGN.md in the
 //! shared notes and `docs/` for the parts and the money rules.
 
+pub mod agent;
+pub mod board;
 pub mod clock;
 pub mod config;
 pub mod money;
 pub mod redact;
 pub mod signal;
 pub mod ticket;
-pub mod agent;
