@@ -7,5 +7,6 @@
 pub mod clock;
 pub mod money;
 pub mod redact;
-pub mod ticket;
+pub mod scan;
 pub mod signal;
+pub mod ticket;
