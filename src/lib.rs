@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod money;
+pub mod pos;
 pub mod redact;
 pub mod scan;
 pub mod signal;

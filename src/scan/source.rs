@@ -264,7 +264,7 @@ fn pump<R: Read>(
 }
 
 /// Waits up to `timeout` for `fd` to be readable (or hung up).
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
         tv_sec: 0,

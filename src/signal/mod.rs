@@ -5,6 +5,9 @@
 //! agent loop builds one [`DecisionEvent`] per decision (after the journal is flushed)
 //! and hands it to every configured signal.
 
+pub mod console;
+pub mod jsonl;
+
 use std::fmt;
 
 use serde::Serialize;
