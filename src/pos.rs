@@ -36,7 +36,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::money::Cents;
-use crate::scan::frame::{Frame, FrameConfig, Framer};
+use crate::scan::frame::{strip_aim, Frame, FrameConfig, Framer};
 use crate::scan::source::wait_readable;
 use crate::scan::{
     barcode, next_conn_id, AgentRequest, ConnId, Origin, ScanEvent, UnreadableReason,
@@ -111,7 +111,8 @@ pub trait VoidSignal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PosRequest {
-    /// Decide on a barcode (the text as sent; classified when forwarded).
+    /// Decide on a barcode (the text as sent, trimmed, AIM identifier removed;
+    /// classified when forwarded).
     Scan {
         /// The barcode text.
         barcode: String,
@@ -252,7 +253,9 @@ fn parse_object(obj: &Map<String, Value>) -> Result<PosRequest, Rejected> {
         "scan" => {
             let barcode = match obj.get("barcode") {
                 None | Some(Value::Null) => return fail(RequestError::Missing("barcode")),
-                Some(Value::String(s)) if s.len() <= MAX_BARCODE_FIELD => s.trim().to_string(),
+                Some(Value::String(s)) if s.len() <= MAX_BARCODE_FIELD => {
+                    aim_stripped(s.trim()).trim().to_string()
+                }
                 Some(_) => return fail(RequestError::Invalid("barcode")),
             };
             let amount_cents = match obj.get("amount_cents") {
@@ -284,6 +287,12 @@ fn parse_object(obj: &Map<String, Value>) -> Result<PosRequest, Rejected> {
         "ping" => Ok(PosRequest::Ping { request_id }),
         _ => fail(RequestError::UnknownType),
     }
+}
+
+fn aim_stripped(s: &str) -> &str {
+    let rest = strip_aim(s.as_bytes());
+    // The identifier is three ASCII bytes, so the rest starts on a char boundary.
+    s.get(s.len() - rest.len()..).unwrap_or(s)
 }
 
 /// `{"type":"error","request_id":...,"error":"..."}` (no trailing newline).
@@ -920,6 +929,18 @@ mod tests {
                 request_id: None,
             })
         );
+    }
+
+    #[test]
+    fn json_barcodes_lose_their_aim_identifier() {
+        assert!(matches!(
+            parse_line(r#"{"type":"scan","barcode":" ]C1100000000001 "}"#),
+            Ok(PosRequest::Scan { barcode, .. }) if barcode == "100000000001"
+        ));
+        assert!(matches!(
+            parse_line(r#"{"type":"scan","barcode":"]Cé1"}"#),
+            Ok(PosRequest::Scan { barcode, .. }) if barcode == "]Cé1"
+        ));
     }
 
     #[test]

@@ -239,11 +239,7 @@ impl<const N: usize> Framer<N> {
         }
         data = trim_spaces(data);
         if self.cfg.strip_aim {
-            if let [b']', letter, _, rest @ ..] = data {
-                if letter.is_ascii_alphabetic() {
-                    data = rest;
-                }
-            }
+            data = strip_aim(data);
         }
         data = trim_spaces(data);
         if data.is_empty() {
@@ -276,6 +272,18 @@ impl<const N: usize> Framer<N> {
             )));
         }
         Some(Frame::Text(s))
+    }
+}
+
+/// Strips a leading AIM symbology identifier (`]` + letter + one character) if present.
+pub fn strip_aim(data: &[u8]) -> &[u8] {
+    match data {
+        [b']', letter, modifier, rest @ ..]
+            if letter.is_ascii_alphabetic() && modifier.is_ascii_graphic() =>
+        {
+            rest
+        }
+        _ => data,
     }
 }
 
