@@ -9,6 +9,8 @@ pub mod board;
 pub mod clock;
 pub mod config;
 pub mod money;
+pub mod pos;
 pub mod redact;
+pub mod scan;
 pub mod signal;
 pub mod ticket;

@@ -5,7 +5,9 @@
 //! agent loop builds one [`DecisionEvent`] per decision (after the journal is flushed)
 //! and hands it to every configured signal.
 
+pub mod console;
 pub mod gpio;
+pub mod jsonl;
 pub mod scanner_ack;
 
 use std::fmt;

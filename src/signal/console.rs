@@ -1,0 +1,332 @@
+//! Console output for people at the stand: one line per decision.
+//!
+//! ```text
+//! 18:00:00.123 APPROVE $15.00 + 1x Hot Dog  ********0003  live 42 ms  req r1
+//! 18:00:02.456 DENY unknown_ticket  ********9999  live 120 ms
+//! -- status: offline --
+//! ```
+//!
+//! Colour (green approve, red deny, yellow offline evidence and status) only when asked:
+//! pass `color = true` when the output is a terminal ([`ConsoleSignal::stdout`] checks).
+//! Text that came from outside (item names from ATS, request ids from the POS) has
+//! control characters replaced, so nobody can inject terminal escapes.
+
+use std::io::{self, IsTerminal, Write};
+
+use super::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use crate::money::format_cents;
+use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
+
+const GREEN: &str = "\x1b[1;32m";
+const RED: &str = "\x1b[1;31m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("{code}{text}{RESET}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// `HH:MM:SS.mmm` from an RFC 3339 time, or the cleaned text when it is not one.
+fn clock_part(time: &str) -> String {
+    match time.get(11..23) {
+        Some(t) if time.as_bytes().get(10) == Some(&b'T') => clean(t),
+        _ => clean(time),
+    }
+}
+
+/// Groups one-entry-per-unit items: `2x Hot Dog, 1x Pizza and a Coke`.
+fn group_items(items: &[String]) -> String {
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for it in items {
+        match groups.iter_mut().find(|(name, _)| *name == it.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((it, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(name, n)| format!("{n}x {}", clean(name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One console line for a decision (no trailing newline).
+pub fn format_decision(e: &DecisionEvent, color: bool) -> String {
+    let mut line = clock_part(&e.time);
+    line.push(' ');
+    match e.decision {
+        Verdict::Approve => {
+            line.push_str(&paint("APPROVE", GREEN, color));
+            let mut what = Vec::new();
+            if e.approved_cents > 0 || e.items.is_empty() {
+                what.push(format!("${}", format_cents(e.approved_cents)));
+            }
+            if !e.items.is_empty() {
+                what.push(group_items(&e.items));
+            }
+            line.push(' ');
+            line.push_str(&what.join(" + "));
+            if e.reason != "approved" {
+                line.push_str(&format!(" ({})", clean(&e.reason)));
+            }
+        }
+        Verdict::Deny => {
+            line.push_str(&paint("DENY", RED, color));
+            line.push(' ');
+            line.push_str(&clean(&e.reason));
+        }
+    }
+    if !e.barcode.is_empty() {
+        line.push_str("  ");
+        line.push_str(&clean(&e.barcode));
+    }
+    line.push_str("  ");
+    let source = clean(&e.source);
+    if e.source == "offline" {
+        line.push_str(&paint(&source, YELLOW, color));
+    } else {
+        line.push_str(&source);
+    }
+    line.push_str(&format!(" {} ms", e.latency_ms));
+    if let Some(r) = &e.request {
+        line.push_str("  req ");
+        line.push_str(&clean(r));
+    }
+    line
+}
+
+/// One console line for a status change (no trailing newline).
+pub fn format_status(status: AgentStatus, color: bool) -> String {
+    let name = match status {
+        AgentStatus::Ready => "ready",
+        AgentStatus::Offline => "offline",
+        AgentStatus::Stopping => "stopping",
+    };
+    let text = format!("-- status: {name} --");
+    match status {
+        AgentStatus::Offline => paint(&text, YELLOW, color),
+        _ => text,
+    }
+}
+
+/// One console line for a void answer (no trailing newline).
+pub fn format_void(e: &VoidEvent, color: bool) -> String {
+    let mut line = clock_part(&e.time);
+    line.push(' ');
+    match e.outcome {
+        VoidOutcome::Voided | VoidOutcome::AlreadyVoided => {
+            line.push_str(&paint("VOID", YELLOW, color));
+            line.push_str(&format!(" ${}", format_cents(e.reversed_cents)));
+            if !e.items.is_empty() {
+                line.push_str(" + ");
+                line.push_str(&group_items(&e.items));
+            }
+            if e.outcome == VoidOutcome::AlreadyVoided {
+                line.push_str(" (already voided)");
+            }
+        }
+        _ => {
+            line.push_str(&paint("VOID REFUSED", RED, color));
+            let why = serde_json::to_value(e.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            line.push(' ');
+            line.push_str(&why);
+            if let Some(err) = &e.error {
+                line.push_str(&format!(" ({})", clean(err)));
+            }
+        }
+    }
+    line.push_str("  decision ");
+    line.push_str(&clean(&e.decision_id));
+    if let Some(r) = &e.request_id {
+        line.push_str("  req ");
+        line.push_str(&clean(r));
+    }
+    line
+}
+
+/// Decision lines for people, over any writer.
+#[derive(Debug)]
+pub struct ConsoleSignal<W: Write + Send> {
+    out: W,
+    color: bool,
+}
+
+impl<W: Write + Send> ConsoleSignal<W> {
+    /// Writes to `out`, with ANSI colour when `color` is true.
+    pub fn new(out: W, color: bool) -> Self {
+        ConsoleSignal { out, color }
+    }
+
+    /// The writer.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// Gives the writer back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn line(&mut self, mut line: String) -> io::Result<()> {
+        line.push('\n');
+        self.out.write_all(line.as_bytes())?;
+        self.out.flush()
+    }
+}
+
+impl ConsoleSignal<io::Stdout> {
+    /// Standard output, coloured when it is a terminal.
+    pub fn stdout() -> Self {
+        let out = io::stdout();
+        let color = out.is_terminal();
+        ConsoleSignal::new(out, color)
+    }
+}
+
+impl<W: Write + Send> Signal for ConsoleSignal<W> {
+    fn decision(&mut self, event: &DecisionEvent) -> Result<(), SignalError> {
+        let line = format_decision(event, self.color);
+        Ok(self.line(line)?)
+    }
+
+    fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
+        let line = format_status(status, self.color);
+        Ok(self.line(line)?)
+    }
+}
+
+impl<W: Write + Send> VoidSignal for ConsoleSignal<W> {
+    fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
+        let line = format_void(event, self.color);
+        Ok(self.line(line)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approve() -> DecisionEvent {
+        DecisionEvent {
+            id: "d-1".into(),
+            time: "2026-11-27T18:00:00.123Z".into(),
+            terminal: "stand-12".into(),
+            barcode: "********0003".into(),
+            decision: Verdict::Approve,
+            reason: "approved".into(),
+            approved_cents: 1500,
+            items: vec![
+                "Hot Dog".into(),
+                "Hot Dog".into(),
+                "Pizza and a Coke".into(),
+            ],
+            source: "live".into(),
+            latency_ms: 42,
+            request: Some("r1".into()),
+        }
+    }
+
+    #[test]
+    fn approve_line_shows_money_items_mask_source_latency() {
+        assert_eq!(
+            format_decision(&approve(), false),
+            "18:00:00.123 APPROVE $15.00 + 2x Hot Dog, 1x Pizza and a Coke  ********0003  live 42 ms  req r1"
+        );
+    }
+
+    #[test]
+    fn item_only_approvals_show_no_money() {
+        let mut e = approve();
+        e.approved_cents = 0;
+        e.items = vec!["Pizza and a Coke".into()];
+        e.request = None;
+        assert_eq!(
+            format_decision(&e, false),
+            "18:00:00.123 APPROVE 1x Pizza and a Coke  ********0003  live 42 ms"
+        );
+    }
+
+    #[test]
+    fn partial_approvals_say_so() {
+        let mut e = approve();
+        e.items.clear();
+        e.reason = "partial".into();
+        assert!(format_decision(&e, false).contains("APPROVE $15.00 (partial)"));
+    }
+
+    #[test]
+    fn deny_line_shows_reason() {
+        let mut e = approve();
+        e.decision = Verdict::Deny;
+        e.reason = "unknown_ticket".into();
+        e.approved_cents = 0;
+        e.items.clear();
+        e.barcode = String::new();
+        e.request = None;
+        e.source = "offline".into();
+        assert_eq!(
+            format_decision(&e, false),
+            "18:00:00.123 DENY unknown_ticket  offline 42 ms"
+        );
+        let coloured = format_decision(&e, true);
+        assert!(coloured.contains("\x1b[1;31mDENY\x1b[0m"));
+        assert!(coloured.contains("\x1b[33moffline\x1b[0m"));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        assert!(!format_decision(&approve(), false).contains('\x1b'));
+        assert!(format_decision(&approve(), true).contains("\x1b[1;32mAPPROVE\x1b[0m"));
+        assert!(!format_status(AgentStatus::Offline, false).contains('\x1b'));
+        assert!(format_status(AgentStatus::Offline, true).contains('\x1b'));
+    }
+
+    #[test]
+    fn outside_text_cannot_inject_escapes() {
+        let mut e = approve();
+        e.items = vec!["Hot\x1b[2JDog".into()];
+        e.request = Some("r\x1b1".into());
+        let line = format_decision(&e, false);
+        assert!(!line.contains('\x1b'), "{line:?}");
+        assert!(line.contains("Hot?[2JDog"));
+    }
+
+    #[test]
+    fn writes_one_line_per_decision_and_status() {
+        let mut c = ConsoleSignal::new(Vec::new(), false);
+        c.decision(&approve()).unwrap();
+        c.status(AgentStatus::Offline).unwrap();
+        c.void_result(&VoidEvent {
+            decision_id: "d-1".into(),
+            request_id: None,
+            outcome: VoidOutcome::NotFound,
+            reversed_cents: 0,
+            items: vec![],
+            error: None,
+            time: "2026-11-27T18:00:05.000Z".into(),
+            terminal: "stand-12".into(),
+        })
+        .unwrap();
+        let text = String::from_utf8(c.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], "-- status: offline --");
+        assert_eq!(
+            lines[2],
+            "18:00:05.000 VOID REFUSED not_found  decision d-1"
+        );
+    }
+}
