@@ -5,7 +5,9 @@
 //! shared notes and `docs/` for the parts and the money rules.
 
 pub mod clock;
+pub mod decide;
 pub mod money;
 pub mod redact;
-pub mod ticket;
 pub mod signal;
+pub mod store;
+pub mod ticket;
