@@ -52,7 +52,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
     let right_event = if input.events.is_empty() {
         info.event_date.as_deref().and_then(day) == day(input.today) && day(input.today).is_some()
     } else {
-        input.events.iter().any(|e| *e == info.event_name)
+        input.events.contains(&info.event_name)
     };
     if !right_event {
         return deny(Reason::WrongEvent);
