@@ -52,3 +52,26 @@ pub(crate) fn read_u64(what: &str, bytes: &[u8]) -> Result<u64, StoreError> {
     })?;
     Ok(u64::from_be_bytes(arr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_carry_their_format_byte() {
+        let bytes = encode("t", &vec![1u64, 2]).unwrap_or_default();
+        assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(decode::<Vec<u64>>("t", &bytes).ok(), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn refuses_unknown_formats_and_empty_values() {
+        assert!(matches!(
+            decode::<u64>("t", b"\x02{}"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(decode::<u64>("t", b"").is_err());
+        assert!(read_u64("t", b"123").is_err());
+        assert_eq!(read_u64("t", &u64_key(7)).ok(), Some(7));
+    }
+}

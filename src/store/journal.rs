@@ -107,7 +107,8 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    /// The decision this entry records (for a void: the decision reversed).
+    /// The decision this entry records (for a void: the decision reversed, with reason
+    /// `approved` standing in for `void`).
     pub fn decision(&self) -> Decision {
         Decision {
             verdict: self.verdict,

@@ -31,6 +31,7 @@ pub mod ledger;
 pub mod time;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,10 +92,10 @@ impl Store {
     /// Opens (or creates) the store in `dir`, creating the directory with mode 0700.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         create_private_dir(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes)
-            .open()?;
+            .cache_capacity(opts.cache_capacity_bytes);
+        let db = open_waiting_for_lock(&config)?;
         let store = Store {
             cache: db.open_tree("cache")?,
             ledger: db.open_tree("ledger")?,
@@ -191,6 +192,29 @@ impl Store {
     }
 }
 
+/// How long [`Store::open`] waits for the database lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens sled, retrying while the directory's lock is still held. sled releases its
+/// file lock from background threads shortly after the last handle is dropped, so a
+/// reopen right after a drop (a restart in the same process, tests) can briefly find
+/// it taken. Another live process holding it still fails after [`LOCK_WAIT`].
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let start = Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && start.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt;
@@ -208,4 +232,15 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
 }
