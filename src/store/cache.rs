@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::codec;
+use super::error::db_err;
 use super::{Store, StoreError, TicketRecord};
 
 /// What the cache holds.
@@ -75,7 +76,7 @@ impl Store {
 
     /// The cached record for `barcode`, if any.
     pub fn get_record(&self, barcode: &str) -> Result<Option<TicketRecord>, StoreError> {
-        let Some(bytes) = self.cache.get(barcode.as_bytes())? else {
+        let Some(bytes) = self.cache.get(barcode.as_bytes()).map_err(db_err)? else {
             return Ok(None);
         };
         match codec::decode("cache", &bytes) {
@@ -93,11 +94,11 @@ impl Store {
     /// Counts and ages of the cache (reads every entry).
     pub fn cache_stats(&self) -> Result<CacheStats, StoreError> {
         let mut stats = CacheStats {
-            bytes_on_disk: self.db.size_on_disk()?,
+            bytes_on_disk: self.db.size_on_disk().map_err(db_err)?,
             ..CacheStats::default()
         };
         for kv in self.cache.iter() {
-            let (_, v) = kv?;
+            let (_, v) = kv.map_err(db_err)?;
             stats.entries += 1;
             if let Ok(r) = codec::decode::<TicketRecord>("cache", &v) {
                 let t = r.fetched_at_ms;
@@ -110,7 +111,7 @@ impl Store {
 
     /// Empties the cache (the ledger and journal stay).
     pub fn cache_clear(&self) -> Result<(), StoreError> {
-        self.cache.clear()?;
+        self.cache.clear().map_err(db_err)?;
         self.flush()
     }
 }

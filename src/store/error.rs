@@ -84,8 +84,8 @@ impl From<std::io::Error> for StoreError {
     }
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Db(e.to_string())
-    }
+/// A sled error as a [`StoreError`] (a function, not a `From` impl, so that no sled
+/// type appears in the public API).
+pub(crate) fn db_err(e: sled::Error) -> StoreError {
+    StoreError::Db(e.to_string())
 }

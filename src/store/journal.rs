@@ -28,6 +28,7 @@ use crate::signal::DecisionEvent;
 
 use super::cache::tx_error;
 use super::codec::{self, read_u64, u64_key};
+use super::error::db_err;
 use super::ledger::{abort, decode_ledger, encode_ledger};
 use super::{OfflineState, Store, StoreError, TicketRecord, META_OFFLINE, META_SEQ};
 
@@ -186,7 +187,7 @@ impl Iterator for JournalIter {
     fn next(&mut self) -> Option<Self::Item> {
         let kv = self.inner.next()?;
         Some(
-            kv.map_err(StoreError::from)
+            kv.map_err(db_err)
                 .and_then(|(_, v)| codec::decode("journal", &v)),
         )
     }
@@ -392,7 +393,7 @@ impl Store {
     /// One journal entry by id.
     pub fn journal_entry(&self, id: &str) -> Result<Option<JournalEntry>, StoreError> {
         let seq = seq_of(id)?;
-        match self.journal.get(u64_key(seq))? {
+        match self.journal.get(u64_key(seq)).map_err(db_err)? {
             None => Ok(None),
             Some(v) => {
                 let e: JournalEntry = codec::decode("journal", &v)?;
@@ -424,7 +425,7 @@ impl Store {
 
     /// The id of the newest journal entry, if any.
     pub fn last_decision_id(&self) -> Result<Option<String>, StoreError> {
-        match self.journal.last()? {
+        match self.journal.last().map_err(db_err)? {
             None => Ok(None),
             Some((_, v)) => Ok(Some(codec::decode::<JournalEntry>("journal", &v)?.id)),
         }

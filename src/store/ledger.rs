@@ -29,6 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec;
+use super::error::db_err;
 use super::{Store, StoreError, TicketLedger, TicketRecord};
 
 /// A ticket ledger as stored: the ledger and the offline window it was written in.
@@ -81,7 +82,7 @@ impl Store {
     /// This terminal's ledger for `barcode` (empty when it never redeemed anything).
     pub fn ledger(&self, barcode: &str) -> Result<TicketLedger, StoreError> {
         let window = self.offline_window()?;
-        let bytes = self.ledger.get(barcode.as_bytes())?;
+        let bytes = self.ledger.get(barcode.as_bytes()).map_err(db_err)?;
         decode_ledger(barcode, bytes.as_deref(), window)
     }
 

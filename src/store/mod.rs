@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
 pub use cache::CacheStats;
+use error::db_err;
 pub use error::StoreError;
 pub use export::{export, Format};
 pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
@@ -97,10 +98,10 @@ impl Store {
             .cache_capacity(opts.cache_capacity_bytes);
         let db = open_waiting_for_lock(&config)?;
         let store = Store {
-            cache: db.open_tree("cache")?,
-            ledger: db.open_tree("ledger")?,
-            journal: db.open_tree("journal")?,
-            meta: db.open_tree("meta")?,
+            cache: db.open_tree("cache").map_err(db_err)?,
+            ledger: db.open_tree("ledger").map_err(db_err)?,
+            journal: db.open_tree("journal").map_err(db_err)?,
+            meta: db.open_tree("meta").map_err(db_err)?,
             db,
             terminal: opts.terminal_id,
             dir: dir.to_path_buf(),
@@ -110,11 +111,12 @@ impl Store {
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
-        match self.meta.get(META_SCHEMA)? {
+        match self.meta.get(META_SCHEMA).map_err(db_err)? {
             None => {
                 self.meta
-                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])?;
-                self.db.flush()?;
+                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+                    .map_err(db_err)?;
+                self.db.flush().map_err(db_err)?;
                 Ok(())
             }
             Some(v) => {
@@ -146,7 +148,7 @@ impl Store {
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db.flush().map_err(db_err)?;
         Ok(())
     }
 
@@ -175,12 +177,13 @@ impl Store {
             usage: OfflineUsage::default(),
         };
         self.meta
-            .insert(META_OFFLINE, codec::encode("meta/offline", &next)?)?;
+            .insert(META_OFFLINE, codec::encode("meta/offline", &next)?)
+            .map_err(db_err)?;
         self.flush()
     }
 
     fn offline_state(&self) -> Result<OfflineState, StoreError> {
-        match self.meta.get(META_OFFLINE)? {
+        match self.meta.get(META_OFFLINE).map_err(db_err)? {
             None => Ok(OfflineState::default()),
             Some(v) => codec::decode("meta/offline", &v),
         }
@@ -188,7 +191,7 @@ impl Store {
 
     /// Size of the database files on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        self.db.size_on_disk().map_err(db_err)
     }
 }
 
@@ -210,7 +213,7 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(db_err(e)),
         }
     }
 }
