@@ -1,0 +1,249 @@
+//! The durable store: the only code that touches sled.
+//!
+//! One sled database per terminal, in a directory created with mode 0700 (it holds
+//! full barcodes). Four trees:
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `cache` | barcode | the newest [`TicketRecord`] fetched from ATS |
+//! | `ledger` | barcode | this terminal's [`TicketLedger`] for the ticket (see [`ledger`]) |
+//! | `journal` | sequence number (u64, big endian) | one [`JournalEntry`] per decision or void |
+//! | `meta` | name | schema version, the decision sequence, the offline window and usage |
+//!
+//! Every value carries a format byte before its JSON (`codec.rs`). The schema version
+//! is checked on open: a database from a newer agent is refused with
+//! [`StoreError::FutureSchema`] rather than misread.
+//!
+//! Durability: sled writes are durable only after `flush`. A decision is committed in
+//! one transaction across `journal`, `ledger` and `meta` and flushed before
+//! [`Store::commit_decision`] returns, so the agent signals the POS only for decisions
+//! that survive a crash or power cut. Cache writes are not flushed on their own (a lost
+//! cache entry only costs a lookup); sled flushes them within its background interval.
+//!
+//! No sled type appears in this module's public API.
+
+pub mod cache;
+mod codec;
+pub mod error;
+pub mod export;
+pub mod journal;
+pub mod ledger;
+pub mod time;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::decide::{OfflineUsage, TicketLedger};
+pub use crate::ticket::TicketRecord;
+pub use cache::CacheStats;
+use error::db_err;
+pub use error::StoreError;
+pub use export::{export, Format};
+pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
+pub use time::rfc3339_ms;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_SEQ: &[u8] = b"decision_seq";
+const META_OFFLINE: &[u8] = b"offline";
+
+/// How to open the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache size in bytes (default 8 MiB; sled's own default is far larger
+    /// than a terminal wants).
+    pub cache_capacity_bytes: u64,
+    /// This terminal's id: the prefix of every decision id.
+    pub terminal_id: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 8 * 1024 * 1024,
+            terminal_id: "terminal".into(),
+        }
+    }
+}
+
+/// The offline window and what was approved offline in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct OfflineState {
+    window: u64,
+    usage: OfflineUsage,
+}
+
+/// The open store. Cheap to share by reference across threads (`Send + Sync`).
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    cache: sled::Tree,
+    ledger: sled::Tree,
+    journal: sled::Tree,
+    meta: sled::Tree,
+    terminal: String,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, creating the directory with mode 0700.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        create_private_dir(dir)?;
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(opts.cache_capacity_bytes);
+        let db = open_waiting_for_lock(&config)?;
+        let store = Store {
+            cache: db.open_tree("cache").map_err(db_err)?,
+            ledger: db.open_tree("ledger").map_err(db_err)?,
+            journal: db.open_tree("journal").map_err(db_err)?,
+            meta: db.open_tree("meta").map_err(db_err)?,
+            db,
+            terminal: opts.terminal_id,
+            dir: dir.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.meta.get(META_SCHEMA).map_err(db_err)? {
+            None => {
+                self.meta
+                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+                    .map_err(db_err)?;
+                self.db.flush().map_err(db_err)?;
+                Ok(())
+            }
+            Some(v) => {
+                let arr: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "meta/schema_version".into(),
+                    detail: format!("expected 4 bytes, found {}", v.len()),
+                })?;
+                match u32::from_be_bytes(arr) {
+                    SCHEMA_VERSION => Ok(()),
+                    found if found > SCHEMA_VERSION => Err(StoreError::FutureSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    }),
+                    old => Err(StoreError::UnsupportedSchema(old)),
+                }
+            }
+        }
+    }
+
+    /// The terminal id decisions are stamped with.
+    pub fn terminal_id(&self) -> &str {
+        &self.terminal
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Money and approvals made offline since the offline window started.
+    pub fn offline_usage(&self) -> Result<OfflineUsage, StoreError> {
+        Ok(self.offline_state()?.usage)
+    }
+
+    /// The number of the current offline window (starts at 0, +1 per reset).
+    pub fn offline_window(&self) -> Result<u64, StoreError> {
+        Ok(self.offline_state()?.window)
+    }
+
+    /// Starts a new offline window: the terminal's offline usage goes back to zero, and
+    /// so does every ticket's offline amount (lazily: a ticket ledger written in an
+    /// earlier window reads as zero offline money).
+    ///
+    /// The agent calls this when it is back online (its rolling window says ATS answers
+    /// again): the offline exposure of the past outage is then bounded by the caps and
+    /// will be settled by reconciliation; the next outage gets fresh caps. Calling it
+    /// while offline would reset the caps mid-outage, so don't.
+    pub fn reset_offline_window(&self) -> Result<(), StoreError> {
+        let state = self.offline_state()?;
+        let next = OfflineState {
+            window: state.window + 1,
+            usage: OfflineUsage::default(),
+        };
+        self.meta
+            .insert(META_OFFLINE, codec::encode("meta/offline", &next)?)
+            .map_err(db_err)?;
+        self.flush()
+    }
+
+    fn offline_state(&self) -> Result<OfflineState, StoreError> {
+        match self.meta.get(META_OFFLINE).map_err(db_err)? {
+            None => Ok(OfflineState::default()),
+            Some(v) => codec::decode("meta/offline", &v),
+        }
+    }
+
+    /// Size of the database files on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(db_err)
+    }
+}
+
+/// How long [`Store::open`] waits for the database lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens sled, retrying while the directory's lock is still held. sled releases its
+/// file lock from background threads shortly after the last handle is dropped, so a
+/// reopen right after a drop (a restart in the same process, tests) can briefly find
+/// it taken. Another live process holding it still fails after [`LOCK_WAIT`].
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let start = Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && start.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+}

@@ -1,0 +1,549 @@
+//! Store round trips: schema, cache, ledger, commit, void, offline usage, reopen.
+
+use std::path::Path;
+
+use concession_agent::decide::{
+    decide, DecideInput, Decision, Evidence, Mode, OfflineUsage, Policy, Reason, ScanKind, Source,
+    Verdict,
+};
+use concession_agent::store::{
+    EntryKind, NewDecision, Store, StoreError, StoreOptions, TicketRecord, SCHEMA_VERSION,
+};
+use concession_agent::ticket::{TicketInfo, TicketStatus, ValueKind, ValueLine};
+
+const TODAY: &str = "2026-11-27";
+const T0: u64 = 1_795_795_445_123;
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        terminal_id: "stand-7".into(),
+        ..StoreOptions::default()
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, opts()).unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn line(av: &str, kind: ValueKind, n: u64, balance: u64) -> ValueLine {
+    ValueLine {
+        av_id: av.into(),
+        kind,
+        description: if kind == ValueKind::Item {
+            "Hot Dog".into()
+        } else {
+            "F&B credit".into()
+        },
+        loaded: n,
+        balance,
+        valid_from: None,
+        valid_until: None,
+    }
+}
+
+fn record(barcode: &str, value: Vec<ValueLine>, fetched_at_ms: u64) -> TicketRecord {
+    TicketRecord {
+        barcode: barcode.into(),
+        info: Some(TicketInfo {
+            barcode: barcode.into(),
+            event_name: "EVENT01".into(),
+            event_date: Some(TODAY.into()),
+            event_time: None,
+            acct_id: Some(100479),
+            section_name: None,
+            row_name: None,
+            seat_num: None,
+            price_code: None,
+            status: TicketStatus::Active,
+        }),
+        value,
+        fetched_at_ms,
+    }
+}
+
+/// Decides a scan against the store's current ledger and usage, and commits it.
+fn scan(
+    store: &Store,
+    rec: &TicketRecord,
+    requested: Option<u64>,
+    mode: Mode,
+    live: bool,
+) -> (Decision, concession_agent::store::JournalEntry) {
+    let ledger = store.ledger(&rec.barcode).unwrap_or_else(|e| panic!("{e}"));
+    let usage = store.offline_usage().unwrap_or_else(|e| panic!("{e}"));
+    let scan = ScanKind::Barcode(rec.barcode.clone());
+    let evidence = if live {
+        Evidence::Live(rec)
+    } else {
+        Evidence::Cached {
+            record: rec,
+            age_ms: 60_000,
+        }
+    };
+    let policy = Policy::default();
+    let d = decide(&DecideInput {
+        scan: &scan,
+        requested,
+        evidence,
+        mode,
+        ledger: &ledger,
+        usage,
+        policy: &policy,
+        today: TODAY,
+        events: &[],
+    });
+    let entry = store
+        .commit_decision(&NewDecision {
+            scan_time_ms: T0,
+            barcode: &rec.barcode,
+            decision: &d,
+            evidence: Some(rec),
+            latency_ms: 12,
+            request: Some("pos-1"),
+        })
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    (d, entry)
+}
+
+/// sled itself, behind the store's back (sled frees its lock shortly after a drop).
+fn raw_open(dir: &Path) -> sled::Db {
+    for _ in 0..300 {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    panic!("sled lock never released");
+}
+
+#[test]
+fn creates_the_directory_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/store");
+    let _s = open(&dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[test]
+fn refuses_a_database_from_a_future_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    {
+        let db = raw_open(tmp.path());
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes()[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match Store::open(tmp.path(), opts()) {
+        Err(StoreError::FutureSchema { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            let msg = StoreError::FutureSchema { found, supported }.to_string();
+            assert!(msg.contains("newer"), "{msg}");
+        }
+        other => panic!("expected FutureSchema, got {other:?}"),
+    }
+}
+
+#[test]
+fn cache_round_trips_and_never_goes_back_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    assert_eq!(s.get_record("100000000001").unwrap(), None);
+    let new = record(
+        "100000000001",
+        vec![line("AV1", ValueKind::Money, 2000, 1500)],
+        2_000,
+    );
+    let old = record(
+        "100000000001",
+        vec![line("AV1", ValueKind::Money, 2000, 2000)],
+        1_000,
+    );
+    assert!(s.put_record(&new).unwrap());
+    assert!(!s.put_record(&old).unwrap());
+    assert_eq!(s.get_record("100000000001").unwrap(), Some(new.clone()));
+    let mut unknown = record("999999999999", vec![], 3_000);
+    unknown.info = None;
+    assert!(s.put_record(&unknown).unwrap());
+    assert_eq!(s.get_record("999999999999").unwrap(), Some(unknown));
+
+    let stats = s.cache_stats().unwrap();
+    assert_eq!(stats.entries, 2);
+    assert_eq!(stats.oldest_fetched_ms, Some(2_000));
+    assert_eq!(stats.newest_fetched_ms, Some(3_000));
+    assert!(stats.bytes_on_disk > 0);
+
+    s.cache_clear().unwrap();
+    assert_eq!(s.cache_stats().unwrap().entries, 0);
+}
+
+#[test]
+fn prefetch_stores_many_records_in_one_batch_skipping_older_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let fresh = record("200000000000", vec![], 9_000);
+    s.put_record(&fresh).unwrap();
+    let batch: Vec<TicketRecord> = (0..300)
+        .map(|i| record(&format!("2000000{i:05}"), vec![], 5_000))
+        .collect();
+    assert_eq!(s.put_records(&batch).unwrap(), 299);
+    assert_eq!(s.get_record("200000000000").unwrap(), Some(fresh));
+    assert_eq!(s.cache_stats().unwrap().entries, 300);
+}
+
+#[test]
+fn commit_journals_and_debits_the_ledger_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let rec = record(
+        "100000000008",
+        vec![line("AV1008", ValueKind::Money, 5000, 5000)],
+        T0,
+    );
+    let (d, e) = scan(&s, &rec, Some(1200), Mode::Online, true);
+    assert_eq!(d.approved_cents, 1200);
+    assert_eq!(e.id, "stand-7-000000000001");
+    assert_eq!(e.kind, EntryKind::Decision);
+    assert_eq!(e.barcode, "100000000008");
+    assert_eq!(e.barcode_masked, "********0008");
+    assert_eq!(e.scan_time, "2026-11-27T16:04:05.123Z");
+    assert_eq!(e.request.as_deref(), Some("pos-1"));
+    assert_eq!(e.decision(), d);
+    let l = s.ledger("100000000008").unwrap();
+    assert_eq!(l.lines["AV1008"].unreflected, 1200);
+    assert_eq!(l.lines["AV1008"].baseline, Some(5000));
+    assert_eq!(s.journal_entry(&e.id).unwrap(), Some(e.clone()));
+
+    // The same record again: only the remainder is left.
+    let (d2, e2) = scan(&s, &rec, None, Mode::Online, true);
+    assert_eq!(d2.approved_cents, 3800);
+    assert_eq!(e2.id, "stand-7-000000000002");
+    let (d3, _) = scan(&s, &rec, None, Mode::Online, true);
+    assert_eq!(d3.reason, Reason::AlreadyRedeemed);
+    assert_eq!(s.journal_len(), 3);
+    let ev = e2.to_event();
+    assert_eq!((ev.approved_cents, ev.source.as_str()), (3800, "live"));
+}
+
+#[test]
+fn denies_are_journaled_without_creating_a_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let d = Decision::deny(Reason::Unreadable, Source::Live, false);
+    let e = s
+        .commit_decision(&NewDecision {
+            scan_time_ms: T0,
+            barcode: "",
+            decision: &d,
+            evidence: None,
+            latency_ms: 0,
+            request: None,
+        })
+        .unwrap();
+    assert_eq!(e.verdict, Verdict::Deny);
+    assert_eq!(e.reason, "unreadable");
+    let rec = record("100000000004", vec![], T0);
+    let (d, _) = scan(&s, &rec, None, Mode::Online, true);
+    assert_eq!(d.reason, Reason::NoValue);
+    assert_eq!(s.ledger("100000000004").unwrap(), Default::default());
+}
+
+#[test]
+fn reconcile_counts_a_lower_balance_as_reflected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let rec = record(
+        "100000000008",
+        vec![line("AV1008", ValueKind::Money, 5000, 5000)],
+        T0,
+    );
+    scan(&s, &rec, Some(1000), Mode::Online, true);
+    // Nothing to reconcile for tickets without a ledger.
+    assert!(!s.reconcile(&record("100000000001", vec![], T0)).unwrap());
+    // Upstream reflected 600 of our 1000.
+    let newer = record(
+        "100000000008",
+        vec![line("AV1008", ValueKind::Money, 5000, 4400)],
+        T0 + 1,
+    );
+    assert!(s.reconcile(&newer).unwrap());
+    let l = s.ledger("100000000008").unwrap();
+    assert_eq!(l.lines["AV1008"].unreflected, 400);
+    assert_eq!(l.lines["AV1008"].baseline, Some(4400));
+    // Older answers change nothing; the same answer twice changes nothing.
+    assert!(!s.reconcile(&rec).unwrap());
+    assert!(!s.reconcile(&newer).unwrap());
+    let (d, _) = scan(&s, &newer, None, Mode::Online, true);
+    assert_eq!(d.approved_cents, 4000);
+}
+
+#[test]
+fn void_restores_money_and_items_and_refuses_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let rec = record(
+        "100000000003",
+        vec![
+            line("AV1003", ValueKind::Money, 1500, 1500),
+            line("AV1004", ValueKind::Item, 1, 1),
+        ],
+        T0,
+    );
+    let (d, e) = scan(&s, &rec, None, Mode::Online, true);
+    assert_eq!((d.approved_cents, d.items.len()), (1500, 1));
+    let out = s.void(&e.id, T0 + 5_000, Some("pos-void")).unwrap();
+    assert_eq!(out.restored_cents, 1500);
+    assert_eq!(out.restored_items, 1);
+    assert_eq!((out.upstream_cents, out.upstream_items), (0, 0));
+    assert_eq!(out.entry.kind, EntryKind::Void);
+    assert_eq!(out.entry.void_of.as_deref(), Some(e.id.as_str()));
+    assert_eq!(out.entry.reason, "void");
+    assert_eq!(
+        s.journal_entry(&e.id).unwrap().unwrap().voided_by,
+        Some(out.entry.id.clone())
+    );
+    // Value is back.
+    let (d2, _) = scan(&s, &rec, None, Mode::Online, true);
+    assert_eq!((d2.approved_cents, d2.items.len()), (1500, 1));
+
+    match s.void(&e.id, T0, None) {
+        Err(StoreError::AlreadyVoided { id, by }) => {
+            assert_eq!((id, by), (e.id.clone(), out.entry.id.clone()))
+        }
+        other => panic!("expected AlreadyVoided, got {other:?}"),
+    }
+    assert!(matches!(
+        s.void(&out.entry.id, T0, None),
+        Err(StoreError::NotVoidable(_))
+    ));
+    assert!(matches!(
+        s.void("stand-7-000000000999", T0, None),
+        Err(StoreError::UnknownDecision(_))
+    ));
+    assert!(matches!(
+        s.void("other-000000000001", T0, None),
+        Err(StoreError::UnknownDecision(_))
+    ));
+    assert!(matches!(
+        s.void("garbage", T0, None),
+        Err(StoreError::BadId(_))
+    ));
+}
+
+#[test]
+fn void_reports_what_upstream_already_subtracted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let rec = record(
+        "100000000001",
+        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
+        T0,
+    );
+    let (_, e) = scan(&s, &rec, Some(500), Mode::Online, true);
+    s.reconcile(&record(
+        "100000000001",
+        vec![line("AV1001", ValueKind::Money, 2000, 1700)],
+        T0 + 1,
+    ))
+    .unwrap();
+    let out = s.void(&e.id, T0 + 2, None).unwrap();
+    assert_eq!((out.restored_cents, out.upstream_cents), (200, 300));
+}
+
+#[test]
+fn voiding_a_deny_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let rec = record("100000000004", vec![], T0);
+    let (_, e) = scan(&s, &rec, None, Mode::Online, true);
+    assert!(matches!(
+        s.void(&e.id, T0, None),
+        Err(StoreError::NotVoidable(_))
+    ));
+}
+
+#[test]
+fn offline_usage_accumulates_and_resets_with_the_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let a = record(
+        "100000000008",
+        vec![line("AV1008", ValueKind::Money, 5000, 5000)],
+        T0,
+    );
+    let b = record(
+        "100000000002",
+        vec![line("AV1002", ValueKind::Item, 1, 1)],
+        T0,
+    );
+    let (d, e) = scan(&s, &a, None, Mode::Offline, false);
+    assert!(d.offline && e.offline);
+    assert_eq!(d.approved_cents, 2500);
+    assert_eq!(d.source, Source::Offline);
+    let (d2, _) = scan(&s, &b, None, Mode::Offline, false);
+    assert_eq!(d2.items.len(), 1);
+    assert_eq!(
+        s.offline_usage().unwrap(),
+        OfflineUsage {
+            cents: 2500,
+            count: 2
+        }
+    );
+    assert_eq!(s.ledger(&a.barcode).unwrap().offline_cents, 2500);
+    // The ticket's offline cap is used up.
+    let (d3, _) = scan(&s, &a, None, Mode::Offline, false);
+    assert_eq!(d3.reason, Reason::OfflineLimit);
+
+    // Void of an offline approval gives its exposure back.
+    s.void(&e.id, T0, None).unwrap();
+    assert_eq!(
+        s.offline_usage().unwrap(),
+        OfflineUsage { cents: 0, count: 1 }
+    );
+    assert_eq!(s.ledger(&a.barcode).unwrap().offline_cents, 0);
+    let (d4, e4) = scan(&s, &a, Some(1000), Mode::Offline, false);
+    assert_eq!(d4.approved_cents, 1000);
+
+    s.reset_offline_window().unwrap();
+    assert_eq!(s.offline_window().unwrap(), 1);
+    assert_eq!(s.offline_usage().unwrap(), OfflineUsage::default());
+    assert_eq!(s.ledger(&a.barcode).unwrap().offline_cents, 0);
+    // Unreflected money is not forgotten by the reset.
+    assert_eq!(
+        s.ledger(&a.barcode).unwrap().lines["AV1008"].unreflected,
+        1000
+    );
+    // A void from an earlier window gives value back but not exposure.
+    s.void(&e4.id, T0, None).unwrap();
+    assert_eq!(s.offline_usage().unwrap(), OfflineUsage::default());
+    assert_eq!(s.ledger(&a.barcode).unwrap().lines["AV1008"].unreflected, 0);
+}
+
+#[test]
+fn reopening_keeps_ledger_journal_usage_and_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record(
+        "100000000008",
+        vec![line("AV1008", ValueKind::Money, 5000, 5000)],
+        T0,
+    );
+    let first_ids: Vec<String> = {
+        let s = open(tmp.path());
+        s.put_record(&rec).unwrap();
+        let ids = (0..3)
+            .map(|_| scan(&s, &rec, Some(100), Mode::Offline, false).1.id)
+            .collect();
+        drop(s);
+        ids
+    };
+    let s = open(tmp.path());
+    assert_eq!(s.get_record(&rec.barcode).unwrap(), Some(rec.clone()));
+    assert_eq!(
+        s.ledger(&rec.barcode).unwrap().lines["AV1008"].unreflected,
+        300
+    );
+    assert_eq!(
+        s.offline_usage().unwrap(),
+        OfflineUsage {
+            cents: 300,
+            count: 3
+        }
+    );
+    let ids: Vec<String> = s
+        .journal_since(None)
+        .unwrap()
+        .map(|e| e.unwrap().id)
+        .collect();
+    assert_eq!(ids, first_ids);
+    let (_, e) = scan(&s, &rec, Some(100), Mode::Online, true);
+    assert_eq!(e.id, "stand-7-000000000004");
+    assert!(e.id > first_ids[2]);
+    assert_eq!(s.last_decision_id().unwrap(), Some(e.id));
+}
+
+#[test]
+fn ids_increase_with_every_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let d = Decision::deny(Reason::Unreadable, Source::Live, false);
+    let mut last = String::new();
+    for _ in 0..50 {
+        let e = s
+            .commit_decision(&NewDecision {
+                scan_time_ms: T0,
+                barcode: "",
+                decision: &d,
+                evidence: None,
+                latency_ms: 0,
+                request: None,
+            })
+            .unwrap();
+        assert!(e.id > last);
+        last = e.id;
+    }
+    assert_eq!(last, "stand-7-000000000050");
+}
+
+#[test]
+fn a_failed_commit_leaves_no_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record(
+        "100000000001",
+        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
+        T0,
+    );
+    {
+        let s = open(tmp.path());
+        scan(&s, &rec, Some(100), Mode::Offline, false);
+    }
+    {
+        // Corrupt that ticket's ledger behind the store's back.
+        let db = raw_open(tmp.path());
+        db.open_tree("ledger")
+            .unwrap()
+            .insert("100000000001", &b"\x09garbage"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = open(tmp.path());
+    let usage = s.offline_usage().unwrap();
+    let d = decide(&DecideInput {
+        scan: &ScanKind::Barcode(rec.barcode.clone()),
+        requested: Some(100),
+        evidence: Evidence::Cached {
+            record: &rec,
+            age_ms: 0,
+        },
+        mode: Mode::Offline,
+        ledger: &Default::default(),
+        usage,
+        policy: &Policy::default(),
+        today: TODAY,
+        events: &[],
+    });
+    assert!(d.is_approve());
+    let err = s
+        .commit_decision(&NewDecision {
+            scan_time_ms: T0,
+            barcode: &rec.barcode,
+            decision: &d,
+            evidence: Some(&rec),
+            latency_ms: 0,
+            request: None,
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(!err.to_string().contains("100000000001"), "{err}");
+    // No journal entry, no usage, no sequence number consumed.
+    assert_eq!(s.journal_len(), 1);
+    assert_eq!(s.offline_usage().unwrap(), usage);
+    let other = record("100000000002", vec![], T0);
+    let (_, e) = scan(&s, &other, None, Mode::Online, true);
+    assert_eq!(e.id, "stand-7-000000000002");
+}

@@ -1,0 +1,162 @@
+//! Crash test: a child process commits decisions and prints each id after the commit
+//! (which flushes) returned; the parent SIGKILLs it at a random point, reopens the store
+//! and checks that every printed id is in the journal exactly once, and that ledger and
+//! offline usage agree with the journal (the commit is one transaction).
+//!
+//! The child is this test binary re-executed with `CHILD_ENV` set, running only
+//! `crash_child`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use concession_agent::decide::{Decision, Reason, Source, Verdict};
+use concession_agent::store::{NewDecision, Store, StoreOptions};
+
+const CHILD_ENV: &str = "CONCESSION_AGENT_CRASH_CHILD_DIR";
+const TRIALS: usize = 20;
+const BARCODES: [&str; 3] = ["100000000001", "100000000003", "100000000008"];
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        terminal_id: "crash".into(),
+        ..StoreOptions::default()
+    }
+}
+
+fn approval() -> Decision {
+    Decision {
+        verdict: Verdict::Approve,
+        reason: Reason::Approved,
+        approved_cents: 1,
+        money: vec![("AV1".into(), 1)],
+        items: Vec::new(),
+        source: Source::Offline,
+        offline: true,
+    }
+}
+
+/// The child: commits until killed. Does nothing in a normal test run.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = Store::open(std::path::Path::new(&dir), opts()).expect("child open");
+    let d = approval();
+    for i in 0..1_000_000u64 {
+        let barcode = BARCODES[(i % 3) as usize];
+        let e = store
+            .commit_decision(&NewDecision {
+                scan_time_ms: 1_795_795_445_123 + i,
+                barcode,
+                decision: &d,
+                evidence: None,
+                latency_ms: 1,
+                request: None,
+            })
+            .expect("child commit");
+        println!("COMMITTED {}", e.id);
+    }
+}
+
+#[test]
+fn every_flushed_decision_survives_sigkill_and_reopen() {
+    let exe = std::env::current_exe().unwrap();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut dirs: Vec<tempfile::TempDir> = Vec::new();
+    for trial in 0..TRIALS {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let kill_after = 1 + (seed % 80) as usize;
+        // Every other trial reuses the store of the previous one, which already
+        // survived a kill and a reopen.
+        if trial.is_multiple_of(2) {
+            dirs.push(tempfile::tempdir().unwrap());
+        }
+        let tmp = dirs.last().unwrap();
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(id) = line.strip_prefix("COMMITTED ") {
+                printed.push(id.to_string());
+                if printed.len() >= kill_after {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL on unix
+        child.wait().unwrap();
+        // Anything printed before the kill was flushed too.
+        for line in lines {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("COMMITTED ") {
+                printed.push(id.to_string());
+            }
+        }
+        assert!(
+            printed.len() >= kill_after,
+            "trial {trial}: child died early"
+        );
+
+        let store = Store::open(tmp.path(), opts())
+            .unwrap_or_else(|e| panic!("trial {trial}: reopen after kill failed: {e}"));
+        let journal: Vec<_> = store
+            .journal_since(None)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        let ids: Vec<&str> = journal.iter().map(|e| e.id.as_str()).collect();
+        let unique: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "trial {trial}: duplicate ids");
+        for id in &printed {
+            assert_eq!(
+                ids.iter().filter(|j| *j == id).count(),
+                1,
+                "trial {trial}: {id} printed but not journaled exactly once"
+            );
+        }
+        // Gapless, in order.
+        for (i, e) in journal.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1, "trial {trial}");
+        }
+        // Ledger and usage agree with the journal: commits are atomic.
+        let mut per_barcode: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &journal {
+            *per_barcode.entry(e.barcode.as_str()).or_default() += e.approved_cents;
+        }
+        for b in BARCODES {
+            let l = store.ledger(b).unwrap();
+            let unreflected = l.lines.get("AV1").map_or(0, |x| x.unreflected);
+            assert_eq!(
+                unreflected,
+                per_barcode.get(b).copied().unwrap_or(0),
+                "trial {trial}: ledger of {b}"
+            );
+        }
+        let usage = store.offline_usage().unwrap();
+        assert_eq!(usage.count, journal.len() as u64, "trial {trial}");
+        assert_eq!(usage.cents, journal.len() as u64, "trial {trial}");
+        // The sequence continues after the crash.
+        let e = store
+            .commit_decision(&NewDecision {
+                scan_time_ms: 0,
+                barcode: BARCODES[0],
+                decision: &approval(),
+                evidence: None,
+                latency_ms: 0,
+                request: None,
+            })
+            .unwrap();
+        assert_eq!(e.seq, journal.len() as u64 + 1, "trial {trial}");
+    }
+}

@@ -1,0 +1,224 @@
+//! Journal export: JSON lines and CSV, paged with `since`, never duplicating or dropping.
+
+use std::collections::BTreeSet;
+
+use concession_agent::decide::{Decision, ItemGrant, Reason, Source, Verdict};
+use concession_agent::store::{
+    export, Format, JournalEntry, NewDecision, Store, StoreOptions, TicketRecord,
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            terminal_id: "gate,\"A\"".into(),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn commit(s: &Store, i: u64, request: Option<&str>) -> JournalEntry {
+    let d = if i.is_multiple_of(3) {
+        Decision::deny(Reason::UnknownTicket, Source::Live, false)
+    } else {
+        Decision {
+            verdict: Verdict::Approve,
+            reason: Reason::Approved,
+            approved_cents: 100,
+            money: vec![("AV1".into(), 100)],
+            items: vec![ItemGrant {
+                av_id: "AV2".into(),
+                description: "Pizza, and a \"Coke\"\nlarge".into(),
+            }],
+            source: Source::Cache,
+            offline: false,
+        }
+    };
+    let barcode = format!("3000000{:05}", i);
+    s.commit_decision(&NewDecision {
+        scan_time_ms: 1_795_795_445_123 + i,
+        barcode: &barcode,
+        decision: &d,
+        evidence: None::<&TicketRecord>,
+        latency_ms: i % 50,
+        request,
+    })
+    .unwrap()
+}
+
+fn export_jsonl(s: &Store, since: Option<&str>) -> Vec<JournalEntry> {
+    let mut buf = Vec::new();
+    let n = export(s, Format::Jsonl, since, &mut buf).unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let out: Vec<JournalEntry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len() as u64, n);
+    out
+}
+
+#[test]
+fn paging_a_thousand_entries_with_since_equals_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    for i in 0..1000 {
+        commit(&s, i, None);
+    }
+    let whole: Vec<JournalEntry> = s.journal_since(None).unwrap().map(Result::unwrap).collect();
+    assert_eq!(whole.len(), 1000);
+    assert_eq!(export_jsonl(&s, None), whole);
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _trial in 0..5 {
+        let mut pages = Vec::new();
+        let mut since: Option<String> = None;
+        loop {
+            let k = 1 + rng.below(120) as usize;
+            let page: Vec<JournalEntry> = s
+                .journal_since(since.as_deref())
+                .unwrap()
+                .take(k)
+                .map(Result::unwrap)
+                .collect();
+            if page.is_empty() {
+                break;
+            }
+            since = Some(page[page.len() - 1].id.clone());
+            pages.extend(page);
+        }
+        assert_eq!(pages, whole);
+    }
+    // After the last id: nothing.
+    assert!(export_jsonl(&s, Some(&whole[999].id)).is_empty());
+}
+
+#[test]
+fn exporting_while_decisions_keep_coming_never_duplicates_or_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let mut rng = Rng(42);
+    let mut exported = Vec::new();
+    let mut since: Option<String> = None;
+    let mut i = 0;
+    while i < 1000 {
+        let burst = rng.below(90);
+        for _ in 0..burst {
+            if i < 1000 {
+                commit(&s, i, Some("r"));
+                i += 1;
+            }
+        }
+        let page = export_jsonl(&s, since.as_deref());
+        if let Some(last) = page.last() {
+            since = Some(last.id.clone());
+        }
+        exported.extend(page);
+    }
+    exported.extend(export_jsonl(&s, since.as_deref()));
+    let ids: Vec<&str> = exported.iter().map(|e| e.id.as_str()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(unique.len(), 1000);
+    let whole: Vec<JournalEntry> = s.journal_since(None).unwrap().map(Result::unwrap).collect();
+    assert_eq!(exported, whole);
+}
+
+/// A small RFC 4180 reader for the test.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                _ => field.push(c),
+            }
+        } else {
+            match c {
+                '"' => quoted = true,
+                ',' => row.push(std::mem::take(&mut field)),
+                '\r' => {}
+                '\n' => {
+                    row.push(std::mem::take(&mut field));
+                    rows.push(std::mem::take(&mut row));
+                }
+                _ => field.push(c),
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn csv_quotes_commas_quotes_and_newlines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let tricky = "req,\"1\"\r\nnext";
+    let entries: Vec<JournalEntry> = (0..10).map(|i| commit(&s, i, Some(tricky))).collect();
+    let mut buf = Vec::new();
+    assert_eq!(export(&s, Format::Csv, None, &mut buf).unwrap(), 10);
+    let rows = parse_csv(&String::from_utf8(buf).unwrap());
+    assert_eq!(rows.len(), 11);
+    assert_eq!(rows[0][0], "id");
+    assert_eq!(rows[0].len(), 20);
+    for (row, e) in rows[1..].iter().zip(&entries) {
+        assert_eq!(row.len(), 20, "{row:?}");
+        assert_eq!(row[0], e.id);
+        assert_eq!(row[5], "gate,\"A\"");
+        assert_eq!(row[7], e.barcode);
+        assert_eq!(row[8], e.verdict.as_str());
+        assert_eq!(row[9], e.reason);
+        assert_eq!(row[10], e.approved_cents.to_string());
+        assert_eq!(row[17], tricky);
+        if e.verdict == Verdict::Approve {
+            assert_eq!(row[11], "AV1:100");
+            assert_eq!(row[12], "AV2:Pizza, and a \"Coke\"\nlarge");
+        }
+    }
+    // Paged CSV: a header per page, every entry once.
+    let mut buf = Vec::new();
+    assert_eq!(
+        export(&s, Format::Csv, Some(&entries[6].id), &mut buf).unwrap(),
+        3
+    );
+    let rows = parse_csv(&String::from_utf8(buf).unwrap());
+    let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, [&entries[7].id, &entries[8].id, &entries[9].id]);
+}
+
+#[test]
+fn export_formats_parse_by_name() {
+    assert_eq!("jsonl".parse::<Format>(), Ok(Format::Jsonl));
+    assert_eq!("CSV".parse::<Format>(), Ok(Format::Csv));
+    assert!("xml".parse::<Format>().is_err());
+}
+
+#[test]
+fn a_malformed_since_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let mut buf = Vec::new();
+    assert!(export(&s, Format::Jsonl, Some("nonsense"), &mut buf).is_err());
+}
