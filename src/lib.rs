@@ -4,8 +4,9 @@
 //! `signal` (POS). Slow work (`ats` calls) runs on worker threads. See DESIGN.md in the
 //! shared notes and `docs/` for the parts and the money rules.
 
+pub mod ats;
 pub mod clock;
 pub mod money;
 pub mod redact;
-pub mod ticket;
 pub mod signal;
+pub mod ticket;
