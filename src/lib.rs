@@ -7,5 +7,7 @@
 pub mod clock;
 pub mod money;
 pub mod redact;
-pub mod ticket;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod signal;
+pub mod ticket;
