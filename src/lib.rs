@@ -8,5 +8,7 @@ pub mod ats;
 pub mod clock;
 pub mod money;
 pub mod redact;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod signal;
 pub mod ticket;
