@@ -223,18 +223,15 @@ impl DataSet {
     /// Adds `n` EVENT01 tickets `200000000000 + i`, each with $10.00 (`AV2` + 6 digits),
     /// owned by account [`GENERATED_ACCOUNT`].
     pub fn generate(&mut self, n: usize) {
-        if !self.accounts.contains_key(&GENERATED_ACCOUNT) {
-            self.accounts.insert(
-                GENERATED_ACCOUNT,
-                Account {
-                    acct_id: GENERATED_ACCOUNT,
-                    name_first: "Gen".into(),
-                    name_last: "Erated".into(),
-                    email_addr: "generated@example.com".into(),
-                    locked: false,
-                },
-            );
-        }
+        self.accounts
+            .entry(GENERATED_ACCOUNT)
+            .or_insert_with(|| Account {
+                acct_id: GENERATED_ACCOUNT,
+                name_first: "Gen".into(),
+                name_last: "Erated".into(),
+                email_addr: "generated@example.com".into(),
+                locked: false,
+            });
         if self.event("EVENT01").is_none() {
             self.events.push(Event {
                 event_name: "EVENT01".into(),
