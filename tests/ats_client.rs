@@ -255,6 +255,12 @@ fn sends_the_envelope_to_the_product_url_with_the_key_header() {
     assert_eq!(s.target, "/sth-customer/ticketing_services.aspx?dsn=apigee");
     assert_eq!(s.header("apikey"), Some(KEY));
     assert_eq!(s.header("content-type"), Some("application/json"));
+    let content_types = s
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .count();
+    assert_eq!(content_types, 1);
     assert_eq!(s.header("cookie"), None);
     let body = s.json();
     assert_eq!(

@@ -23,7 +23,7 @@ use crate::ticket::{TicketInfo, ValueLine};
 
 use super::config::{AtsConfig, Endpoint};
 use super::cookies::CallJar;
-use super::error::{AtsError, Phase, RateWindow};
+use super::error::{AtsError, Phase};
 use super::http::{Http, Reply};
 use super::poll::Backoff;
 use super::rate::{RateBudget, ServerRate, DEFAULT_SERVER_CLOSURE};
@@ -554,13 +554,6 @@ fn scrub_error(e: AtsError, key: &str) -> AtsError {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync + Clone>() {}
-    is::<AtsClient>();
-    let _ = RateWindow::Minute;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,6 +582,8 @@ mod tests {
 
     #[test]
     fn client_is_send_sync_and_debug_hides_the_key() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<AtsClient>();
         let c = AtsClient::new(AtsConfig {
             base_url: "http://127.0.0.1:9".into(),
             apikey: crate::redact::Secret::new("topsecretkey"),

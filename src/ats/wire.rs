@@ -741,4 +741,62 @@ mod tests {
         assert_eq!(shorten("abcdef", 3), "abc...");
         assert_eq!(shorten("é", 3), "é");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<String>().prop_map(Value::from),
+                "-?[0-9]{0,25}(\\.[0-9]{0,4})?".prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                any::<bool>().prop_map(Value::from),
+                Just(Value::Null),
+                Just(json!([1, "x"])),
+                Just(json!({"a": 1})),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn av_rows_never_panic_and_never_invent_value(
+                amount in scalar(), balance in scalar(), acct in scalar(),
+                kind in prop_oneof![Just("M"), Just("N"), Just("m"), Just("Q")],
+            ) {
+                let row = json!({"barcode": "100000000001", "av_id": "A", "av_type": kind,
+                                 "amount": amount, "balance": balance.clone(), "acct_id": acct});
+                let c1 = obj(json!({"av_barcodes": [row]}));
+                match decode_av_chunk(&c1) {
+                    Ok(ch) => {
+                        let line = &ch.rows[0].line;
+                        let text = match &balance {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        let cents = parse_cents(&text).unwrap();
+                        match line.kind {
+                            ValueKind::Money => prop_assert_eq!(line.balance, cents),
+                            ValueKind::Item => prop_assert_eq!(line.balance * 100, cents),
+                        }
+                    }
+                    Err(e) => prop_assert!(matches!(e, AtsError::Decode { .. }), "{:?}", e),
+                }
+            }
+
+            #[test]
+            fn verify_never_panics(fields in proptest::collection::btree_map(
+                prop_oneof![Just("barcode".to_string()), Just("event_name".to_string()),
+                            Just("acct_id".to_string()), Just("ticket_status".to_string()),
+                            Just("seat_num".to_string()), any::<String>()],
+                scalar(), 0..8)) {
+                let m: Map<String, Value> = fields.into_iter().collect();
+                let _ = decode_verify(&m, "1");
+                let _ = check_result(&Envelope { body: json!({"header": m.clone(), "command1": m}) });
+            }
+        }
+    }
 }
