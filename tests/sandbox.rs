@@ -955,6 +955,12 @@ fn polling_cycle_with_cookies_takes_ten_seconds() {
     assert_eq!(v["header"]["result"], 0);
     assert_eq!(v["command1"]["result"], 0);
     assert_eq!(v["command1"]["cmd"], "ats_ext_test_polling");
+    assert_eq!(
+        r.set_cookies(),
+        ["QTKN=", "SID=", "BID="],
+        "cookies expired"
+    );
+    assert!(r.header("Set-Cookie").unwrap().contains("Max-Age=0"));
 
     // The token is gone once collected.
     let r = ats_with(&sb, cmd.clone(), &[("Cookie", &jar)]);
