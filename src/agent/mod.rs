@@ -114,6 +114,12 @@ pub struct Evaluation {
     pub record: Option<TicketRecord>,
 }
 
+/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
+pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
+    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
+    crate::store::time::utc_date(shifted.max(0) as u64)
+}
+
 /// How much of the deadline is kept for committing and signalling.
 fn commit_reserve(deadline: Duration) -> Duration {
     (deadline / 10).min(Duration::from_millis(100))
@@ -191,12 +197,20 @@ impl Agent {
     }
 
     fn health_mode(&self) -> Mode {
-        self.health.lock().map(|h| h.mode()).unwrap_or(Mode::Offline)
+        self.health
+            .lock()
+            .map(|h| h.mode())
+            .unwrap_or(Mode::Offline)
     }
 
     /// Decides one scan without recording anything (the `lookup` command). It may call
     /// ATS and refresh the cache, as a real scan would.
-    pub fn evaluate(&mut self, input: &ScanInput, requested: Option<Cents>, received_at_ms: u64) -> Evaluation {
+    pub fn evaluate(
+        &mut self,
+        input: &ScanInput,
+        requested: Option<Cents>,
+        received_at_ms: u64,
+    ) -> Evaluation {
         let kind = match input {
             ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
             ScanInput::SafeTix(_) => ScanKind::SafeTix,
@@ -230,7 +244,11 @@ impl Agent {
         });
 
         let mut live: Option<TicketRecord> = None;
-        let mut scan_mode = if online { decide::Mode::Online } else { decide::Mode::Offline };
+        let mut scan_mode = if online {
+            decide::Mode::Online
+        } else {
+            decide::Mode::Offline
+        };
         if !barcode.is_empty() && online && !fresh {
             live = self.live_lookup(&barcode, budget);
             if live.is_none() {
@@ -247,20 +265,36 @@ impl Agent {
             },
             (None, None) => Evidence::None,
         };
-        let ledger = if barcode.is_empty() {
-            TicketLedger::default()
+        let source = if live.is_some() {
+            decide::Source::Live
+        } else if scan_mode == decide::Mode::Online {
+            decide::Source::Cache
         } else {
-            self.store.ledger(&barcode).unwrap_or_else(|e| {
-                log::error!("ledger read failed: {e}");
-                // Unknown ledger: deny rather than risk approving spent value.
-                TicketLedger::poisoned()
-            })
+            decide::Source::Offline
         };
-        let usage = self.store.offline_usage().unwrap_or_else(|e| {
-            log::error!("offline usage read failed: {e}");
-            decide::OfflineUsage::exhausted()
-        });
-        let today = crate::store::local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
+        let ledger = if barcode.is_empty() {
+            Ok(TicketLedger::default())
+        } else {
+            self.store.ledger(&barcode)
+        };
+        let (ledger, usage) = match (ledger, self.store.offline_usage()) {
+            (Ok(l), Ok(u)) => (l, u),
+            (Err(e), _) | (_, Err(e)) => {
+                // Without the ledger the agent cannot know what was spent: deny.
+                log::error!("store read failed, denying: {e}");
+                let decision = Decision::deny(
+                    decide::Reason::StoreError,
+                    source,
+                    scan_mode == decide::Mode::Offline,
+                );
+                return Evaluation {
+                    barcode,
+                    decision,
+                    record,
+                };
+            }
+        };
+        let today = local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
@@ -289,7 +323,10 @@ impl Agent {
         let rx = match self.lookups.lookup(barcode, event) {
             Some(rx) => rx,
             None => {
-                log::warn!("ats workers saturated: deciding {} offline", mask_barcode(barcode));
+                log::warn!(
+                    "ats workers saturated: deciding {} offline",
+                    mask_barcode(barcode)
+                );
                 return None;
             }
         };
@@ -335,7 +372,7 @@ impl Agent {
             }
         };
         let event = entry.to_event();
-        log::info!(
+        log::debug!(
             "{} {} {} {} cents via {} in {} ms",
             event.id,
             event.decision.as_str(),
@@ -380,7 +417,12 @@ impl Agent {
         match self.store.void(decision_id, now, request_id) {
             Ok(v) => {
                 event.reversed_cents = v.entry.approved_cents;
-                event.items = v.entry.items.iter().map(|i| i.description.clone()).collect();
+                event.items = v
+                    .entry
+                    .items
+                    .iter()
+                    .map(|i| i.description.clone())
+                    .collect();
                 if v.upstream_cents > 0 || v.upstream_items > 0 {
                     log::warn!(
                         "void {}: {} cents and {} items were already reflected upstream; refund them in ATS",
@@ -420,7 +462,6 @@ impl Agent {
                 self.handle_void(decision_id, request_id.as_deref());
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 
@@ -458,7 +499,8 @@ impl Agent {
             }
         }
         self.check_mode();
-        if self.mode == Mode::Offline && self.probe.is_none() && self.clock.now() >= self.next_probe {
+        if self.mode == Mode::Offline && self.probe.is_none() && self.clock.now() >= self.next_probe
+        {
             self.probe = self.lookups.probe();
             self.next_probe = self.clock.now() + self.config.health.probe_interval;
         }
@@ -468,7 +510,11 @@ impl Agent {
     /// from the channel is finished (journaled and signalled) before returning.
     pub fn run(&mut self, requests: &Receiver<AgentRequest>, stop: &AtomicBool) {
         self.outputs.each(|s| s.status(AgentStatus::Ready));
-        let tick = self.config.health.probe_interval.min(Duration::from_millis(250));
+        let tick = self
+            .config
+            .health
+            .probe_interval
+            .min(Duration::from_millis(250));
         while !stop.load(Ordering::SeqCst) {
             match requests.recv_timeout(tick) {
                 Ok(req) => {
