@@ -81,6 +81,20 @@ pub struct AtsLink {
     pub sandbox: Option<crate::sandbox::SandboxHandle>,
 }
 
+impl AtsLink {
+    /// True when the agent talks to the built-in sandbox.
+    pub fn is_sandbox(&self) -> bool {
+        #[cfg(feature = "sandbox")]
+        {
+            self.sandbox.is_some()
+        }
+        #[cfg(not(feature = "sandbox"))]
+        {
+            false
+        }
+    }
+}
+
 /// The client settings for a base URL.
 pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
     let a = &config.ats;

@@ -1,5 +1,6 @@
 //! `concession-agent`: the command line. Parsing only; the work is in the library.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -12,7 +13,7 @@ use concession_agent::agent::{local_date, Agent, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
-use concession_agent::config::{Config, RawConfig};
+use concession_agent::config::{Config, RawConfig, ScannerKind};
 use concession_agent::scan::barcode::classify;
 use concession_agent::store::{self, Format};
 
@@ -318,8 +319,19 @@ fn run_agent(
         Arc::clone(&stop),
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
+    let demo = link.is_sandbox();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
     log::info!("ready");
+    if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
+        eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
+        if demo {
+            eprintln!(
+                "Sandbox barcodes: 100000000001 ($20), 100000000002 (pizza and a coke), \
+                 100000000003 ($15 + hot dog), 100000000005 (void), 100000000006 (other event), \
+                 999999999999 (unknown). More in docs/sandbox.md."
+            );
+        }
+    }
     agent.run(&rx, &stop);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(running);
