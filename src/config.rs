@@ -9,12 +9,13 @@
 //! they are validated like the file.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ats::is_loopback_host;
 use crate::money::Cents;
 use crate::redact::Secret;
 
@@ -345,15 +346,6 @@ fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
             format!("{v:?} is not an address like 127.0.0.1:7070"),
         )
     })
-}
-
-/// True for hosts that never leave the machine (where plain http is allowed).
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 /// Checks an ATS base URL: https anywhere, http only to loopback.

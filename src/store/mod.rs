@@ -28,7 +28,8 @@ pub mod error;
 pub mod export;
 pub mod journal;
 pub mod ledger;
-pub mod time;
+/// Dates and timestamps (kept under this name for callers of the store).
+pub use crate::date as time;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
