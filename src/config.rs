@@ -520,7 +520,7 @@ impl Config {
             refresh_interval: ms(
                 "cache.refresh_interval_ms",
                 c.refresh_interval_ms,
-                900_000,
+                300_000,
                 10_000,
                 86_400_000,
             )?,
