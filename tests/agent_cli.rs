@@ -23,10 +23,15 @@ struct Stand {
 
 impl Stand {
     fn new(url: &str) -> Stand {
+        Stand::serving(url, r#"["EVENT01"]"#)
+    }
+
+    /// A stand serving `events` (a TOML array).
+    fn serving(url: &str, events: &str) -> Stand {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("agent.toml");
         let text = format!(
-            "terminal_id = \"cli-stand\"\nstore_dir = {store:?}\nevents = [\"EVENT01\"]\n\
+            "terminal_id = \"cli-stand\"\nstore_dir = {store:?}\nevents = {events}\n\
              [ats]\nurl = {url:?}\napikey = \"sandbox-key\"\n\
              [cache]\nprefetch_at_start = false\n",
             store = dir.path().join("store").display().to_string(),
@@ -320,6 +325,24 @@ fn cache_prefetch_stats_and_clear() {
     assert!(stats["oldest_fetched"].is_null());
     // The journal stays.
     assert_eq!(stats["journal_entries"], 2);
+}
+
+#[test]
+fn cache_prefetch_without_an_event_loads_every_event_the_stand_serves() {
+    let sandbox = support::sandbox();
+    let stand = Stand::serving(&sandbox.base_url(), r#"["EVENT01", "EVENT02"]"#);
+    let out = stand.ok(&["cache", "prefetch"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["EVENT01: 5 tickets cached", "EVENT02: 1 tickets cached"],
+        "{out}"
+    );
+    let stats: Value = serde_json::from_str(&stand.ok(&["cache", "stats"])).unwrap();
+    assert_eq!(stats["entries"], 6);
+    // --event still picks one.
+    let out = stand.ok(&["cache", "prefetch", "--event", "EVENT02"]);
+    assert_eq!(out.trim(), "EVENT02: 1 tickets cached");
 }
 
 #[test]

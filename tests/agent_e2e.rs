@@ -689,3 +689,26 @@ fn with_fresh_ms_0_every_online_scan_asks_ats_even_when_the_cache_looks_brand_ne
     );
     assert_eq!(h.stats().calls("verify_barcode"), 1);
 }
+
+#[test]
+fn upstream_balances_reconcile_with_the_ledger_without_double_spending() {
+    let mut h = Harness::start(EVENT01);
+    assert_eq!(h.scan("100000000001").approved_cents, 2000);
+    // A refresh before ATS has seen the redemption does not bring the value back.
+    h.prefetch("EVENT01");
+    assert_eq!(h.scan("100000000001").reason, "already_redeemed");
+    // ATS debits it (the redemption is reflected upstream): still nothing left.
+    h.sandbox.set_balance("100000000001", "AV1001", 0).unwrap();
+    h.prefetch("EVENT01");
+    assert_eq!(h.scan("100000000001").reason, "already_redeemed");
+    // Value reloaded upstream: exactly the new value is approved, once.
+    h.sandbox
+        .set_balance("100000000001", "AV1001", 1200)
+        .unwrap();
+    h.prefetch("EVENT01");
+    let d = h.scan("100000000001");
+    assert_eq!((d.decision, d.approved_cents), (Verdict::Approve, 1200));
+    assert_eq!(h.scan("100000000001").reason, "already_redeemed");
+    let ledger = h.agent.store().ledger("100000000001").unwrap();
+    assert_eq!(ledger.lines["AV1001"].unreflected, 1200);
+}
