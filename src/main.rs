@@ -230,11 +230,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     let link =
                         app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
                     let today = local_date(clock.wall_ms(), config.utc_offset_minutes);
-                    let names: Vec<String> = event
-                        .into_iter()
-                        .chain(config.events.clone())
-                        .take(1)
-                        .collect();
+                    // One named event, else every event the stand serves (else today's).
+                    let names: Vec<String> = match event {
+                        Some(e) => vec![e],
+                        None => config.events.clone(),
+                    };
                     let events = events_to_prefetch(&link.client, &names, &today)
                         .map_err(|e| e.to_string())?;
                     if events.is_empty() {
