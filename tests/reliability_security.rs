@@ -170,6 +170,37 @@ fn the_api_key_and_full_barcodes_never_reach_the_output_at_debug_level() {
     );
 }
 
+/// Regression: at `RUST_LOG=trace` ureq hex-dumped the raw request (the `apikey` header
+/// and the barcodes in the body, split over 16-byte rows, so a plain search missed it).
+#[test]
+fn trace_logging_never_dumps_the_wire() {
+    let sb = support::sandbox_with(SandboxConfig {
+        apikey: RIGHT_KEY.into(),
+        ..SandboxConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        &tmp.path().join("store"),
+        &format!("url = {:?}", sb.base_url()),
+    );
+    for key in [WRONG_KEY, RIGHT_KEY] {
+        let mut cmd = agent();
+        cmd.env("CONCESSION_ATS_APIKEY", key).env("RUST_LOG", "trace");
+        let o = run_with_scans(cmd, &config, &BARCODES);
+        assert_no_key("trace", &o);
+        assert_barcodes_masked("trace", &o);
+        let (_, err) = text(&o);
+        assert!(err.contains("TRACE"), "trace logging is on");
+        assert!(
+            !err.contains("ureq_proto::util"),
+            "the wire dump is in the log"
+        );
+        // The hex rows of "apikey: " as ureq_proto printed them.
+        assert!(!err.contains("6170 696b 6579"), "hex of the apikey header");
+    }
+}
+
 #[test]
 fn plain_http_to_a_remote_host_is_refused_before_connecting() {
     let tmp = tempfile::tempdir().unwrap();
