@@ -156,9 +156,9 @@ fn count_panics() {
             // A failing assertion on a test's own thread is that test's business; any
             // other thread (ATS workers, prefetch, sandbox, proxy) must never panic.
             let name = std::thread::current().name().map(str::to_string);
-            let test_thread = name.as_deref().is_some_and(|n| {
-                n.starts_with("decides_in_time") || n.starts_with("the_matrix")
-            });
+            let test_thread = name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("decides_in_time") || n.starts_with("the_matrix"));
             if !test_thread {
                 PANICS.fetch_add(1, Ordering::SeqCst);
             }
@@ -367,8 +367,7 @@ fn pki() -> Pki {
     let leaf = |expired: bool| {
         let key = KeyPair::generate().unwrap();
         let mut p =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         if expired {
             p.not_before = date_time_ymd(2020, 1, 1);
             p.not_after = date_time_ymd(2021, 1, 1);
@@ -584,8 +583,8 @@ impl Terminal {
         let ats = self.agent.ats();
         let events = events_to_prefetch(ats, &["EVENT01".to_string()], &today).unwrap();
         for ev in &events {
-            let n = prefetch_event(ats, self.agent.store(), ev, self.clock.wall_ms(), None)
-                .unwrap();
+            let n =
+                prefetch_event(ats, self.agent.store(), ev, self.clock.wall_ms(), None).unwrap();
             assert!(n >= 10, "prefetched {n}");
         }
     }
@@ -688,7 +687,10 @@ fn check_offline_rules(fault: &str, journal: &[JournalEntry]) {
             *per_ticket.entry(e.barcode.as_str()).or_default() += e.approved_cents;
         }
         for (b, cents) in per_ticket {
-            assert!(cents <= PER_TICKET, "{fault}: ticket {b} got {cents} offline");
+            assert!(
+                cents <= PER_TICKET,
+                "{fault}: ticket {b} got {cents} offline"
+            );
         }
     }
 }
@@ -747,7 +749,10 @@ fn check_records(t: &Terminal, name: &str) {
     check_offline_rules(name, &journal);
     for (e, (barcode, ..)) in journal[1..].iter().zip(FAULT_SCANS) {
         if e.verdict == Verdict::Approve {
-            assert!(e.offline, "{name}: {barcode} approved online under the fault");
+            assert!(
+                e.offline,
+                "{name}: {barcode} approved online under the fault"
+            );
         }
     }
 }
@@ -841,7 +846,11 @@ fn decides_in_time_under_offline_rules_when_the_name_does_not_resolve() {
     t.agent.tick();
     assert_eq!(t.agent.mode(), Mode::Offline, "{name}: never reached ATS");
     t.agent.shutdown();
-    assert_eq!(PANICS.load(Ordering::SeqCst), panics, "{name}: a thread panicked");
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        panics,
+        "{name}: a thread panicked"
+    );
     figures(name, &times, None);
 }
 
@@ -864,7 +873,10 @@ fn decides_in_time_and_goes_offline_when_the_server_throttles_before_a_scan() {
     assert!(t.agent.ats().ping().is_err());
     let (d, took) = t.scan(&generated(1), None);
     assert!(took <= Duration::from_millis(DEADLINE_MS + SLACK_MS));
-    assert_eq!((d.decision, d.source.as_str()), (Verdict::Approve, "offline"));
+    assert_eq!(
+        (d.decision, d.source.as_str()),
+        (Verdict::Approve, "offline")
+    );
     t.agent.tick();
     assert_eq!(t.agent.mode(), Mode::Offline, "throttled means offline");
     t.agent.shutdown();

@@ -105,7 +105,10 @@ fn assert_no_key(what: &str, o: &Output) {
 fn assert_barcodes_masked(what: &str, o: &Output) {
     let (_, err) = text(o);
     for b in BARCODES {
-        assert!(!err.contains(b), "{what}: full barcode {b} in the log:\n{err}");
+        assert!(
+            !err.contains(b),
+            "{what}: full barcode {b} in the log:\n{err}"
+        );
     }
 }
 
@@ -186,7 +189,8 @@ fn trace_logging_never_dumps_the_wire() {
     );
     for key in [WRONG_KEY, RIGHT_KEY] {
         let mut cmd = agent();
-        cmd.env("CONCESSION_ATS_APIKEY", key).env("RUST_LOG", "trace");
+        cmd.env("CONCESSION_ATS_APIKEY", key)
+            .env("RUST_LOG", "trace");
         let o = run_with_scans(cmd, &config, &BARCODES);
         assert_no_key("trace", &o);
         assert_barcodes_masked("trace", &o);
@@ -221,7 +225,10 @@ fn plain_http_to_a_remote_host_is_refused_before_connecting() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("loopback") && err.contains("https"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "it tried to connect");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it tried to connect"
+    );
 }
 
 #[test]
@@ -244,7 +251,12 @@ fn a_readable_key_file_is_refused_and_a_private_one_works() {
     );
     for mode in [0o644, 0o640, 0o604] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
-        let o = agent().arg("--config").arg(&config).arg("ping").output().unwrap();
+        let o = agent()
+            .arg("--config")
+            .arg(&config)
+            .arg("ping")
+            .output()
+            .unwrap();
         let (out, err) = text(&o);
         assert!(!o.status.success(), "mode {mode:o} was accepted");
         assert!(
@@ -254,7 +266,12 @@ fn a_readable_key_file_is_refused_and_a_private_one_works() {
         assert!(!err.contains(RIGHT_KEY) && !out.contains(RIGHT_KEY));
     }
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let o = agent().arg("--config").arg(&config).arg("ping").output().unwrap();
+    let o = agent()
+        .arg("--config")
+        .arg(&config)
+        .arg("ping")
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "0600 key file refused:\n{err}");
     assert!(out.contains("system_available") || !out.is_empty());

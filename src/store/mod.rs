@@ -232,20 +232,18 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
                 dir.display(),
                 mode & 0o777
             );
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "store directory {} has mode {:o} and cannot be made private \
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "store directory {} has mode {:o} and cannot be made private \
                              ({e}): run `chmod 700 {}`",
-                            dir.display(),
-                            mode & 0o777,
-                            dir.display()
-                        ),
-                    )
-                },
-            )?;
+                        dir.display(),
+                        mode & 0o777,
+                        dir.display()
+                    ),
+                )
+            })?;
         }
         return Ok(());
     }
