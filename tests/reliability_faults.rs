@@ -219,7 +219,9 @@ impl Proxy {
                 let Ok(client) = conn else { continue };
                 let mode = {
                     let mut s = shared.lock().unwrap();
-                    if let Ok(c) = client.try_clone() {
+                    // Not in reset mode: a kept duplicate would hold the socket open
+                    // and turn the reset into a stall.
+                    if let (ProxyMode::Forward(_), Ok(c)) = (s.mode, client.try_clone()) {
                         s.conns.push(c);
                     }
                     s.mode
@@ -880,4 +882,51 @@ fn decides_in_time_and_goes_offline_when_the_server_throttles_before_a_scan() {
     t.agent.tick();
     assert_eq!(t.agent.mode(), Mode::Offline, "throttled means offline");
     t.agent.shutdown();
+}
+
+/// The proxy's reset is a reset: the client sees part of an answer, then ECONNRESET.
+#[test]
+fn the_test_proxy_resets_mid_response() {
+    let ats = sandbox(None, clock::system());
+    let proxy = Proxy::start(vec![ats.addr()]);
+    proxy.set_mode(ProxyMode::Reset);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut buf = Vec::new();
+    let err = s.read_to_end(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(buf.starts_with(b"HTTP/1.1 "), "{buf:?}");
+}
+
+/// The TLS rows fail for the reason they claim: expiry, and an unknown issuer.
+#[test]
+fn the_tls_faults_fail_the_handshake_for_the_stated_reason() {
+    use concession_agent::ats::{AtsClient, AtsConfig, Phase};
+    let pki = pki();
+    for (pem, why) in [
+        (pki.expired.clone(), "expired"),
+        (pki.wrong_ca.clone(), "unknownissuer"),
+        (pki.good.clone(), ""),
+    ] {
+        let sb = sandbox(Some(pem), clock::system());
+        let client = AtsClient::new(AtsConfig {
+            base_url: sb.base_url(),
+            apikey: concession_agent::redact::Secret::new("sandbox-key"),
+            ca_file: Some(pki.ca_file.clone()),
+            ..AtsConfig::default()
+        })
+        .unwrap();
+        match client.ping() {
+            Ok(_) => assert_eq!(why, "", "handshake passed"),
+            Err(e) => {
+                assert_eq!(e.phase(), Some(Phase::Tls), "{e:?}");
+                let text = format!("{e:?}")
+                    .to_ascii_lowercase()
+                    .replace([' ', '_'], "");
+                assert!(!why.is_empty() && text.contains(why), "{why}: {e:?}");
+            }
+        }
+    }
 }
