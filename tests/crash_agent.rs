@@ -69,6 +69,7 @@ struct Received {
     barcode: String,
     approve: bool,
     cents: u64,
+    reason: String,
 }
 
 fn parse(line: &str) -> Option<Received> {
@@ -81,6 +82,7 @@ fn parse(line: &str) -> Option<Received> {
         barcode: v["barcode"].as_str()?.to_string(),
         approve: v["decision"] == "approve",
         cents: v["approved_cents"].as_u64()?,
+        reason: v["reason"].as_str()?.to_string(),
     })
 }
 
@@ -145,6 +147,8 @@ struct Tally {
     /// signal): allowed, they are in the journal for reconciliation.
     journaled_not_received: usize,
     journal_entries: usize,
+    /// Deny reasons of the decisions received.
+    denies: BTreeMap<String, usize>,
 }
 
 #[test]
@@ -337,6 +341,9 @@ fn every_approval_the_pos_received_survives_sigkill_exactly_once() {
         tally.trials += 1;
         tally.decisions_received += received.len();
         tally.approvals_received += received.iter().filter(|r| r.approve).count();
+        for r in received.iter().filter(|r| !r.approve) {
+            *tally.denies.entry(r.reason.clone()).or_default() += 1;
+        }
         tally.journaled_not_received += journal.len() - tally.journal_entries - received.len();
         tally.journal_entries = journal.len();
         received_all.extend(received);
