@@ -129,6 +129,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // At trace level ureq dumps every byte on the wire, the apikey header and
+        // full barcodes included: never, whatever RUST_LOG says.
+        .filter_module("ureq_proto::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
     let cli = Cli::parse();
