@@ -106,6 +106,7 @@ pub struct RawAts {
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
     pub call_timeout_ms: Option<u64>,
+    pub max_response_kb: Option<u64>,
 }
 
 /// `[cache]` as written.
@@ -228,6 +229,8 @@ pub struct AtsSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub call_timeout: Duration,
+    /// Responses larger than this are refused (hostile or broken servers).
+    pub max_response_bytes: usize,
 }
 
 /// Validated `[cache]`.
@@ -501,6 +504,13 @@ impl Config {
                 100,
                 600_000,
             )?,
+            max_response_bytes: ranged(
+                "ats.max_response_kb",
+                a.max_response_kb.unwrap_or(4096),
+                16,
+                262_144,
+            )? as usize
+                * 1024,
         };
         if let Some(ca) = &ats.ca_file {
             if !ca.is_file() {

@@ -132,7 +132,9 @@ impl Fault {
                 ..f
             },
             Fault::OversizedBody => Faults {
-                oversized_body_bytes: Some(4 * 1024 * 1024 + 16 * 1024),
+                // Over the agent's cap (`ats.max_response_kb` below), small enough not to
+                // load a shared 2-core machine with megabyte bodies.
+                oversized_body_bytes: Some(MAX_RESPONSE_KB as usize * 1024 + 16 * 1024),
                 ..f
             },
             Fault::DroppedConnection => Faults {
@@ -524,6 +526,9 @@ impl Rig {
 // ---------------------------------------------------------------------------------------
 // The agent side.
 
+/// The response cap the fault matrix configures (the oversized fault exceeds it).
+const MAX_RESPONSE_KB: u64 = 256;
+
 fn extra(ca_file: Option<&Path>) -> String {
     let ca = ca_file
         .map(|p| format!("ca_file = {:?}\n", p.display().to_string()))
@@ -537,6 +542,7 @@ fn extra(ca_file: Option<&Path>) -> String {
          connect_timeout_ms = 300\n\
          read_timeout_ms = 1000\n\
          call_timeout_ms = 1500\n\
+         max_response_kb = {MAX_RESPONSE_KB}\n\
          {ca}\
          [cache]\n\
          fresh_ms = 0\n\
