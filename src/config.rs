@@ -614,7 +614,7 @@ impl Config {
             kind,
             prefix: s.prefix.unwrap_or_default(),
             suffix: s.suffix.unwrap_or_default(),
-            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(64) as u64, 8, 4096)? as usize,
+            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(256) as u64, 8, 256)? as usize,
         };
         let p = raw.pos;
         let pos = PosSettings {
