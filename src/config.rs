@@ -536,11 +536,15 @@ impl Config {
             )?,
             budget_reserve_per_minute: c.budget_reserve_per_minute.unwrap_or(20),
         };
-        if cache.budget_reserve_per_minute >= ats.rate_per_minute {
+        // One scan's lookup is two calls: a smaller reserve lets the refresher take the
+        // whole minute and leave scans refused locally.
+        if cache.budget_reserve_per_minute < 2
+            || cache.budget_reserve_per_minute >= ats.rate_per_minute
+        {
             return Err(invalid(
                 "cache.budget_reserve_per_minute",
                 format!(
-                    "must be below ats.rate_per_minute ({})",
+                    "must be at least 2 (one lookup) and below ats.rate_per_minute ({})",
                     ats.rate_per_minute
                 ),
             ));
@@ -758,6 +762,14 @@ mod tests {
                 "health.failures_to_offline",
             ),
             ("terminal_id = \"a b\"", "terminal_id"),
+            (
+                "[cache]\nbudget_reserve_per_minute = 0",
+                "cache.budget_reserve_per_minute",
+            ),
+            (
+                "[ats]\nrate_per_minute = 10\n[cache]\nbudget_reserve_per_minute = 10",
+                "cache.budget_reserve_per_minute",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
