@@ -87,6 +87,7 @@ impl Lookups {
         workers: usize,
     ) -> Lookups {
         // Bounded: when ATS hangs, queued lookups are refused instead of piling up.
+        let workers = workers.max(2);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(workers * 4);
         let ctx = Arc::new(Ctx {
             ats,
@@ -94,7 +95,7 @@ impl Lookups {
             health,
             clock,
         });
-        let workers = (0..workers.max(2))
+        let workers = (0..workers)
             .filter_map(|i| {
                 let rx: Receiver<Job> = rx.clone();
                 let ctx = Arc::clone(&ctx);
