@@ -9,12 +9,13 @@
 //! they are validated like the file.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ats::is_loopback_host;
 use crate::money::Cents;
 use crate::redact::Secret;
 
@@ -78,6 +79,7 @@ pub struct RawConfig {
     pub terminal_id: Option<String>,
     pub store_dir: Option<PathBuf>,
     pub deadline_ms: Option<u64>,
+    pub utc_offset_minutes: Option<i32>,
     pub events: Vec<String>,
     pub ats: RawAts,
     pub cache: RawCache,
@@ -303,6 +305,8 @@ pub struct Config {
     pub terminal_id: String,
     pub store_dir: PathBuf,
     pub deadline: Duration,
+    /// The venue's offset from UTC, for "today" (event dates, value validity).
+    pub utc_offset_minutes: i32,
     pub events: Vec<String>,
     pub ats: AtsSettings,
     pub cache: CacheSettings,
@@ -342,15 +346,6 @@ fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
             format!("{v:?} is not an address like 127.0.0.1:7070"),
         )
     })
-}
-
-/// True for hosts that never leave the machine (where plain http is allowed).
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 /// Checks an ATS base URL: https anywhere, http only to loopback.
@@ -525,7 +520,7 @@ impl Config {
             refresh_interval: ms(
                 "cache.refresh_interval_ms",
                 c.refresh_interval_ms,
-                900_000,
+                300_000,
                 10_000,
                 86_400_000,
             )?,
@@ -640,6 +635,15 @@ impl Config {
                 .store_dir
                 .unwrap_or_else(|| PathBuf::from("var/concession-agent")),
             deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            utc_offset_minutes: match raw.utc_offset_minutes.unwrap_or(0) {
+                m @ -900..=900 => m,
+                m => {
+                    return Err(invalid(
+                        "utc_offset_minutes",
+                        format!("{m} is outside -900..=900"),
+                    ))
+                }
+            },
             events: raw.events,
             ats,
             cache,

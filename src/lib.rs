@@ -5,13 +5,18 @@
 //! shared notes and `docs/` for the parts and the money rules.
 
 pub mod agent;
+pub mod app;
+pub mod ats;
 pub mod board;
 pub mod clock;
 pub mod config;
+pub mod date;
 pub mod decide;
 pub mod money;
 pub mod pos;
 pub mod redact;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod scan;
 pub mod signal;
 pub mod store;

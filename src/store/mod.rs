@@ -28,7 +28,8 @@ pub mod error;
 pub mod export;
 pub mod journal;
 pub mod ledger;
-pub mod time;
+/// Dates and timestamps (kept under this name for callers of the store).
+pub use crate::date as time;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -77,8 +78,9 @@ struct OfflineState {
     usage: OfflineUsage,
 }
 
-/// The open store. Cheap to share by reference across threads (`Send + Sync`).
-#[derive(Debug)]
+/// The open store. `Send + Sync`; clones share the same database (the lookup workers
+/// write the cache through a clone while the loop owns the journal).
+#[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
     cache: sled::Tree,

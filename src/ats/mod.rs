@@ -1,0 +1,30 @@
+//! The ATS (Archtics Transaction Services) client.
+//!
+//! [`AtsClient`] speaks the envelope of `spec/ats-wire.md`: `POST
+//! {base}/{product}/{resource}?dsn={dsn}` with the key in the `apikey` header, the
+//! 202 polling cycle with a per-call cookie jar, HTTP status and `command1.result`
+//! mapping to [`AtsError`], a client-side rate budget per key, TLS with webpki roots
+//! or one configured CA, and typed commands (`ping`, `verify_barcode`,
+//! `get_av_barcodes`, event listings) plus [`AtsClient::call_raw`].
+//!
+//! Files: `config` (settings, validation), `client` (the call and the commands),
+//! `http` (one exchange over ureq), `wire` (every field mapping), `cookies` (the
+//! per-call jar), `rate` (the budget), `poll` (the back-off), `tls` (trusted roots),
+//! `error` (the error type).
+
+mod client;
+mod config;
+mod cookies;
+mod error;
+mod http;
+mod poll;
+mod rate;
+mod tls;
+pub mod wire;
+
+pub use client::{AtsClient, MAX_EVENT_CHUNKS, MAX_EVENT_ROWS};
+pub use config::{is_loopback_host, AtsConfig, Endpoint};
+pub use cookies::CallJar;
+pub use error::{AtsError, Phase, RateWindow};
+pub use poll::Backoff;
+pub use rate::{RateBudget, ServerRate};

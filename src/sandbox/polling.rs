@@ -1,0 +1,218 @@
+//! The asynchronous 202 cycle.
+//!
+//! A command slower than the sync threshold (or any command under `force_202_ms`)
+//! answers `202 Accepted` with `Set-Cookie` `QTKN`, `SID` and `BID` (random tokens).
+//! The caller re-sends the identical body with those cookies; it gets 202 until the
+//! command's "done at" time (on the sandbox clock) has passed, then 200 with the result
+//! (whose `Set-Cookie` headers expire the three cookies), and the token is forgotten. A poll whose `QTKN` is unknown (never issued, already
+//! collected, or replaced under `rotate_qtkn`) gets HTTP 200 with `command1.result`
+//! 9002 and `error_detail` beginning `No data for token '...'`. A poll whose body differs
+//! from the queued command gets 9003. Every poll counts toward the rate limit and
+//! `Stats::polls`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::commands;
+use super::faults::Rng;
+use super::server::http::{Request, Response};
+use super::state::{lock, State};
+use super::ATS_VERSION;
+
+/// At most this many cycles are remembered; the oldest are forgotten first.
+const MAX_PENDING: usize = 10_000;
+
+/// `command1.result` for an unknown poll token.
+pub const NO_DATA_FOR_TOKEN: i64 = 9002;
+/// `command1.result` for a poll whose body differs from the queued command.
+pub const POLL_BODY_DIFFERS: i64 = 9003;
+
+#[derive(Debug)]
+struct Pending {
+    body: Value,
+    done_at: Instant,
+    sid: String,
+    bid: String,
+}
+
+/// Open 202 cycles by `QTKN`.
+#[derive(Debug)]
+pub(crate) struct PollTable {
+    pending: HashMap<String, Pending>,
+    order: VecDeque<String>,
+    rng: Rng,
+}
+
+impl Default for PollTable {
+    fn default() -> Self {
+        PollTable {
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+            rng: Rng::from_entropy(),
+        }
+    }
+}
+
+impl PollTable {
+    fn insert(&mut self, body: Value, done_at: Instant) -> (String, String, String) {
+        while self.pending.len() >= MAX_PENDING {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.pending.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let (q, sid, bid) = (self.rng.token(), self.rng.token(), self.rng.token());
+        self.pending.insert(
+            q.clone(),
+            Pending {
+                body,
+                done_at,
+                sid: sid.clone(),
+                bid: bid.clone(),
+            },
+        );
+        self.order.push_back(q.clone());
+        (q, sid, bid)
+    }
+
+    /// Number of open cycles.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Builds the response envelope around command output.
+pub(crate) fn envelope(
+    header: Option<&Value>,
+    cmd1: &Map<String, Value>,
+    out: Map<String, Value>,
+) -> Value {
+    let mut h = match header {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    h.insert("ats_version".into(), json!(ATS_VERSION));
+    h.insert("result".into(), json!(0));
+    let mut c = Map::new();
+    c.insert(
+        "cmd".into(),
+        cmd1.get("cmd").cloned().unwrap_or(Value::Null),
+    );
+    if let Some(r) = cmd1.get("ref") {
+        c.insert("ref".into(), r.clone());
+    }
+    c.extend(out);
+    json!({"header": Value::Object(h), "command1": Value::Object(c)})
+}
+
+fn cookies_202(q: &str, sid: &str, bid: &str, remaining: Duration) -> Response {
+    let mut r = Response::json(
+        202,
+        &json!({"status": "queued", "retry_after_ms": remaining.as_millis() as u64}),
+    );
+    for (k, v) in [("QTKN", q), ("SID", sid), ("BID", bid)] {
+        r = r.with_header("Set-Cookie", format!("{k}={v}; Path=/; HttpOnly"));
+    }
+    r
+}
+
+/// Answers one ATS call that passed the gateway.
+pub(crate) fn handle(
+    st: &State,
+    req: &Request,
+    body: &Value,
+    header: Option<&Value>,
+    cmd1: &Map<String, Value>,
+) -> Response {
+    let now = st.clock.now();
+    if let Some(q) = req.cookie("QTKN") {
+        lock(&st.stats).polls += 1;
+        let rotate = lock(&st.faults).faults.rotate_qtkn;
+        let mut table = lock(&st.polls);
+        let Some(p) = table.pending.get(&q) else {
+            drop(table);
+            let out = commands::error_out(
+                NO_DATA_FOR_TOKEN,
+                100,
+                &format!("No data for token '{q}': unknown or already collected"),
+            );
+            return Response::json(200, &envelope(header, cmd1, out));
+        };
+        if p.body != *body {
+            drop(table);
+            let out = commands::error_out(
+                POLL_BODY_DIFFERS,
+                0,
+                "poll body differs from the queued command; re-send it unchanged",
+            );
+            return Response::json(200, &envelope(header, cmd1, out));
+        }
+        if now < p.done_at {
+            let remaining = p.done_at - now;
+            let (sid, bid) = (p.sid.clone(), p.bid.clone());
+            let q = if rotate {
+                let p = table.pending.remove(&q);
+                let new_q = table.rng.token();
+                if let Some(p) = p {
+                    table.pending.insert(new_q.clone(), p);
+                    table.order.push_back(new_q.clone());
+                }
+                new_q
+            } else {
+                q
+            };
+            return cookies_202(&q, &sid, &bid, remaining);
+        }
+        table.pending.remove(&q);
+        drop(table);
+        // The cycle is over: expire its cookies so cookie jars do not replay them.
+        let mut done = run(st, header, cmd1);
+        for k in ["QTKN", "SID", "BID"] {
+            done = done.with_header("Set-Cookie", format!("{k}=; Path=/; Max-Age=0"));
+        }
+        return done;
+    }
+
+    let cmd = cmd1
+        .get("cmd")
+        .map(super::gateway::value_text)
+        .unwrap_or_default();
+    lock(&st.stats).count_call(&cmd);
+    let forced = lock(&st.faults).faults.force_202_ms;
+    let work = {
+        let data = lock(&st.data);
+        commands::duration(&data, cmd1)
+    };
+    let cycle = match forced {
+        Some(ms) => Some(Duration::from_millis(ms).max(work)),
+        None if work > st.sync_threshold => Some(work),
+        None => None,
+    };
+    if let Some(d) = cycle {
+        let (q, sid, bid) = lock(&st.polls).insert(body.clone(), now + d);
+        log::debug!("202 cycle for {cmd}: {} ms", d.as_millis());
+        return cookies_202(&q, &sid, &bid, d);
+    }
+    if !work.is_zero() {
+        st.clock.sleep(work);
+    }
+    run(st, header, cmd1)
+}
+
+fn run(st: &State, header: Option<&Value>, cmd1: &Map<String, Value>) -> Response {
+    let out = {
+        let data = lock(&st.data);
+        let ctx = commands::Ctx {
+            data: &data,
+            today: st.today,
+            active_requests: st.active_requests(),
+            wall_ms: st.clock.wall_ms(),
+        };
+        commands::run(&ctx, cmd1)
+    };
+    Response::json(200, &envelope(header, cmd1, out))
+}
