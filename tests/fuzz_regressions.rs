@@ -62,6 +62,11 @@ fn money_seeds_hold() {
 }
 
 #[test]
+fn ats_decode_seeds_hold() {
+    replay("ats_decode", checks::check_ats_decode);
+}
+
+#[test]
 fn short_and_empty_inputs_hold_on_every_target() {
     for data in [
         &b""[..],
@@ -77,6 +82,7 @@ fn short_and_empty_inputs_hold_on_every_target() {
         checks::check_pos_request(data);
         checks::check_config_parse(data);
         checks::check_money(data);
+        checks::check_ats_decode(data);
     }
 }
 

@@ -8,6 +8,12 @@
 
 use std::path::Path;
 
+use concession_agent::ats::wire::{
+    check_result, decode_av_chunk, decode_events, decode_verify, is_no_data_for_token,
+    parse_envelope, shorten, AvChunk, VerifyAnswer, MAX_BARCODE, MAX_ITEM_UNITS, MAX_MONEY_CENTS,
+    MAX_ROWS_PER_ANSWER, MAX_TEXT,
+};
+use concession_agent::ats::{AtsError, CallJar, RateBudget, ServerRate};
 use concession_agent::board::{AckSetting, BoardProfile, MAX_PULSES, MAX_REPEAT};
 use concession_agent::config::{Config, RawConfig};
 use concession_agent::money::{format_cents, parse_cents, Cents, MoneyError};
@@ -18,6 +24,7 @@ use concession_agent::pos::{
 use concession_agent::scan::barcode::{classify, Barcode, SafeTix, MAX_DIGITS, MIN_DIGITS};
 use concession_agent::scan::frame::{Frame, FrameConfig, Framer};
 use concession_agent::scan::ScanInput;
+use concession_agent::ticket::ValueKind;
 
 // ---------------------------------------------------------------------------------------
 // scan_framing
@@ -421,5 +428,180 @@ pub fn check_money(data: &[u8]) {
             );
             let _ = e.to_string();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ats_decode
+
+/// The `ref` the fuzzed answers are checked against.
+const OUR_REF: &str = "r1";
+/// The barcode the fuzzed `verify_barcode` asked about.
+const ASKED: &str = "100000000001";
+
+fn check_ats_error(e: &AtsError) {
+    let shown = e.to_string();
+    assert!(
+        shown.chars().count() <= 1024,
+        "error text of {} chars",
+        shown.chars().count()
+    );
+    let _ = format!("{e:?}");
+    let _ = e.is_retryable();
+    let _ = e.phase();
+    if let AtsError::Api { code, .. } = e {
+        assert_ne!(*code, 0, "api error with result 0");
+    }
+}
+
+/// A decoded text field keeps the decoder's promises: trimmed, not empty, bounded, no
+/// control characters.
+fn check_text(field: &str, v: &str, max: usize) {
+    assert!(!v.is_empty(), "{field}: empty text decoded");
+    assert!(
+        v.chars().count() <= max,
+        "{field}: {} chars > {max}",
+        v.chars().count()
+    );
+    assert!(
+        !v.chars().any(char::is_control),
+        "{field}: control character"
+    );
+}
+
+fn check_opt_text(field: &str, v: &Option<String>, max: usize) {
+    if let Some(v) = v {
+        check_text(field, v, max);
+    }
+}
+
+fn check_verify(answer: &VerifyAnswer) {
+    let t = &answer.info;
+    if t.barcode != ASKED {
+        check_text("barcode", &t.barcode, MAX_BARCODE);
+    }
+    check_text("event_name", &t.event_name, MAX_TEXT);
+    for (name, v) in [
+        ("event_date", &t.event_date),
+        ("event_time", &t.event_time),
+        ("section_name", &t.section_name),
+        ("row_name", &t.row_name),
+        ("seat_num", &t.seat_num),
+        ("price_code", &t.price_code),
+    ] {
+        check_opt_text(name, v, MAX_TEXT);
+    }
+}
+
+fn check_av_chunk(chunk: &AvChunk) {
+    assert!(chunk.rows.len() <= MAX_ROWS_PER_ANSWER);
+    for row in &chunk.rows {
+        check_opt_text("barcode", &row.barcode, MAX_BARCODE);
+        check_opt_text("event_name", &row.event_name, MAX_TEXT);
+        let l = &row.line;
+        check_text("av_id", &l.av_id, MAX_TEXT);
+        check_opt_text("valid_from", &l.valid_from, MAX_TEXT);
+        check_opt_text("valid_until", &l.valid_until, MAX_TEXT);
+        assert!(l.description.chars().count() <= MAX_TEXT);
+        let max = match l.kind {
+            ValueKind::Money => MAX_MONEY_CENTS,
+            ValueKind::Item => MAX_ITEM_UNITS,
+        };
+        assert!(
+            l.loaded <= max && l.balance <= max,
+            "implausible amount decoded"
+        );
+    }
+}
+
+/// Every command decoder on one `command1` object.
+fn decode_command1(c1: &serde_json::Map<String, serde_json::Value>) {
+    match decode_verify(c1, ASKED) {
+        Ok(a) => check_verify(&a),
+        Err(e) => check_ats_error(&e),
+    }
+    match decode_av_chunk(c1) {
+        Ok(c) => check_av_chunk(&c),
+        Err(e) => check_ats_error(&e),
+    }
+    match decode_events(c1) {
+        Ok(events) => {
+            assert!(events.len() <= MAX_ROWS_PER_ANSWER);
+            for ev in &events {
+                check_text("event_name", &ev.event_name, MAX_TEXT);
+                check_opt_text("event_date", &ev.event_date, MAX_TEXT);
+                check_opt_text("event_time", &ev.event_time, MAX_TEXT);
+            }
+        }
+        Err(e) => check_ats_error(&e),
+    }
+}
+
+/// Response headers, one `name: value` per line: the 202 cycle's cookie jar and the
+/// gateway's rate-limit headers.
+fn check_ats_headers(text: &str) {
+    let headers: Vec<(String, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim()))
+        .collect();
+    let mut jar = CallJar::new();
+    for line in text.lines() {
+        jar.absorb(line);
+        assert!(jar.len() <= 32, "cookie jar grew to {}", jar.len());
+        let _ = is_no_data_for_token(line);
+        let _ = shorten(line, line.len() % 40);
+    }
+    if let Some(h) = jar.header() {
+        assert!(
+            !h.chars().any(|c| c.is_control() || !c.is_ascii()),
+            "cookie header would inject: {h:?}"
+        );
+        assert!(h.len() <= 32 * (4096 + 2));
+    }
+    for wall_ms in [0, 1_700_000_000_000, u64::MAX] {
+        let server = ServerRate::from_headers(
+            |name| headers.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+            wall_ms,
+        );
+        let now = std::time::Instant::now();
+        let mut budget = RateBudget::new(80, 5000);
+        budget.observe(now, &server);
+        let _ = budget.remaining(now);
+        let _ = budget.try_acquire(now);
+        if let Some(d) = server.reset_in {
+            let _ = budget.remaining(now.checked_add(d).unwrap_or(now));
+        }
+    }
+}
+
+/// Target `ats_decode`: the bytes as a response body (envelope, result codes, then
+/// every command decoder on `command1`), as a bare `command1` object, and as response
+/// headers.
+pub fn check_ats_decode(data: &[u8]) {
+    match parse_envelope(data, OUR_REF) {
+        Ok(env) => {
+            let body = env.body.as_object();
+            assert!(
+                body.is_some(),
+                "envelope accepted a body that is not an object"
+            );
+            if let Some(serde_json::Value::String(r)) = env.command1().get("ref") {
+                assert!(r.is_empty() || r == OUR_REF, "envelope accepted ref {r:?}");
+            }
+            let _ = env.header();
+            match check_result(&env) {
+                Ok(()) => {}
+                Err(e) => check_ats_error(&e),
+            }
+            decode_command1(env.command1());
+        }
+        Err(e) => check_ats_error(&e),
+    }
+    if let Ok(c1) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
+        decode_command1(&c1);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_ats_headers(text);
     }
 }
