@@ -33,16 +33,15 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+mkdir -p logs
 SAN=()
-if ! cargo fuzz build -O -a "${TARGETS[@]:0:1}" >/dev/null 2>logs-build.txt; then
+if ! cargo fuzz build -O -a "${TARGETS[@]:0:1}" >/dev/null 2>logs/build.txt; then
     echo "address sanitizer build failed; using --sanitizer none" >&2
     SAN=(--sanitizer none)
     cargo fuzz build -O -a "${SAN[@]}"
 fi
-rm -f logs-build.txt
 cargo fuzz build -O -a "${SAN[@]}"
 
-mkdir -p logs
 run_one() {
     local t=$1 corpus="corpus/$1" dict=()
     mkdir -p "$corpus" "artifacts/$t"
