@@ -112,6 +112,7 @@ pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
         call_timeout: a.call_timeout,
         rate_per_minute: a.rate_per_minute,
         rate_per_day: a.rate_per_day,
+        max_response_bytes: a.max_response_bytes,
         ..AtsConfig::default()
     }
 }

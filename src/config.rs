@@ -106,6 +106,7 @@ pub struct RawAts {
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
     pub call_timeout_ms: Option<u64>,
+    pub max_response_kb: Option<u64>,
 }
 
 /// `[cache]` as written.
@@ -228,6 +229,8 @@ pub struct AtsSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub call_timeout: Duration,
+    /// Responses larger than this are refused (hostile or broken servers).
+    pub max_response_bytes: usize,
 }
 
 /// Validated `[cache]`.
@@ -501,6 +504,13 @@ impl Config {
                 100,
                 600_000,
             )?,
+            max_response_bytes: ranged(
+                "ats.max_response_kb",
+                a.max_response_kb.unwrap_or(4096),
+                16,
+                262_144,
+            )? as usize
+                * 1024,
         };
         if let Some(ca) = &ats.ca_file {
             if !ca.is_file() {
@@ -526,11 +536,15 @@ impl Config {
             )?,
             budget_reserve_per_minute: c.budget_reserve_per_minute.unwrap_or(20),
         };
-        if cache.budget_reserve_per_minute >= ats.rate_per_minute {
+        // One scan's lookup is two calls: a smaller reserve lets the refresher take the
+        // whole minute and leave scans refused locally.
+        if cache.budget_reserve_per_minute < 2
+            || cache.budget_reserve_per_minute >= ats.rate_per_minute
+        {
             return Err(invalid(
                 "cache.budget_reserve_per_minute",
                 format!(
-                    "must be below ats.rate_per_minute ({})",
+                    "must be at least 2 (one lookup) and below ats.rate_per_minute ({})",
                     ats.rate_per_minute
                 ),
             ));
@@ -604,7 +618,7 @@ impl Config {
             kind,
             prefix: s.prefix.unwrap_or_default(),
             suffix: s.suffix.unwrap_or_default(),
-            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(64) as u64, 8, 4096)? as usize,
+            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(256) as u64, 8, 256)? as usize,
         };
         let p = raw.pos;
         let pos = PosSettings {
@@ -748,6 +762,14 @@ mod tests {
                 "health.failures_to_offline",
             ),
             ("terminal_id = \"a b\"", "terminal_id"),
+            (
+                "[cache]\nbudget_reserve_per_minute = 0",
+                "cache.budget_reserve_per_minute",
+            ),
+            (
+                "[ats]\nrate_per_minute = 10\n[cache]\nbudget_reserve_per_minute = 10",
+                "cache.budget_reserve_per_minute",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");

@@ -129,6 +129,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // At trace level ureq dumps every byte on the wire, the apikey header and
+        // full barcodes included: never, whatever RUST_LOG says.
+        .filter_module("ureq_proto::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
     let cli = Cli::parse();
@@ -333,6 +336,9 @@ fn run_agent(
         }
     }
     agent.run(&rx, &stop);
+    // Closed at once: a POS request sent while the rest shuts down is answered "agent
+    // stopped" instead of waiting in a queue nobody reads any more.
+    drop(rx);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(running);
     // The refresher may be inside a long ATS call; it holds nothing that needs saving.
