@@ -263,6 +263,13 @@ impl<const N: usize> Framer<N> {
                 )))
             }
         };
+        // C1 controls (U+0080..=U+009F, e.g. NEL, CSI) are control characters too.
+        if let Some((i, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+            return Some(Frame::Noise(Unreadable::new(
+                UnreadableReason::ControlChar,
+                format!("U+{:04X} at {i}", u32::from(c)),
+            )));
+        }
         let mut s = heapless::String::<N>::new();
         if s.push_str(text).is_err() {
             // Cannot happen: the buffer held these bytes. Report rather than panic.

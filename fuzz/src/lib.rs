@@ -1,0 +1,3 @@
+//! Properties checked by the fuzz targets; see `checks`.
+
+pub mod checks;
