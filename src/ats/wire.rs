@@ -218,10 +218,18 @@ pub fn is_no_data_for_token(text: &str) -> bool {
 }
 
 /// At most `max` characters of `s`.
+///
+/// Control characters (CR, LF, ESC, C1) become `?`: server text reaches logs and
+/// terminals, where they could forge log lines or drive the terminal.
 pub fn shorten(s: &str, max: usize) -> String {
+    let clean = |t: &str| -> String {
+        t.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    };
     match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
+        Some((i, _)) => format!("{}...", clean(&s[..i])),
+        None => clean(s),
     }
 }
 
@@ -568,6 +576,15 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn shortened_server_text_carries_no_control_characters() {
+        assert_eq!(
+            shorten("bad\r\nINFO forged\u{1b}[2J", 64),
+            "bad??INFO forged?[2J"
+        );
+        assert_eq!(shorten("abcdef", 3), "abc...");
     }
 
     #[test]
