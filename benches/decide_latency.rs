@@ -156,6 +156,12 @@ fn main() {
     let mut s_full = Samples::with_capacity(samples);
     let mut s_cache_put_flush = Samples::with_capacity(samples);
     let mut s_flush_clean = Samples::with_capacity(samples);
+    let mut s_log_fdatasync = Samples::with_capacity(samples);
+    // sled's log file: `Db::flush` writes it with `sync_file_range`, which persists
+    // neither the file size nor the disk's write cache; this is the fdatasync that
+    // makes a commit survive a power cut (see BENCHMARKS.md).
+    let sled_log = std::fs::File::open(dir.path().join("store").join("db"))
+        .unwrap_or_else(|e| panic!("sled log: {e}"));
 
     let mut rng = common::Rng(42);
     for i in 0..samples {
@@ -172,6 +178,9 @@ fn main() {
         s_full.push(full);
         s_hit_noflush.push(t_decided);
         s_commit.push(full - t_decided);
+        let t = Instant::now();
+        sled_log.sync_data().unwrap_or_else(|e| panic!("{e}"));
+        s_log_fdatasync.push(t.elapsed());
 
         // The pure function alone, on the record just read.
         let ledger = hit.store.ledger(&bc).unwrap_or_default();
@@ -232,6 +241,10 @@ fn main() {
         s_cache_put_flush.line("put_record (1-tree tx) + flush")
     );
     println!("{}", s_flush_clean.line("flush with nothing dirty"));
+    println!(
+        "{}",
+        s_log_fdatasync.line("fdatasync of sled's log file right after a commit")
+    );
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
     println!();
     println!(
