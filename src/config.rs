@@ -78,6 +78,7 @@ pub struct RawConfig {
     pub terminal_id: Option<String>,
     pub store_dir: Option<PathBuf>,
     pub deadline_ms: Option<u64>,
+    pub utc_offset_minutes: Option<i32>,
     pub events: Vec<String>,
     pub ats: RawAts,
     pub cache: RawCache,
@@ -303,6 +304,8 @@ pub struct Config {
     pub terminal_id: String,
     pub store_dir: PathBuf,
     pub deadline: Duration,
+    /// The venue's offset from UTC, for "today" (event dates, value validity).
+    pub utc_offset_minutes: i32,
     pub events: Vec<String>,
     pub ats: AtsSettings,
     pub cache: CacheSettings,
@@ -640,6 +643,15 @@ impl Config {
                 .store_dir
                 .unwrap_or_else(|| PathBuf::from("var/concession-agent")),
             deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            utc_offset_minutes: match raw.utc_offset_minutes.unwrap_or(0) {
+                m @ -900..=900 => m,
+                m => {
+                    return Err(invalid(
+                        "utc_offset_minutes",
+                        format!("{m} is outside -900..=900"),
+                    ))
+                }
+            },
             events: raw.events,
             ats,
             cache,

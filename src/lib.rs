@@ -5,6 +5,7 @@
 //! shared notes and `docs/` for the parts and the money rules.
 
 pub mod agent;
+pub mod app;
 pub mod ats;
 pub mod board;
 pub mod clock;

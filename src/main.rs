@@ -1,1 +1,330 @@
-fn main() {}
+//! `concession-agent`: the command line. Parsing only; the work is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
+use concession_agent::agent::{local_date, Agent, Outputs};
+use concession_agent::app::{self, AtsLink, Wiring};
+use concession_agent::board::BoardProfile;
+use concession_agent::clock::{self, SharedClock};
+use concession_agent::config::{Config, RawConfig};
+use concession_agent::scan::barcode::classify;
+use concession_agent::store::{self, Format};
+
+/// The demo configuration, used when `config/agent.toml` is not where it is looked for.
+const BUILTIN_CONFIG: &str = include_str!("../config/agent.toml");
+const DEFAULT_CONFIG: &str = "config/agent.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "concession-agent",
+    version,
+    about = "Redeems Ticketmaster Archtics loaded value at concession stands"
+)]
+struct Cli {
+    /// Configuration file (default: config/agent.toml, or the built-in demo config).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Board profile (boards/*.toml): scanner, outputs, GPIO.
+    #[arg(long, global = true)]
+    board: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: read scans, decide, journal, signal (the default).
+    Run {
+        /// Decision output on stdout.
+        #[arg(long, value_enum)]
+        pos: Option<PosFormat>,
+    },
+    /// Check connectivity to ATS (`ping`).
+    Ping,
+    /// Call any ATS command and print the response JSON: `call event_search start_date=2026-11-27`.
+    Call {
+        /// The command (`cmd`).
+        cmd: String,
+        /// `key=value` fields of `command1` (numbers stay numbers).
+        fields: Vec<String>,
+    },
+    /// What the agent would decide for a barcode, redeeming nothing.
+    Lookup {
+        /// The barcode as scanned.
+        barcode: String,
+        /// A POS amount in cents.
+        #[arg(long)]
+        amount_cents: Option<u64>,
+    },
+    /// The ticket cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+    /// The decision journal.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Load an event's (or today's events') loaded value into the cache.
+    Prefetch {
+        /// Event name (default: every event today).
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Entries, size on disk, oldest and newest.
+    Stats,
+    /// Remove every cached record (the ledger and journal stay).
+    Clear,
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Every entry after `--since`, exactly once, in order.
+    Export {
+        /// jsonl or csv.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Export entries after this decision id.
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PosFormat {
+    Console,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    let mut raw = match path {
+        Some(p) => RawConfig::load(p).map_err(|e| e.to_string())?,
+        None if Path::new(DEFAULT_CONFIG).is_file() => {
+            RawConfig::load(Path::new(DEFAULT_CONFIG)).map_err(|e| e.to_string())?
+        }
+        None => RawConfig::parse(BUILTIN_CONFIG, Path::new("<built-in config>"))
+            .map_err(|e| e.to_string())?,
+    };
+    raw.apply_env(|k| std::env::var(k).ok());
+    Config::from_raw(raw).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("concession-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let config = load_config(cli.config.as_deref())?;
+    let clock = clock::system();
+    match cli.command.unwrap_or(Command::Run { pos: None }) {
+        Command::Run { pos } => run_agent(config, cli.board.as_deref(), pos, clock),
+        Command::Ping => {
+            let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
+            let answer = link.client.ping().map_err(|e| format!("ping: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call { cmd, fields } => {
+            let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
+            let mut map = serde_json::Map::new();
+            for f in fields {
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| format!("field {f:?} is not key=value"))?;
+                let value = match v.parse::<i64>() {
+                    Ok(n) if !v.starts_with('0') || v == "0" => serde_json::Value::from(n),
+                    _ => serde_json::Value::from(v),
+                };
+                map.insert(k.to_string(), value);
+            }
+            let answer = link
+                .client
+                .call_raw(&cmd, map)
+                .map_err(|e| format!("{cmd}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lookup {
+            barcode,
+            amount_cents,
+        } => {
+            let link = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+            let store = app::open_store(&config).map_err(|e| e.to_string())?;
+            let mut agent = Agent::new(
+                config,
+                Arc::clone(&link.client),
+                store,
+                clock.clone(),
+                Outputs::default(),
+            );
+            let eval = agent.evaluate(&classify(barcode.trim()), amount_cents, clock.wall_ms());
+            let d = &eval.decision;
+            let out = serde_json::json!({
+                "barcode": concession_agent::redact::mask_barcode(&eval.barcode),
+                "decision": d.verdict.as_str(),
+                "reason": d.reason.as_str(),
+                "approved_cents": d.approved_cents,
+                "items": d.item_names(),
+                "source": d.source.as_str(),
+                "offline": d.offline,
+                "ticket": eval.record,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            agent.shutdown();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache { action } => {
+            let store = app::open_store(&config).map_err(|e| e.to_string())?;
+            match action {
+                CacheAction::Stats => {
+                    let s = store.cache_stats().map_err(|e| e.to_string())?;
+                    let out = serde_json::json!({
+                        "entries": s.entries,
+                        "bytes_on_disk": s.bytes_on_disk,
+                        "oldest_fetched": s.oldest_fetched_ms.map(store::rfc3339_ms),
+                        "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
+                        "journal_entries": store.journal_len(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                }
+                CacheAction::Clear => {
+                    store.cache_clear().map_err(|e| e.to_string())?;
+                    store.flush().map_err(|e| e.to_string())?;
+                    println!("cache cleared");
+                }
+                CacheAction::Prefetch { event } => {
+                    let link =
+                        app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+                    let today = local_date(clock.wall_ms(), config.utc_offset_minutes);
+                    let names: Vec<String> = event
+                        .into_iter()
+                        .chain(config.events.clone())
+                        .take(1)
+                        .collect();
+                    let events = events_to_prefetch(&link.client, &names, &today)
+                        .map_err(|e| e.to_string())?;
+                    if events.is_empty() {
+                        println!("no events today");
+                    }
+                    for ev in &events {
+                        let n = prefetch::prefetch_event(
+                            &link.client,
+                            &store,
+                            ev,
+                            clock.wall_ms(),
+                            None,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        println!("{}: {n} tickets cached", ev.event_name);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Journal {
+            action: JournalAction::Export { format, since },
+        } => {
+            let store = app::open_store(&config).map_err(|e| e.to_string())?;
+            let format = match format {
+                ExportFormat::Jsonl => Format::Jsonl,
+                ExportFormat::Csv => Format::Csv,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = store::export(&store, format, since.as_deref(), &mut out)
+                .map_err(|e| e.to_string())?;
+            drop(out);
+            log::info!("exported {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_agent(
+    config: Config,
+    board: Option<&Path>,
+    pos: Option<PosFormat>,
+    clock: SharedClock,
+) -> Result<ExitCode, String> {
+    let board = board
+        .map(BoardProfile::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let mut wiring = Wiring::plan(&config, board.as_ref()).map_err(|e| e.to_string())?;
+    match pos {
+        Some(PosFormat::Jsonl) => wiring.stdout_jsonl(),
+        Some(PosFormat::Console) => {
+            wiring.console = true;
+            wiring.jsonl_stdout = false;
+        }
+        None => {}
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let link: AtsLink = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+    let store = app::open_store(&config).map_err(|e| e.to_string())?;
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    let (running, outputs) =
+        app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    // Only the sources hold senders now: the channel closes when they all end.
+    drop(tx);
+    let refresher = prefetch::spawn_refresher(
+        Arc::clone(&link.client),
+        store.clone(),
+        clock.clone(),
+        RefreshPlan {
+            events: config.events.clone(),
+            utc_offset_minutes: config.utc_offset_minutes,
+            at_start: config.cache.prefetch_at_start,
+            interval: config.cache.refresh_interval,
+            reserve_per_minute: config.cache.budget_reserve_per_minute,
+        },
+        Arc::clone(&stop),
+    )
+    .map_err(|e| format!("prefetch thread: {e}"))?;
+    let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
+    log::info!("ready");
+    agent.run(&rx, &stop);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(running);
+    // The refresher may be inside a long ATS call; it holds nothing that needs saving.
+    drop(refresher);
+    agent.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

@@ -477,6 +477,23 @@ fn oversized_request_body_is_refused() {
     assert_eq!(r.status, 413);
 }
 
+#[test]
+fn connections_over_the_limit_get_503() {
+    let sb = start_with(|c| c.max_connections = 1);
+    // The first connection is accepted (and counted) before the second, in order.
+    let _idle = std::net::TcpStream::connect(sb.h.addr()).unwrap();
+    let body = serde_json::to_vec(&envelope(ping())).unwrap();
+    let r = send(
+        sb.h.addr(),
+        "POST",
+        PATH,
+        &[("apikey", "sandbox-key")],
+        &body,
+    );
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("too many connections"));
+}
+
 // ---------------------------------------------------------------- seed commands
 
 #[test]
@@ -955,6 +972,12 @@ fn polling_cycle_with_cookies_takes_ten_seconds() {
     assert_eq!(v["header"]["result"], 0);
     assert_eq!(v["command1"]["result"], 0);
     assert_eq!(v["command1"]["cmd"], "ats_ext_test_polling");
+    assert_eq!(
+        r.set_cookies(),
+        ["QTKN=", "SID=", "BID="],
+        "cookies expired"
+    );
+    assert!(r.header("Set-Cookie").unwrap().contains("Max-Age=0"));
 
     // The token is gone once collected.
     let r = ats_with(&sb, cmd.clone(), &[("Cookie", &jar)]);

@@ -1,3 +1,546 @@
 //! The agent: the scan loop, its worker threads, connectivity and shutdown.
+//!
+//! One thread owns the loop. It takes [`AgentRequest`]s (scans and voids) from one
+//! channel, gathers evidence (fresh cache, or a live lookup bounded by the decision
+//! deadline, or the cache under offline rules), asks the pure [`decide`] for a verdict,
+//! commits it to the store (journal + ledger, flushed) and only then signals the POS.
+//! ATS calls run on the [`lookup::Lookups`] worker pool; background prefetch and
+//! refresh on their own thread ([`prefetch`]).
 
 pub mod health;
+pub mod lookup;
+pub mod prefetch;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::ats::AtsClient;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::decide::{
+    self, DecideInput, Decision, Evidence, OfflineCaps, Policy, ScanKind, TicketLedger,
+};
+use crate::money::Cents;
+use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
+use crate::redact::mask_barcode;
+use crate::scan::{AgentRequest, ScanEvent, ScanInput};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+use crate::store::{rfc3339_ms, NewDecision, Store, StoreError};
+use crate::ticket::TicketRecord;
+
+use health::{Health, Mode};
+use lookup::Lookups;
+
+/// Why the agent could not do its job (a deny is not an error).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The store refused a write: nothing was approved.
+    Store(StoreError),
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<StoreError> for AgentError {
+    fn from(e: StoreError) -> Self {
+        AgentError::Store(e)
+    }
+}
+
+/// An output that also answers voids (console, JSON lines, the POS link).
+pub trait PosOutput: Signal + VoidSignal {}
+impl<T: Signal + VoidSignal> PosOutput for T {}
+
+/// Where decisions go.
+#[derive(Default)]
+pub struct Outputs {
+    /// Outputs that report decisions and voids.
+    pub pos: Vec<Box<dyn PosOutput>>,
+    /// Outputs that report decisions only (GPIO, scanner beeps).
+    pub other: Vec<Box<dyn Signal>>,
+}
+
+impl Outputs {
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Signal) -> Result<(), SignalError>) {
+        for s in self.pos.iter_mut() {
+            if let Err(e) = f(s.as_mut()) {
+                log::warn!("pos output: {e}");
+            }
+        }
+        for s in self.other.iter_mut() {
+            if let Err(e) = f(s.as_mut()) {
+                log::warn!("output: {e}");
+            }
+        }
+    }
+}
+
+/// The policy `decide` applies, from the configuration.
+pub fn policy_from(config: &Config) -> Policy {
+    let o = &config.offline;
+    Policy {
+        offline: OfflineCaps {
+            per_transaction_cents: o.per_transaction_cents,
+            per_ticket_cents: o.per_ticket_cents,
+            total_cents: o.total_cents,
+            total_count: o.total_count.into(),
+            max_cache_age_ms: o.max_cache_age.as_millis() as u64,
+        },
+        offline_partial: o.partial,
+        online_cache_max_age_ms: config.cache.fresh.as_millis() as u64,
+    }
+}
+
+/// A decision before it is committed: what `lookup` shows and `handle` journals.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The normalised barcode ("" when there is none).
+    pub barcode: String,
+    /// The verdict.
+    pub decision: Decision,
+    /// The record it was judged on.
+    pub record: Option<TicketRecord>,
+}
+
+/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
+pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
+    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
+    crate::store::time::utc_date(shifted.max(0) as u64)
+}
+
+/// How much of the deadline is kept for committing and signalling.
+fn commit_reserve(deadline: Duration) -> Duration {
+    (deadline / 10).min(Duration::from_millis(100))
+}
+
+/// The redemption agent.
+pub struct Agent {
+    config: Config,
+    clock: SharedClock,
+    store: Store,
+    ats: Arc<AtsClient>,
+    lookups: Lookups,
+    health: Arc<Mutex<Health>>,
+    policy: Policy,
+    outputs: Outputs,
+    mode: Mode,
+    probe: Option<Receiver<bool>>,
+    next_probe: Instant,
+}
+
+impl Agent {
+    /// Builds the agent from its parts (the store open, the client built).
+    pub fn new(
+        config: Config,
+        ats: Arc<AtsClient>,
+        store: Store,
+        clock: SharedClock,
+        outputs: Outputs,
+    ) -> Agent {
+        let health = Arc::new(Mutex::new(Health::new(config.health.clone())));
+        let lookups = Lookups::start(
+            Arc::clone(&ats),
+            store.clone(),
+            Arc::clone(&health),
+            clock.clone(),
+            4,
+        );
+        let next_probe = clock.now();
+        Agent {
+            policy: policy_from(&config),
+            config,
+            clock,
+            store,
+            ats,
+            lookups,
+            health,
+            outputs,
+            mode: Mode::Online,
+            probe: None,
+            next_probe,
+        }
+    }
+
+    /// The store (for commands and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The ATS client.
+    pub fn ats(&self) -> &Arc<AtsClient> {
+        &self.ats
+    }
+
+    /// The connectivity mode as of the last check.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Forces the connectivity mode (tests, operator commands).
+    pub fn force_mode(&mut self, mode: Mode) {
+        if let Ok(mut h) = self.health.lock() {
+            h.force(mode);
+        }
+        self.check_mode();
+    }
+
+    fn health_mode(&self) -> Mode {
+        self.health
+            .lock()
+            .map(|h| h.mode())
+            .unwrap_or(Mode::Offline)
+    }
+
+    /// Decides one scan without recording anything (the `lookup` command). It may call
+    /// ATS and refresh the cache, as a real scan would.
+    pub fn evaluate(
+        &mut self,
+        input: &ScanInput,
+        requested: Option<Cents>,
+        received_at_ms: u64,
+    ) -> Evaluation {
+        let kind = match input {
+            ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
+            ScanInput::SafeTix(_) => ScanKind::SafeTix,
+            ScanInput::Unreadable(_) => ScanKind::Unreadable,
+        };
+        let barcode = match &kind {
+            ScanKind::Barcode(b) => b.clone(),
+            _ => String::new(),
+        };
+        self.check_mode();
+        let online = self.mode == Mode::Online;
+        let now_ms = self.clock.wall_ms();
+        // The deadline runs from when the scan was read, not from when the loop got to it.
+        let waited = Duration::from_millis(now_ms.saturating_sub(received_at_ms));
+        let budget = self
+            .config
+            .deadline
+            .saturating_sub(waited)
+            .saturating_sub(commit_reserve(self.config.deadline));
+
+        let cached = if barcode.is_empty() {
+            None
+        } else {
+            self.store.get_record(&barcode).unwrap_or_else(|e| {
+                log::warn!("cache read failed for {}: {e}", mask_barcode(&barcode));
+                None
+            })
+        };
+        let fresh = cached.as_ref().is_some_and(|r| {
+            now_ms.saturating_sub(r.fetched_at_ms) <= self.policy.online_cache_max_age_ms
+        });
+
+        let mut live: Option<TicketRecord> = None;
+        let mut scan_mode = if online {
+            decide::Mode::Online
+        } else {
+            decide::Mode::Offline
+        };
+        if !barcode.is_empty() && online && !fresh {
+            live = self.live_lookup(&barcode, budget);
+            if live.is_none() {
+                // This scan falls back alone; the mode follows the rolling window.
+                scan_mode = decide::Mode::Offline;
+            }
+        }
+        let record = live.clone().or(cached);
+        let evidence = match (&live, &record) {
+            (Some(r), _) => Evidence::Live(r),
+            (None, Some(r)) => Evidence::Cached {
+                record: r,
+                age_ms: self.clock.wall_ms().saturating_sub(r.fetched_at_ms),
+            },
+            (None, None) => Evidence::None,
+        };
+        let source = if live.is_some() {
+            decide::Source::Live
+        } else if scan_mode == decide::Mode::Online {
+            decide::Source::Cache
+        } else {
+            decide::Source::Offline
+        };
+        let ledger = if barcode.is_empty() {
+            Ok(TicketLedger::default())
+        } else {
+            self.store.ledger(&barcode)
+        };
+        let (ledger, usage) = match (ledger, self.store.offline_usage()) {
+            (Ok(l), Ok(u)) => (l, u),
+            (Err(e), _) | (_, Err(e)) => {
+                // Without the ledger the agent cannot know what was spent: deny.
+                log::error!("store read failed, denying: {e}");
+                let decision = Decision::deny(
+                    decide::Reason::StoreError,
+                    source,
+                    scan_mode == decide::Mode::Offline,
+                );
+                return Evaluation {
+                    barcode,
+                    decision,
+                    record,
+                };
+            }
+        };
+        let today = local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
+        let decision = decide::decide(&DecideInput {
+            scan: &kind,
+            requested,
+            evidence,
+            mode: scan_mode,
+            ledger: &ledger,
+            usage,
+            policy: &self.policy,
+            today: &today,
+            events: &self.config.events,
+        });
+        Evaluation {
+            barcode,
+            decision,
+            record,
+        }
+    }
+
+    /// Runs a live lookup, waiting at most `budget`. `None` when it did not arrive in
+    /// time or failed (the late answer still refreshes the cache).
+    fn live_lookup(&mut self, barcode: &str, budget: Duration) -> Option<TicketRecord> {
+        let event = match self.config.events.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        let rx = match self.lookups.lookup(barcode, event) {
+            Some(rx) => rx,
+            None => {
+                log::warn!(
+                    "ats workers saturated: deciding {} offline",
+                    mask_barcode(barcode)
+                );
+                return None;
+            }
+        };
+        match rx.recv_timeout(budget) {
+            Ok(Ok(record)) => Some(record),
+            Ok(Err(e)) => {
+                log::warn!("ats lookup for {} failed: {e}", mask_barcode(barcode));
+                None
+            }
+            Err(_) => {
+                log::warn!(
+                    "ats lookup for {} missed the {} ms deadline",
+                    mask_barcode(barcode),
+                    budget.as_millis()
+                );
+                if let Ok(mut h) = self.health.lock() {
+                    h.record(false, budget);
+                }
+                None
+            }
+        }
+    }
+
+    /// Decides, journals (flushed) and signals one scan.
+    pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
+        let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
+        let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
+        let entry = match self.store.commit_decision(&NewDecision {
+            scan_time_ms: scan.received_at_ms,
+            barcode: &eval.barcode,
+            decision: &eval.decision,
+            evidence: eval.record.as_ref(),
+            latency_ms,
+            request: scan.request_id.as_deref(),
+        }) {
+            Ok(entry) => entry,
+            Err(e) => {
+                // Nothing is approved that is not journaled: tell the POS it was denied.
+                log::error!("journal write failed, denying: {e}");
+                let event = self.unjournaled_deny(scan, latency_ms);
+                self.outputs.each(|s| s.decision(&event));
+                return Err(e.into());
+            }
+        };
+        let event = entry.to_event();
+        log::debug!(
+            "{} {} {} {} cents via {} in {} ms",
+            event.id,
+            event.decision.as_str(),
+            event.barcode,
+            event.approved_cents,
+            event.source,
+            event.latency_ms
+        );
+        self.outputs.each(|s| s.decision(&event));
+        Ok(event)
+    }
+
+    fn unjournaled_deny(&self, scan: &ScanEvent, latency_ms: u64) -> DecisionEvent {
+        DecisionEvent {
+            id: String::new(),
+            time: rfc3339_ms(scan.received_at_ms),
+            terminal: self.config.terminal_id.clone(),
+            barcode: scan.input.masked(),
+            decision: crate::signal::Verdict::Deny,
+            reason: "store_error".into(),
+            approved_cents: 0,
+            items: Vec::new(),
+            source: "offline".into(),
+            latency_ms,
+            request: scan.request_id.clone(),
+        }
+    }
+
+    /// Voids an earlier decision and reports the result to the POS outputs.
+    pub fn handle_void(&mut self, decision_id: &str, request_id: Option<&str>) -> VoidEvent {
+        let now = self.clock.wall_ms();
+        let mut event = VoidEvent {
+            decision_id: decision_id.to_string(),
+            request_id: request_id.map(str::to_string),
+            outcome: VoidOutcome::Voided,
+            reversed_cents: 0,
+            items: Vec::new(),
+            error: None,
+            time: rfc3339_ms(now),
+            terminal: self.config.terminal_id.clone(),
+        };
+        match self.store.void(decision_id, now, request_id) {
+            Ok(v) => {
+                event.reversed_cents = v.entry.approved_cents;
+                event.items = v
+                    .entry
+                    .items
+                    .iter()
+                    .map(|i| i.description.clone())
+                    .collect();
+                if v.upstream_cents > 0 || v.upstream_items > 0 {
+                    log::warn!(
+                        "void {}: {} cents and {} items were already reflected upstream; refund them in ATS",
+                        decision_id,
+                        v.upstream_cents,
+                        v.upstream_items
+                    );
+                }
+            }
+            Err(e) => {
+                event.outcome = match &e {
+                    StoreError::UnknownDecision(_) | StoreError::BadId(_) => VoidOutcome::NotFound,
+                    StoreError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
+                    StoreError::NotVoidable(_) => VoidOutcome::NotApproved,
+                    _ => VoidOutcome::Refused,
+                };
+                event.error = Some(e.to_string());
+            }
+        }
+        for s in self.outputs.pos.iter_mut() {
+            if let Err(e) = s.void_result(&event) {
+                log::warn!("pos output: {e}");
+            }
+        }
+        event
+    }
+
+    /// Handles one request from the scanner or POS channel.
+    pub fn handle(&mut self, request: &AgentRequest) -> Result<(), AgentError> {
+        match request {
+            AgentRequest::Scan(scan) => self.handle_scan(scan).map(|_| ()),
+            AgentRequest::Void {
+                decision_id,
+                request_id,
+                ..
+            } => {
+                self.handle_void(decision_id, request_id.as_deref());
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-reads the connectivity mode; on a change, tells the outputs and, when back
+    /// online, closes the offline window (its caps start afresh next outage).
+    pub fn check_mode(&mut self) {
+        let now = self.health_mode();
+        if now == self.mode {
+            return;
+        }
+        self.mode = now;
+        let status = match now {
+            Mode::Online => {
+                log::info!("ATS reachable again: online");
+                if let Err(e) = self.store.reset_offline_window() {
+                    log::error!("cannot close the offline window: {e}");
+                }
+                AgentStatus::Ready
+            }
+            Mode::Offline => {
+                log::warn!("ATS unreachable: offline rules apply");
+                self.next_probe = self.clock.now() + self.config.health.probe_interval;
+                AgentStatus::Offline
+            }
+        };
+        self.outputs.each(|s| s.status(status));
+    }
+
+    /// Housekeeping between scans: probes while offline.
+    pub fn tick(&mut self) {
+        if let Some(rx) = &self.probe {
+            match rx.try_recv() {
+                Ok(_) | Err(crossbeam_channel::TryRecvError::Disconnected) => self.probe = None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+        }
+        self.check_mode();
+        if self.mode == Mode::Offline && self.probe.is_none() && self.clock.now() >= self.next_probe
+        {
+            self.probe = self.lookups.probe();
+            self.next_probe = self.clock.now() + self.config.health.probe_interval;
+        }
+    }
+
+    /// Runs until `stop` is set or the request channel closes. Every request taken
+    /// from the channel is finished (journaled and signalled) before returning.
+    pub fn run(&mut self, requests: &Receiver<AgentRequest>, stop: &AtomicBool) {
+        self.outputs.each(|s| s.status(AgentStatus::Ready));
+        let tick = self
+            .config
+            .health
+            .probe_interval
+            .min(Duration::from_millis(250));
+        while !stop.load(Ordering::SeqCst) {
+            match requests.recv_timeout(tick) {
+                Ok(req) => {
+                    if let Err(e) = self.handle(&req) {
+                        log::error!("{e}");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.tick();
+        }
+        // Requests already read from a scanner are decided before stopping.
+        while let Ok(req) = requests.try_recv() {
+            if let Err(e) = self.handle(&req) {
+                log::error!("{e}");
+            }
+        }
+        self.outputs.each(|s| s.status(AgentStatus::Stopping));
+        if let Err(e) = self.store.flush() {
+            log::error!("final flush failed: {e}");
+        }
+    }
+
+    /// Stops the workers (waiting briefly for calls in flight).
+    pub fn shutdown(self) {
+        self.lookups.shutdown(Duration::from_millis(500));
+    }
+}

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use crate::ticket::{TicketInfo, ValueLine};
 
 use super::config::{AtsConfig, Endpoint};
 use super::cookies::CallJar;
-use super::error::{AtsError, Phase};
+use super::error::{AtsError, Phase, RateWindow};
 use super::http::{Http, Reply};
 use super::poll::Backoff;
 use super::rate::{RateBudget, ServerRate, DEFAULT_SERVER_CLOSURE};
@@ -225,7 +225,43 @@ impl AtsClient {
         &self,
         event_name: &str,
     ) -> Result<Vec<(String, ValueLine)>, AtsError> {
-        self.scrubbed(|| self.event_listing(event_name, None))
+        self.scrubbed(|| self.event_listing(event_name, None, None))
+    }
+
+    /// The event listing for background prefetch: before each chunk it waits (on the
+    /// client's clock) until more than `reserve_per_minute` calls of the minute budget
+    /// are free, so scans always keep that many. Gives up with [`AtsError::RateBudget`]
+    /// when `stop` is set while waiting.
+    pub fn get_av_barcodes_for_event_paced(
+        &self,
+        event_name: &str,
+        reserve_per_minute: u32,
+        stop: &AtomicBool,
+    ) -> Result<Vec<(String, ValueLine)>, AtsError> {
+        self.scrubbed(|| self.event_listing(event_name, None, Some((reserve_per_minute, stop))))
+    }
+
+    /// Waits until the budget has more than `reserve` calls free this minute and at
+    /// least one today.
+    fn wait_for_budget(&self, reserve: u32, stop: &AtomicBool) -> Result<(), AtsError> {
+        loop {
+            let (minute, day) = self.budget_remaining();
+            if minute > reserve && day > 0 {
+                return Ok(());
+            }
+            if stop.load(Ordering::SeqCst) || day == 0 {
+                let window = if day == 0 {
+                    RateWindow::Day
+                } else {
+                    RateWindow::Minute
+                };
+                return Err(AtsError::RateBudget {
+                    window,
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            self.inner.clock.sleep(Duration::from_millis(500));
+        }
     }
 
     /// [`get_av_barcodes_for_event`](Self::get_av_barcodes_for_event) with one
@@ -235,7 +271,26 @@ impl AtsClient {
         event_name: &str,
         deadline: Instant,
     ) -> Result<Vec<(String, ValueLine)>, AtsError> {
-        self.scrubbed(|| self.event_listing(event_name, Some(deadline)))
+        self.scrubbed(|| self.event_listing(event_name, Some(deadline), None))
+    }
+
+    /// `event_search` for events dated `start_date..=end_date` (`YYYY-MM-DD`); no
+    /// events is an empty list, not an error.
+    pub fn event_search(
+        &self,
+        start_date: &str,
+        end_date: &str,
+    ) -> Result<Vec<wire::EventSummary>, AtsError> {
+        self.scrubbed(|| {
+            let fields = wire::event_search_fields(start_date, end_date);
+            match self.call(wire::CMD_EVENT_SEARCH, &fields, self.default_deadline()) {
+                Ok(env) => wire::decode_events(env.command1()),
+                Err(AtsError::Api { code, .. }) if code == wire::EVENT_SEARCH_NONE => {
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Any command: `fields` go into `command1` after `cmd`, `ref`, `uid` and `dsn`
@@ -272,11 +327,15 @@ impl AtsClient {
         &self,
         event_name: &str,
         deadline: Option<Instant>,
+        pace: Option<(u32, &AtomicBool)>,
     ) -> Result<Vec<(String, ValueLine)>, AtsError> {
         let mut out: Vec<(String, ValueLine)> = Vec::new();
         let mut prev: Option<String> = None;
         let mut seen: HashSet<String> = HashSet::new();
         for chunk_no in 0..MAX_EVENT_CHUNKS {
+            if let Some((reserve, stop)) = pace {
+                self.wait_for_budget(reserve, stop)?;
+            }
             let chunk_deadline = match deadline {
                 Some(d) => d.min(self.default_deadline()),
                 None => self.default_deadline(),

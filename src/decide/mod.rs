@@ -163,11 +163,14 @@ pub enum Reason {
     StaleCache,
     /// The POS asked for zero.
     InvalidRequest,
+    /// The terminal's own store could not be read or written: nothing is approved
+    /// that cannot be accounted for. Produced by the agent, never by `decide`.
+    StoreError,
 }
 
 impl Reason {
     /// Every reason, for tables and tests.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Approved,
         Reason::Partial,
         Reason::Unreadable,
@@ -182,6 +185,7 @@ impl Reason {
         Reason::OfflineLimit,
         Reason::StaleCache,
         Reason::InvalidRequest,
+        Reason::StoreError,
     ];
 
     /// The snake_case name used on the wire and in the journal.
@@ -201,6 +205,7 @@ impl Reason {
             Reason::OfflineLimit => "offline_limit",
             Reason::StaleCache => "stale_cache",
             Reason::InvalidRequest => "invalid_request",
+            Reason::StoreError => "store_error",
         }
     }
 

@@ -72,15 +72,19 @@ pub(crate) fn handle(st: &State, req: &Request, peer: SocketAddr) -> Response {
     match (method.as_str(), route) {
         ("GET", "health") | ("GET", "") => {
             let uptime = st.clock.now().saturating_duration_since(st.started);
+            // One lock at a time.
+            let tickets = lock(&st.data).ticket_count();
+            let tokens = lock(&st.polls).len();
+            let faults_active = !lock(&st.faults).faults.is_clear();
             Response::json(
                 200,
                 &json!({
                     "status": "ok",
                     "uptime_ms": uptime.as_millis() as u64,
-                    "tickets": lock(&st.data).ticket_count(),
+                    "tickets": tickets,
                     "tls": st.tls,
-                    "open_poll_tokens": lock(&st.polls).len(),
-                    "faults_active": !lock(&st.faults).faults.is_clear(),
+                    "open_poll_tokens": tokens,
+                    "faults_active": faults_active,
                 }),
             )
         }

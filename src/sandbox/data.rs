@@ -480,6 +480,16 @@ mod tests {
     }
 
     #[test]
+    fn loads_a_data_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("data.json");
+        std::fs::write(&path, BUILTIN_JSON).unwrap_or_else(|e| panic!("{e}"));
+        let ds = DataSet::from_file(&path).map_err(|e| e.to_string());
+        assert_eq!(ds, Ok(DataSet::builtin()));
+        assert!(DataSet::from_file(dir.path().join("missing.json")).is_err());
+    }
+
+    #[test]
     fn rejects_bad_files() {
         assert!(DataSet::from_json("{").is_err());
         let bad = r#"{"events":[],"tickets":[{"barcode":"1","event_name":"X","acct_id":1,

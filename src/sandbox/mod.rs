@@ -262,7 +262,8 @@ impl SandboxHandle {
         self.state.faults()
     }
 
-    /// Restores the data set, clears faults, poll tokens, rate windows and statistics.
+    /// Restores the data set and the start-up faults; forgets poll tokens, rate windows
+    /// and statistics.
     pub fn reset(&self) {
         self.state.reset();
     }

@@ -3,8 +3,8 @@
 //! A command slower than the sync threshold (or any command under `force_202_ms`)
 //! answers `202 Accepted` with `Set-Cookie` `QTKN`, `SID` and `BID` (random tokens).
 //! The caller re-sends the identical body with those cookies; it gets 202 until the
-//! command's "done at" time (on the sandbox clock) has passed, then 200 with the result,
-//! and the token is forgotten. A poll whose `QTKN` is unknown (never issued, already
+//! command's "done at" time (on the sandbox clock) has passed, then 200 with the result
+//! (whose `Set-Cookie` headers expire the three cookies), and the token is forgotten. A poll whose `QTKN` is unknown (never issued, already
 //! collected, or replaced under `rotate_qtkn`) gets HTTP 200 with `command1.result`
 //! 9002 and `error_detail` beginning `No data for token '...'`. A poll whose body differs
 //! from the queued command gets 9003. Every poll counts toward the rate limit and
@@ -169,7 +169,12 @@ pub(crate) fn handle(
         }
         table.pending.remove(&q);
         drop(table);
-        return run(st, header, cmd1);
+        // The cycle is over: expire its cookies so cookie jars do not replay them.
+        let mut done = run(st, header, cmd1);
+        for k in ["QTKN", "SID", "BID"] {
+            done = done.with_header("Set-Cookie", format!("{k}=; Path=/; Max-Age=0"));
+        }
+        return done;
     }
 
     let cmd = cmd1

@@ -77,8 +77,9 @@ struct OfflineState {
     usage: OfflineUsage,
 }
 
-/// The open store. Cheap to share by reference across threads (`Send + Sync`).
-#[derive(Debug)]
+/// The open store. `Send + Sync`; clones share the same database (the lookup workers
+/// write the cache through a clone while the loop owns the journal).
+#[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
     cache: sled::Tree,

@@ -1,0 +1,390 @@
+//! Wiring: from a validated [`Config`] (and an optional board profile) to running parts.
+//!
+//! The only place that decides which ATS to talk to (the in-process sandbox or a real
+//! endpoint), which scanner to read, and which outputs to drive. `main.rs` parses the
+//! command line and calls in here; tests build the same parts with their own clocks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::agent::{Outputs, PosOutput};
+use crate::ats::{AtsClient, AtsConfig, AtsError};
+use crate::board::{AckSetting, BoardError, BoardProfile, GpioProfile, JsonlTarget};
+use crate::clock::SharedClock;
+use crate::config::{AtsEndpoint, Config, PosOutput as StdoutFormat, ScannerKind};
+use crate::pos::{PosError, PosServer};
+use crate::scan::frame::{FrameConfig, FrameConfigError};
+use crate::scan::source::{self, SourceError, SourceHandle, SourceOptions, TcpScannerSource};
+use crate::scan::AgentRequest;
+use crate::signal::console::ConsoleSignal;
+use crate::signal::jsonl::JsonlSignal;
+use crate::signal::Signal;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Why the agent could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The ATS client could not be built (bad URL, CA file).
+    Ats(AtsError),
+    /// The built-in sandbox could not start.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::SandboxError),
+    /// `ats.url = "sandbox"` in a build without the sandbox.
+    NoSandbox,
+    /// The store could not be opened.
+    Store(StoreError),
+    /// A board device could not be opened.
+    Board(BoardError),
+    /// A scanner source could not start.
+    Scanner(SourceError),
+    /// Scanner framing settings are invalid.
+    Framing(FrameConfigError),
+    /// The POS link could not listen.
+    Pos(PosError),
+    /// A board feature that this build leaves out.
+    Unsupported(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Ats(e) => write!(f, "ats client: {e}"),
+            #[cfg(feature = "sandbox")]
+            StartError::Sandbox(e) => write!(f, "built-in sandbox: {e}"),
+            StartError::NoSandbox => f.write_str(
+                "ats.url is \"sandbox\" but this build has no sandbox (build with --features sandbox, or set CONCESSION_ATS_URL)",
+            ),
+            StartError::Store(e) => write!(f, "store: {e}"),
+            StartError::Board(e) => write!(f, "board: {e}"),
+            StartError::Scanner(e) => write!(f, "scanner: {e}"),
+            StartError::Framing(e) => write!(f, "scanner framing: {e}"),
+            StartError::Pos(e) => write!(f, "pos link: {e}"),
+            StartError::Unsupported(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The ATS the agent talks to, and the sandbox behind it when it is the built-in one.
+pub struct AtsLink {
+    /// The shared client (one rate budget per key).
+    pub client: Arc<AtsClient>,
+    /// The in-process sandbox, kept alive as long as the link.
+    #[cfg(feature = "sandbox")]
+    pub sandbox: Option<crate::sandbox::SandboxHandle>,
+}
+
+/// The client settings for a base URL.
+pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
+    let a = &config.ats;
+    AtsConfig {
+        base_url,
+        product: a.product.clone(),
+        resource: a.resource.clone(),
+        dsn: a.dsn.clone(),
+        apikey: a.apikey.clone(),
+        uid: a.uid.clone(),
+        src_sys_name: "concession-agent".into(),
+        ca_file: a.ca_file.clone(),
+        connect_timeout: a.connect_timeout,
+        read_timeout: a.read_timeout,
+        call_timeout: a.call_timeout,
+        rate_per_minute: a.rate_per_minute,
+        rate_per_day: a.rate_per_day,
+        ..AtsConfig::default()
+    }
+}
+
+/// Connects to ATS: starts the built-in sandbox on a loopback port when configured.
+pub fn connect_ats(config: &Config, clock: SharedClock) -> Result<AtsLink, StartError> {
+    match &config.ats.endpoint {
+        AtsEndpoint::Url(url) => {
+            let client = AtsClient::with_clock(ats_config(config, url.clone()), clock)
+                .map_err(StartError::Ats)?;
+            Ok(AtsLink {
+                client: Arc::new(client),
+                #[cfg(feature = "sandbox")]
+                sandbox: None,
+            })
+        }
+        #[cfg(feature = "sandbox")]
+        AtsEndpoint::Sandbox => {
+            use crate::sandbox::{Sandbox, SandboxConfig};
+            let handle = Sandbox::start(SandboxConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                apikey: config.ats.apikey.expose().to_string(),
+                dsn: config.ats.dsn.clone(),
+                clock: clock.clone(),
+                rate_per_minute: config.ats.rate_per_minute,
+                rate_per_day: config.ats.rate_per_day,
+                utc_offset_minutes: config.utc_offset_minutes,
+                ..SandboxConfig::default()
+            })
+            .map_err(StartError::Sandbox)?;
+            log::info!("built-in ATS sandbox at {}", handle.base_url());
+            let client = AtsClient::with_clock(ats_config(config, handle.base_url()), clock)
+                .map_err(StartError::Ats)?;
+            Ok(AtsLink {
+                client: Arc::new(client),
+                sandbox: Some(handle),
+            })
+        }
+        #[cfg(not(feature = "sandbox"))]
+        AtsEndpoint::Sandbox => Err(StartError::NoSandbox),
+    }
+}
+
+/// Opens the store named by the configuration.
+pub fn open_store(config: &Config) -> Result<Store, StartError> {
+    Store::open(
+        &config.store_dir,
+        StoreOptions {
+            cache_capacity_bytes: config.cache.capacity_bytes,
+            terminal_id: config.terminal_id.clone(),
+        },
+    )
+    .map_err(StartError::Store)
+}
+
+/// The input and output plan: the configuration, overridden by a board profile.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Where scans come from.
+    pub scanner: ScannerKind,
+    /// Framing of scanner bytes.
+    pub frame: FrameConfig,
+    /// People-readable lines on stdout.
+    pub console: bool,
+    /// JSON lines on stdout.
+    pub jsonl_stdout: bool,
+    /// JSON-lines POS link listening here.
+    pub pos_listen: Option<SocketAddr>,
+    /// JSON lines over a serial line to the POS.
+    pub pos_serial: Option<(PathBuf, u32)>,
+    /// Good/bad beeps back to a serial scanner.
+    pub ack: AckSetting,
+    /// Lights, buzzer and relay.
+    pub gpio: Option<GpioProfile>,
+}
+
+fn strip_line_ends(bytes: &[u8]) -> Vec<u8> {
+    // Line ends already end a read; the framer refuses them as a suffix.
+    bytes
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect()
+}
+
+impl Wiring {
+    /// The plan for `config`, with `board` overriding scanner and outputs.
+    pub fn plan(config: &Config, board: Option<&BoardProfile>) -> Result<Wiring, StartError> {
+        let s = &config.scanner;
+        let mut w = Wiring {
+            scanner: s.kind.clone(),
+            frame: FrameConfig::default()
+                .with_prefix(s.prefix.as_bytes())
+                .and_then(|f| f.with_suffix(&strip_line_ends(s.suffix.as_bytes())))
+                .and_then(|f| f.with_max_len(s.max_len))
+                .map_err(StartError::Framing)?,
+            console: config.pos.output == StdoutFormat::Console,
+            jsonl_stdout: config.pos.output == StdoutFormat::JsonLines,
+            pos_listen: config.pos.listen,
+            pos_serial: None,
+            ack: AckSetting::None,
+            gpio: None,
+        };
+        let Some(b) = board else { return Ok(w) };
+        let sp = &b.scanner;
+        w.scanner = match sp.kind {
+            crate::board::ScannerKind::Stdin => ScannerKind::Stdin,
+            crate::board::ScannerKind::Serial => ScannerKind::Serial {
+                path: sp.path.clone().unwrap_or_default(),
+                baud: sp.baud,
+            },
+            crate::board::ScannerKind::Tcp => ScannerKind::Tcp {
+                listen: sp
+                    .listen
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7071))),
+            },
+        };
+        w.frame = FrameConfig::default()
+            .with_prefix(sp.prefix.as_bytes())
+            .and_then(|f| f.with_suffix(&strip_line_ends(sp.suffix.as_bytes())))
+            .and_then(|f| f.with_max_len(sp.max_len))
+            .map_err(StartError::Framing)?;
+        w.ack = sp.ack.clone();
+        let o = &b.outputs;
+        w.console = o.console;
+        w.jsonl_stdout = o.jsonl == JsonlTarget::Stdout;
+        if o.jsonl == JsonlTarget::Tcp {
+            w.pos_listen = o.pos_listen.or(w.pos_listen);
+        }
+        if o.jsonl == JsonlTarget::Serial {
+            w.pos_serial = o.pos_path.clone().map(|p| (p, o.pos_baud.unwrap_or(9600)));
+        }
+        w.gpio = b.gpio.clone();
+        Ok(w)
+    }
+
+    /// `--pos jsonl`: stdout carries JSON lines instead of console text.
+    pub fn stdout_jsonl(&mut self) {
+        self.console = false;
+        self.jsonl_stdout = true;
+    }
+}
+
+/// What runs beside the loop; dropping it stops the POS link.
+pub struct Running {
+    /// Scanner source threads.
+    pub sources: Vec<SourceHandle>,
+    /// TCP scanner listener.
+    pub tcp_scanner: Option<TcpScannerSource>,
+    /// The POS link.
+    pub pos: Option<PosServer>,
+}
+
+/// Starts the scanner source and the outputs of `wiring`.
+pub fn start_io(
+    wiring: &Wiring,
+    tx: &Sender<AgentRequest>,
+    clock: SharedClock,
+    stop: Arc<AtomicBool>,
+) -> Result<(Running, Outputs), StartError> {
+    let mut outputs = Outputs::default();
+    let mut running = Running {
+        sources: Vec::new(),
+        tcp_scanner: None,
+        pos: None,
+    };
+    let mut opts = SourceOptions::new(clock.clone(), Arc::clone(&stop));
+    opts.frame = wiring.frame.clone();
+
+    if wiring.console {
+        outputs.pos.push(Box::new(ConsoleSignal::stdout()));
+    }
+    if wiring.jsonl_stdout {
+        outputs.pos.push(Box::new(JsonlSignal::stdout()));
+    }
+    if let Some(addr) = wiring.pos_listen {
+        let server = PosServer::bind(addr, tx.clone(), clock.clone()).map_err(StartError::Pos)?;
+        log::info!("POS link listening on {}", server.local_addr());
+        outputs
+            .pos
+            .push(Box::new(server.signal()) as Box<dyn PosOutput>);
+        running.pos = Some(server);
+    }
+    if let Some((path, baud)) = &wiring.pos_serial {
+        outputs.pos.push(serial_jsonl(path, *baud)?);
+    }
+    #[cfg(feature = "board")]
+    if let Some(gpio) = &wiring.gpio {
+        let signal =
+            crate::board::devices::gpio_signal(gpio, clock.clone()).map_err(StartError::Board)?;
+        outputs.other.push(Box::new(signal));
+    }
+    #[cfg(not(feature = "board"))]
+    if wiring.gpio.is_some() {
+        return Err(StartError::Unsupported(
+            "the board profile has [gpio] but this build has no board feature (cargo build --features board)".into(),
+        ));
+    }
+
+    match &wiring.scanner {
+        ScannerKind::Stdin => running
+            .sources
+            .push(source::spawn_stdin(tx.clone(), opts).map_err(StartError::Scanner)?),
+        ScannerKind::Serial { path, baud } => {
+            let (handle, ack) = serial_scanner(path, *baud, &wiring.ack, tx, opts)?;
+            running.sources.push(handle);
+            if let Some(ack) = ack {
+                outputs.other.push(ack);
+            }
+        }
+        ScannerKind::Tcp { listen } => {
+            let src =
+                TcpScannerSource::bind(*listen, tx.clone(), opts).map_err(StartError::Scanner)?;
+            log::info!("network scanners: listening on {}", src.local_addr());
+            running.tcp_scanner = Some(src);
+        }
+        ScannerKind::None => {}
+    }
+    Ok((running, outputs))
+}
+
+#[cfg(feature = "board")]
+fn serial_jsonl(path: &std::path::Path, baud: u32) -> Result<Box<dyn PosOutput>, StartError> {
+    let port = crate::board::devices::open_serial_port(path, baud).map_err(StartError::Board)?;
+    Ok(Box::new(JsonlSignal::new(port)))
+}
+
+#[cfg(not(feature = "board"))]
+fn serial_jsonl(_: &std::path::Path, _: u32) -> Result<Box<dyn PosOutput>, StartError> {
+    Err(StartError::Unsupported(
+        "JSON lines over a serial line need the board feature (cargo build --features board)"
+            .into(),
+    ))
+}
+
+type SerialParts = (SourceHandle, Option<Box<dyn Signal>>);
+
+#[cfg(feature = "board")]
+fn serial_scanner(
+    path: &std::path::Path,
+    baud: u32,
+    ack: &AckSetting,
+    tx: &Sender<AgentRequest>,
+    opts: SourceOptions,
+) -> Result<SerialParts, StartError> {
+    use crate::board::devices::SerialScanner;
+    let profile = crate::board::ScannerProfile {
+        kind: crate::board::ScannerKind::Serial,
+        path: Some(path.to_path_buf()),
+        listen: None,
+        baud,
+        prefix: Default::default(),
+        suffix: Default::default(),
+        max_len: opts.frame.max_len,
+        ack: ack.clone(),
+    };
+    let scanner = SerialScanner::open(&profile).map_err(StartError::Board)?;
+    let ack_signal = scanner
+        .ack_signal(ack)
+        .map_err(StartError::Board)?
+        .map(|a| Box::new(a) as Box<dyn Signal>);
+    // The source's stop flag also ends the serial reader's wait.
+    let scanner_stop = scanner.stop_flag();
+    let stop = Arc::clone(&opts.stop);
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        scanner_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let origin = crate::scan::Origin::Serial(path.display().to_string());
+    let handle =
+        source::spawn_reader(scanner, origin, tx.clone(), opts).map_err(StartError::Scanner)?;
+    Ok((handle, ack_signal))
+}
+
+#[cfg(not(feature = "board"))]
+fn serial_scanner(
+    path: &std::path::Path,
+    baud: u32,
+    ack: &AckSetting,
+    tx: &Sender<AgentRequest>,
+    opts: SourceOptions,
+) -> Result<SerialParts, StartError> {
+    if *ack != AckSetting::None {
+        log::warn!("scanner acknowledgement needs the board feature; beeps are off");
+    }
+    let handle = source::spawn_serial(path, baud, tx.clone(), opts).map_err(StartError::Scanner)?;
+    Ok((handle, None))
+}

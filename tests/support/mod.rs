@@ -1,0 +1,172 @@
+//! Shared test support: an agent wired to an in-process sandbox on loopback.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use concession_agent::agent::{Agent, Outputs};
+use concession_agent::app;
+use concession_agent::clock::{self, SharedClock};
+use concession_agent::config::{Config, RawConfig};
+use concession_agent::pos::{VoidEvent, VoidSignal};
+use concession_agent::sandbox::{Sandbox, SandboxConfig, SandboxHandle, Stats};
+use concession_agent::scan::barcode::classify;
+use concession_agent::scan::{Origin, ScanEvent};
+use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+
+/// What an output saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub decisions: Vec<DecisionEvent>,
+    pub statuses: Vec<AgentStatus>,
+    pub voids: Vec<VoidEvent>,
+}
+
+/// An output that records everything.
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Seen>>);
+
+impl Signal for Recorder {
+    fn decision(&mut self, e: &DecisionEvent) -> Result<(), SignalError> {
+        self.0.lock().unwrap().decisions.push(e.clone());
+        Ok(())
+    }
+    fn status(&mut self, s: AgentStatus) -> Result<(), SignalError> {
+        self.0.lock().unwrap().statuses.push(s);
+        Ok(())
+    }
+}
+
+impl VoidSignal for Recorder {
+    fn void_result(&mut self, e: &VoidEvent) -> Result<(), SignalError> {
+        self.0.lock().unwrap().voids.push(e.clone());
+        Ok(())
+    }
+}
+
+/// A sandbox on 127.0.0.1:0 with the built-in data set and the system clock.
+pub fn sandbox() -> SandboxHandle {
+    sandbox_with(SandboxConfig::default())
+}
+
+/// A sandbox on 127.0.0.1:0 from `cfg` (listen address overridden).
+pub fn sandbox_with(cfg: SandboxConfig) -> SandboxHandle {
+    Sandbox::start(SandboxConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..cfg
+    })
+    .expect("sandbox starts")
+}
+
+/// Builds a validated config: `extra` TOML (top-level keys first, then tables), the
+/// store in `dir`, ATS at `url`. Prefetch at start is off unless `extra` says so.
+pub fn config(url: &str, dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        "store_dir = {dir:?}\nterminal_id = \"test-stand\"\n{extra}\n",
+        dir = dir.display().to_string()
+    );
+    let mut raw = RawConfig::parse(&text, Path::new("test")).expect("test config parses");
+    raw.ats.url = Some(url.to_string());
+    raw.ats.apikey.get_or_insert_with(|| "sandbox-key".into());
+    if raw.cache.prefetch_at_start.is_none() {
+        raw.cache.prefetch_at_start = Some(false);
+    }
+    Config::from_raw(raw).expect("test config validates")
+}
+
+/// An agent on a sandbox, recording its outputs.
+pub struct Harness {
+    pub sandbox: SandboxHandle,
+    pub agent: Agent,
+    pub seen: Recorder,
+    pub clock: SharedClock,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl Harness {
+    /// Agent + fresh sandbox; `extra` is TOML as for [`config`].
+    pub fn start(extra: &str) -> Harness {
+        Harness::on(sandbox(), extra)
+    }
+
+    /// Agent on a given sandbox.
+    pub fn on(sandbox: SandboxHandle, extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&sandbox.base_url(), &dir.path().join("store"), extra);
+        Harness::build(sandbox, dir, config)
+    }
+
+    fn build(sandbox: SandboxHandle, dir: tempfile::TempDir, config: Config) -> Harness {
+        let clock = clock::system();
+        let link = app::connect_ats(&config, clock.clone()).expect("client builds");
+        let store = app::open_store(&config).expect("store opens");
+        let seen = Recorder::default();
+        let outputs = Outputs {
+            pos: vec![Box::new(seen.clone())],
+            other: Vec::new(),
+        };
+        let agent = Agent::new(config.clone(), link.client, store, clock.clone(), outputs);
+        Harness {
+            sandbox,
+            agent,
+            seen,
+            clock,
+            dir,
+            config,
+        }
+    }
+
+    /// Drops the agent (closing the store) and starts a new one on the same store and
+    /// sandbox, as after a restart.
+    pub fn restart(self) -> Harness {
+        let Harness {
+            sandbox,
+            agent,
+            dir,
+            config,
+            ..
+        } = self;
+        agent.shutdown();
+        Harness::build(sandbox, dir, config)
+    }
+
+    /// A scan event as a scanner would produce it now.
+    pub fn event(&self, text: &str, amount_cents: Option<u64>) -> ScanEvent {
+        ScanEvent {
+            input: classify(text),
+            amount_cents,
+            request_id: None,
+            received_at_ms: self.clock.wall_ms(),
+            origin: Origin::Stdin,
+        }
+    }
+
+    /// Scans a barcode (bare scan: the whole balance).
+    pub fn scan(&mut self, text: &str) -> DecisionEvent {
+        let ev = self.event(text, None);
+        self.agent.handle_scan(&ev).expect("decision journaled")
+    }
+
+    /// A POS scan with an amount.
+    pub fn scan_amount(&mut self, text: &str, cents: u64) -> DecisionEvent {
+        let ev = self.event(text, Some(cents));
+        self.agent.handle_scan(&ev).expect("decision journaled")
+    }
+
+    /// Voids a decision.
+    pub fn void(&mut self, id: &str) -> VoidEvent {
+        self.agent.handle_void(id, None)
+    }
+
+    /// The sandbox's call statistics.
+    pub fn stats(&self) -> Stats {
+        self.sandbox.stats()
+    }
+
+    /// ATS calls made so far (polls included).
+    pub fn calls(&self) -> u64 {
+        let s = self.stats();
+        s.calls_by_command.values().sum::<u64>() + s.polls
+    }
+}
