@@ -44,7 +44,11 @@ fn mib(kib: u64) -> String {
 
 fn report(phase: &str) {
     let (rss, hwm) = rss_kib();
-    println!("rss {phase}: VmRSS {} MiB, VmHWM {} MiB", mib(rss), mib(hwm));
+    println!(
+        "rss {phase}: VmRSS {} MiB, VmHWM {} MiB",
+        mib(rss),
+        mib(hwm)
+    );
 }
 
 fn child_rss(n: usize, dir: &Path, fill: bool) {
@@ -150,7 +154,9 @@ fn child_start(config: &Path) {
 fn run_child(args: &[&str], env: &[(&str, &Path)]) -> (String, std::time::Duration) {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -3,10 +3,11 @@
 //!
 //! For each `L` (env `LATENCIES`, default `0,100,300`), interleaved sample by sample:
 //!
-//! - **parallel**: `verify_barcode` on a second thread while this thread runs
-//!   `get_av_barcodes`, joins the answers into a `TicketRecord`, then `decide` on the live record and
-//!   `Store::commit_decision` (durable). Scan to committed decision. (The agent's
-//!   `Lookups` pool is not yet exported by `agent/mod.rs`; this is what it does.)
+//! - **agent (parallel)**: `Agent::handle_scan` of a ticket that is not cached: cache
+//!   read, `agent::lookup::Lookups` (one worker runs `verify_barcode`, another
+//!   `get_av_barcodes`; the second to finish assembles the record and writes the cache),
+//!   `decide` on the live record, `Store::commit_decision` (durable), POS signal. Scan to
+//!   signalled decision.
 //! - **sequential client**: `verify_barcode` then `get_av_barcodes` on one thread, then
 //!   the same decide + commit: about `2L`.
 //!
@@ -18,16 +19,24 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::{env_usize, Samples, TABLE_HEAD};
-use concession_agent::ats::{AtsClient, AtsConfig, AtsError};
+use concession_agent::agent::lookup::assemble;
+use concession_agent::agent::{Agent, Outputs};
+use concession_agent::app;
+use concession_agent::ats::{AtsClient, AtsConfig};
+use concession_agent::clock;
+use concession_agent::config::{Config, RawConfig};
 use concession_agent::decide::{decide, DecideInput, Evidence, Mode, Policy, ScanKind};
 use concession_agent::redact::Secret;
 use concession_agent::sandbox::{DataSet, Faults, Sandbox, SandboxConfig};
+use concession_agent::scan::barcode::classify;
+use concession_agent::scan::{Origin, ScanEvent};
 use concession_agent::store::{rfc3339_ms, NewDecision, Store, StoreOptions};
-use concession_agent::ticket::{TicketInfo, TicketRecord, ValueLine};
+use concession_agent::ticket::TicketRecord;
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -36,19 +45,16 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Joins the two answers into one record (as `agent::lookup::assemble` does).
-fn assemble(
-    barcode: &str,
-    verify: Result<Option<TicketInfo>, AtsError>,
-    value: Result<Option<Vec<ValueLine>>, AtsError>,
-    now_ms: u64,
-) -> Result<TicketRecord, AtsError> {
-    Ok(TicketRecord {
-        barcode: barcode.to_string(),
-        info: verify?,
-        value: value?.unwrap_or_default(),
-        fetched_at_ms: now_ms,
-    })
+fn agent_config(url: &str, dir: &Path) -> Config {
+    let text = format!(
+        "store_dir = {:?}\nterminal_id = \"bench-stand\"\n[ats]\nrate_per_minute = 10000\nrate_per_day = 1000000\n",
+        dir.display().to_string()
+    );
+    let mut raw = RawConfig::parse(&text, Path::new("bench")).unwrap_or_else(|e| panic!("{e}"));
+    raw.ats.url = Some(url.to_string());
+    raw.ats.apikey = Some("sandbox-key".into());
+    raw.cache.prefetch_at_start = Some(false);
+    Config::from_raw(raw).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn decide_commit(store: &Store, rec: &TicketRecord, today: &str, policy: &Policy) -> bool {
@@ -111,6 +117,17 @@ fn main() {
     );
     let store = Store::open(&dir.path().join("store"), StoreOptions::default())
         .unwrap_or_else(|e| panic!("store: {e}"));
+    let sys = clock::system();
+    let cfg = agent_config(&sandbox.base_url(), &dir.path().join("agent-store"));
+    let link = app::connect_ats(&cfg, sys.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let agent_store = app::open_store(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::new(
+        cfg.clone(),
+        Arc::clone(&link.client),
+        agent_store,
+        sys.clone(),
+        Outputs::default(),
+    );
     let today = rfc3339_ms(wall_ms())[..10].to_string();
     let policy = Policy::default();
     // Warm the connection pool and the sandbox's threads.
@@ -135,18 +152,22 @@ fn main() {
         let mut seq = Samples::with_capacity(samples);
         let mut one_call = Samples::with_capacity(samples);
         for _ in 0..samples {
-            // Parallel: verify on a second thread while this one runs get_av (what
-            // the agent's lookup pool does with two workers).
+            // The agent: a scan of a ticket it has never seen.
             let bc = take();
+            let ev = ScanEvent {
+                input: classify(&bc),
+                amount_cents: Some(100),
+                request_id: None,
+                received_at_ms: sys.wall_ms(),
+                origin: Origin::Stdin,
+            };
             let t = Instant::now();
-            let (v, a) = std::thread::scope(|s| {
-                let h = s.spawn(|| ats.verify_barcode(&bc, None));
-                let a = ats.get_av_barcodes(&bc);
-                (h.join().unwrap_or_else(|_| panic!("verify thread")), a)
-            });
-            let rec = assemble(&bc, v, a, wall_ms()).unwrap_or_else(|e| panic!("{e}"));
-            assert!(decide_commit(&store, &rec, &today, &policy));
+            let d = agent
+                .handle_scan(&ev)
+                .unwrap_or_else(|e| panic!("scan: {e}"));
             par.push(t.elapsed());
+            assert_eq!(d.source, "live", "{d:?}");
+            assert_eq!(d.reason, "approved", "{d:?}");
 
             // Sequential client.
             let bc = take();
@@ -164,11 +185,15 @@ fn main() {
         }
         println!(
             "{}",
-            par.line(&format!("L={l}: miss, parallel verify || get_av + decide + commit"))
+            par.line(&format!(
+                "L={l}: miss through Agent::handle_scan (parallel lookup)"
+            ))
         );
         println!(
             "{}",
-            seq.line(&format!("L={l}: miss, sequential verify then get_av + decide + commit"))
+            seq.line(&format!(
+                "L={l}: miss, sequential verify then get_av + decide + commit"
+            ))
         );
         println!(
             "{}",
@@ -192,6 +217,7 @@ fn main() {
         "sandbox stats: {} requests, by status {:?}",
         st.total_requests, st.by_status
     );
+    agent.shutdown();
     sandbox.shutdown();
     println!("{}", common::machine(dir.path()));
 }
