@@ -178,6 +178,49 @@ fn run_child(args: &[&str], env: &[(&str, &Path)]) -> (String, std::time::Durati
     (text, ready_at.unwrap_or_default())
 }
 
+/// Starts the real agent binary (`run`, stdin scanner) and waits for its `ready` log
+/// line on stderr. Returns the time to ready and the child's VmRSS/VmHWM then (KiB).
+fn agent_start(bin: &Path, config: &Path) -> (std::time::Duration, u64, u64) {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--pos", "jsonl"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let err = BufReader::new(child.stderr.take().unwrap_or_else(|| panic!("stderr")));
+    let mut ready = None;
+    let mut log = String::new();
+    for line in err.lines() {
+        let line = line.unwrap_or_default();
+        if line.trim_end().ends_with(" ready") || line.trim_end().ends_with("] ready") {
+            ready = Some(t.elapsed());
+            break;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let ready = ready.unwrap_or_else(|| panic!("no ready line from the agent:\n{log}"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let get = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (rss, hwm) = (get("VmRSS:"), get("VmHWM:"));
+    // Closing stdin ends the only scan source: the agent stops by itself.
+    drop(child.stdin.take());
+    let _ = child.wait();
+    (ready, rss, hwm)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -223,6 +266,50 @@ fn main() {
             "start to ready: config + store open ({n} cached tickets) + client"
         )));
     }
+    // The real binary: `AGENT_BIN` (e.g. the terminal build), else the one cargo built
+    // for this bench (bench profile, default features: in-process sandbox).
+    let bin = std::env::var_os("AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concession-agent")));
+    let url = std::env::var("AGENT_ATS_URL").unwrap_or_else(|_| "https://127.0.0.1:9".into());
+    let mut agent_rows = Vec::new();
+    let mut stores: Vec<(String, PathBuf)> = sizes
+        .iter()
+        .map(|n| (format!("{n} cached tickets"), dir.path().join(format!("store-{n}"))))
+        .collect();
+    stores.push(("new empty store".into(), dir.path().join("store-agent-empty")));
+    for (what, store_dir) in &stores {
+        let cfg_path = dir.path().join("agent-bench.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "terminal_id = \"bench-stand\"\nstore_dir = {:?}\n[ats]\nurl = {url:?}\napikey = \"bench-key\"\n[scanner]\nkind = \"stdin\"\n",
+                store_dir.display().to_string()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Samples::with_capacity(starts);
+        let mut mem = (0, 0);
+        for _ in 0..starts {
+            let (ready, rss, hwm) = agent_start(&bin, &cfg_path);
+            s.push(ready);
+            mem = (mem.0.max(rss), mem.1.max(hwm));
+        }
+        agent_rows.push((
+            s.line(&format!("agent binary start to ready ({what}, ats {url})")),
+            format!(
+                "agent binary at ready ({what}): VmRSS {} MiB, VmHWM {} MiB (max over runs)",
+                mib(mem.0),
+                mib(mem.1)
+            ),
+        ));
+    }
+    println!("\nagent binary: {}", bin.display());
+    println!(
+        "agent binary size: {} bytes",
+        std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0)
+    );
+
     let empty = dir.path().join("store-empty");
     let cfg = config.to_string_lossy().to_string();
     let mut s = Samples::with_capacity(starts);
@@ -236,6 +323,13 @@ fn main() {
     println!("{TABLE_HEAD}");
     for r in start_rows {
         println!("{r}");
+    }
+    for (r, _) in &agent_rows {
+        println!("{r}");
+    }
+    println!();
+    for (_, m) in &agent_rows {
+        println!("{m}");
     }
     println!("{}", common::machine(dir.path()));
 }

@@ -21,7 +21,8 @@
 //! 202 polls) / scans, and every 429 over the whole run.
 //!
 //! Env: `TICKETS` (default 5000), `RATE` scans/s (default 2), `MINUTES` (default 10),
-//! `LEADS` (seconds between prefetch and doors, list; default `0,300`).
+//! `SCENARIOS`: `lead:refresh` pairs in seconds (time from prefetch to the doors, and
+//! the refresh interval; empty refresh = the shipped 900 s), default `0:,300:,300:300`.
 
 mod common;
 
@@ -43,7 +44,7 @@ fn calls(s: &Stats) -> u64 {
     s.calls_by_command.values().sum::<u64>() + s.polls
 }
 
-fn config(url: &str, dir: &Path) -> Config {
+fn config(url: &str, dir: &Path, refresh_s: Option<u64>) -> Config {
     let text = format!(
         "store_dir = {:?}\nterminal_id = \"bench-stand\"\n",
         dir.display().to_string()
@@ -52,6 +53,9 @@ fn config(url: &str, dir: &Path) -> Config {
     raw.ats.url = Some(url.to_string());
     raw.ats.apikey = Some("sandbox-key".into());
     raw.cache.prefetch_at_start = Some(false);
+    if let Some(r) = refresh_s {
+        raw.cache.refresh_interval_ms = Some(r * 1000);
+    }
     Config::from_raw(raw).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -118,7 +122,7 @@ impl Workload {
     }
 }
 
-fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64) {
+fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64, refresh_s: Option<u64>) {
     let dir = common::scratch();
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,7 +137,7 @@ fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64) {
         ..SandboxConfig::default()
     })
     .unwrap_or_else(|e| panic!("sandbox: {e}"));
-    let cfg = config(&sandbox.base_url(), &dir.path().join("store"));
+    let cfg = config(&sandbox.base_url(), &dir.path().join("store"), refresh_s);
     let link = app::connect_ats(&cfg, shared.clone()).unwrap_or_else(|e| panic!("{e}"));
     let store = app::open_store(&cfg).unwrap_or_else(|e| panic!("{e}"));
 
@@ -150,7 +154,9 @@ fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64) {
     let prefetched_at = shared.now();
     let pre = sandbox.stats();
     println!(
-        "\n## lead {lead_s} s: prefetch of {} events cached {cached} tickets with {} calls ({:.2} s real)",
+        "\n## prefetch {lead_s} s before the doors, refresh every {} s, fresh_ms {} s: prefetch of {} events cached {cached} tickets with {} calls ({:.2} s real)",
+        cfg.cache.refresh_interval.as_secs(),
+        cfg.cache.fresh.as_secs(),
         events.len(),
         calls(&pre),
         real.elapsed().as_secs_f64()
@@ -248,10 +254,14 @@ fn main() {
     let tickets = env_usize("TICKETS", 5000);
     let rate = env_usize("RATE", 2).max(1);
     let minutes = env_usize("MINUTES", 10).max(1);
-    let leads: Vec<u64> = std::env::var("LEADS")
-        .unwrap_or_else(|_| "0,300".into())
+    // lead:refresh pairs; an empty refresh keeps the shipped config (900 s).
+    let scenarios: Vec<(u64, Option<u64>)> = std::env::var("SCENARIOS")
+        .unwrap_or_else(|_| "0:,300:,300:300".into())
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| {
+            let (lead, refresh) = s.split_once(':').unwrap_or((s, ""));
+            Some((lead.trim().parse().ok()?, refresh.trim().parse().ok()))
+        })
         .collect();
     println!(
         "{}",
@@ -260,7 +270,7 @@ fn main() {
     println!(
         "stand_day: {tickets} tickets, {rate} scans/s, {minutes} simulated minutes, ManualClock shared by sandbox, client and agent"
     );
-    for lead in leads {
-        scenario(tickets, rate, minutes, lead);
+    for (lead, refresh) in scenarios {
+        scenario(tickets, rate, minutes, lead, refresh);
     }
 }
