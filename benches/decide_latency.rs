@@ -10,7 +10,8 @@
 //! Interleaving (floor, full path, parts, in turn) means a busy neighbour on the shared
 //! machine slows every series alike, so the ratios hold even when the absolutes move.
 //!
-//! Env: `SAMPLES` (default 400), `TICKETS` (default 1000), `THROUGHPUT_SECS` (default 5).
+//! Env: `SAMPLES` (default 400), `TICKETS` (default 1000), `THROUGHPUT_SECS` (default 5),
+//! `CACHE_MB` (overrides `StoreOptions::cache_capacity_bytes`).
 
 mod common;
 
@@ -102,16 +103,27 @@ fn main() {
     println!("{}", common::machine(dir.path()));
     println!("decide_latency: samples {samples}, cached tickets {tickets}");
 
-    let store = Store::open(&dir.path().join("store"), StoreOptions::default())
-        .unwrap_or_else(|e| panic!("open: {e}"));
+    let mut opts = StoreOptions::default();
+    if let Some(mb) = std::env::var("CACHE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+        opts.cache_capacity_bytes = mb * 1024 * 1024;
+    }
+    println!(
+        "sled cache_capacity_bytes {} ({} MiB)",
+        opts.cache_capacity_bytes,
+        opts.cache_capacity_bytes / (1024 * 1024)
+    );
+    let store =
+        Store::open(&dir.path().join("store"), opts).unwrap_or_else(|e| panic!("open: {e}"));
     let now = wall_ms();
     let today = rfc3339_ms(now)[..10].to_string();
     let records: Vec<_> = (0..tickets)
         .map(|i| common::record(&common::barcode(i), &today, 1_000_000, now))
         .collect();
-    store
-        .put_records(records.iter())
-        .unwrap_or_else(|e| panic!("prefill: {e}"));
+    for chunk in records.chunks(500) {
+        store
+            .put_records(chunk.iter())
+            .unwrap_or_else(|e| panic!("prefill: {e}"));
+    }
     store.flush().unwrap_or_else(|e| panic!("flush: {e}"));
     let policy = Policy {
         // Fresh for the whole run (the config's fresh_ms default is 10 minutes).

@@ -16,7 +16,10 @@
 //! TLS roots loaded). This is the agent's start-up without the lead's CLI; see
 //! BENCHMARKS.md.
 //!
-//! Env: `SIZES` (default `10000,100000`), `STARTS` (runs per case, default 10).
+//! Env: `SIZES` (default `10000,100000`), `STARTS` (runs per case, default 10),
+//! `CACHE_MB` (overrides `StoreOptions::cache_capacity_bytes` in the memory children),
+//! `AGENT_BIN` (the agent binary to start; default the one cargo built for this bench),
+//! `AGENT_ATS_URL` (the ATS url in its config; default `https://127.0.0.1:9`, refused).
 
 mod common;
 
@@ -53,7 +56,16 @@ fn report(phase: &str) {
 
 fn child_rss(n: usize, dir: &Path, fill: bool) {
     report("at start (empty process)");
-    let store = Store::open(dir, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = StoreOptions::default();
+    if let Some(mb) = std::env::var("CACHE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+        opts.cache_capacity_bytes = mb * 1024 * 1024;
+    }
+    println!(
+        "sled cache_capacity_bytes {} ({} MiB)",
+        opts.cache_capacity_bytes,
+        opts.cache_capacity_bytes / (1024 * 1024)
+    );
+    let store = Store::open(dir, opts).unwrap_or_else(|e| panic!("{e}"));
     report("store opened");
     let now = wall_ms();
     let today = rfc3339_ms(now)[..10].to_string();
