@@ -104,7 +104,10 @@ fn main() {
     println!("decide_latency: samples {samples}, cached tickets {tickets}");
 
     let mut opts = StoreOptions::default();
-    if let Some(mb) = std::env::var("CACHE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(mb) = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         opts.cache_capacity_bytes = mb * 1024 * 1024;
     }
     println!(

@@ -57,7 +57,10 @@ fn report(phase: &str) {
 fn child_rss(n: usize, dir: &Path, fill: bool) {
     report("at start (empty process)");
     let mut opts = StoreOptions::default();
-    if let Some(mb) = std::env::var("CACHE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(mb) = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         opts.cache_capacity_bytes = mb * 1024 * 1024;
     }
     println!(
@@ -217,7 +220,8 @@ fn agent_start(bin: &Path, config: &Path) -> (std::time::Duration, u64, u64) {
         log.push('\n');
     }
     let ready = ready.unwrap_or_else(|| panic!("no ready line from the agent:\n{log}"));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let get = |key: &str| {
         status
             .lines()
@@ -287,9 +291,17 @@ fn main() {
     let mut agent_rows = Vec::new();
     let mut stores: Vec<(String, PathBuf)> = sizes
         .iter()
-        .map(|n| (format!("{n} cached tickets"), dir.path().join(format!("store-{n}"))))
+        .map(|n| {
+            (
+                format!("{n} cached tickets"),
+                dir.path().join(format!("store-{n}")),
+            )
+        })
         .collect();
-    stores.push(("new empty store".into(), dir.path().join("store-agent-empty")));
+    stores.push((
+        "new empty store".into(),
+        dir.path().join("store-agent-empty"),
+    ));
     for (what, store_dir) in &stores {
         let cfg_path = dir.path().join("agent-bench.toml");
         std::fs::write(

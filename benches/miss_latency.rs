@@ -138,7 +138,10 @@ fn main() {
     // Warm the agent's connections and workers with a few misses.
     for i in 0..4 {
         let ev = ScanEvent {
-            input: classify(&format!("{:012}", 200_000_000_000u64 + n_tickets as u64 - 1 - i)),
+            input: classify(&format!(
+                "{:012}",
+                200_000_000_000u64 + n_tickets as u64 - 1 - i
+            )),
             amount_cents: Some(100),
             request_id: None,
             received_at_ms: sys.wall_ms(),
