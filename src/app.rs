@@ -81,6 +81,20 @@ pub struct AtsLink {
     pub sandbox: Option<crate::sandbox::SandboxHandle>,
 }
 
+impl AtsLink {
+    /// True when the agent talks to the built-in sandbox.
+    pub fn is_sandbox(&self) -> bool {
+        #[cfg(feature = "sandbox")]
+        {
+            self.sandbox.is_some()
+        }
+        #[cfg(not(feature = "sandbox"))]
+        {
+            false
+        }
+    }
+}
+
 /// The client settings for a base URL.
 pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
     let a = &config.ats;
@@ -98,6 +112,7 @@ pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
         call_timeout: a.call_timeout,
         rate_per_minute: a.rate_per_minute,
         rate_per_day: a.rate_per_day,
+        max_response_bytes: a.max_response_bytes,
         ..AtsConfig::default()
     }
 }

@@ -9,12 +9,13 @@
 //! they are validated like the file.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ats::is_loopback_host;
 use crate::money::Cents;
 use crate::redact::Secret;
 
@@ -105,6 +106,7 @@ pub struct RawAts {
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
     pub call_timeout_ms: Option<u64>,
+    pub max_response_kb: Option<u64>,
 }
 
 /// `[cache]` as written.
@@ -227,6 +229,8 @@ pub struct AtsSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub call_timeout: Duration,
+    /// Responses larger than this are refused (hostile or broken servers).
+    pub max_response_bytes: usize,
 }
 
 /// Validated `[cache]`.
@@ -345,15 +349,6 @@ fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
             format!("{v:?} is not an address like 127.0.0.1:7070"),
         )
     })
-}
-
-/// True for hosts that never leave the machine (where plain http is allowed).
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 /// Checks an ATS base URL: https anywhere, http only to loopback.
@@ -509,6 +504,13 @@ impl Config {
                 100,
                 600_000,
             )?,
+            max_response_bytes: ranged(
+                "ats.max_response_kb",
+                a.max_response_kb.unwrap_or(4096),
+                16,
+                262_144,
+            )? as usize
+                * 1024,
         };
         if let Some(ca) = &ats.ca_file {
             if !ca.is_file() {
@@ -528,7 +530,7 @@ impl Config {
             refresh_interval: ms(
                 "cache.refresh_interval_ms",
                 c.refresh_interval_ms,
-                900_000,
+                300_000,
                 10_000,
                 86_400_000,
             )?,

@@ -10,6 +10,7 @@ pub mod ats;
 pub mod board;
 pub mod clock;
 pub mod config;
+pub mod date;
 pub mod decide;
 pub mod money;
 pub mod pos;

@@ -1,5 +1,6 @@
 //! `concession-agent`: the command line. Parsing only; the work is in the library.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -12,7 +13,7 @@ use concession_agent::agent::{local_date, Agent, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
-use concession_agent::config::{Config, RawConfig};
+use concession_agent::config::{Config, RawConfig, ScannerKind};
 use concession_agent::scan::barcode::classify;
 use concession_agent::store::{self, Format};
 
@@ -128,6 +129,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // At trace level ureq dumps every byte on the wire, the apikey header and
+        // full barcodes included: never, whatever RUST_LOG says.
+        .filter_module("ureq_proto::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
     let cli = Cli::parse();
@@ -229,11 +233,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     let link =
                         app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
                     let today = local_date(clock.wall_ms(), config.utc_offset_minutes);
-                    let names: Vec<String> = event
-                        .into_iter()
-                        .chain(config.events.clone())
-                        .take(1)
-                        .collect();
+                    // One named event, else every event the stand serves (else today's).
+                    let names: Vec<String> = match event {
+                        Some(e) => vec![e],
+                        None => config.events.clone(),
+                    };
                     let events = events_to_prefetch(&link.client, &names, &today)
                         .map_err(|e| e.to_string())?;
                     if events.is_empty() {
@@ -318,8 +322,19 @@ fn run_agent(
         Arc::clone(&stop),
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
+    let demo = link.is_sandbox();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
     log::info!("ready");
+    if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
+        eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
+        if demo {
+            eprintln!(
+                "Sandbox barcodes: 100000000001 ($20), 100000000002 (pizza and a coke), \
+                 100000000003 ($15 + hot dog), 100000000005 (void), 100000000006 (other event), \
+                 999999999999 (unknown). More in docs/sandbox.md."
+            );
+        }
+    }
     agent.run(&rx, &stop);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(running);

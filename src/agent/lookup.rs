@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::agent::health::Health;
-use crate::ats::{AtsClient, AtsError};
+use crate::ats::{AtsClient, AtsError, RateWindow};
 use crate::clock::SharedClock;
 use crate::store::Store;
 use crate::ticket::{TicketInfo, TicketRecord, ValueLine};
@@ -174,6 +174,12 @@ fn note<T>(ctx: &Ctx, answer: &Result<T, AtsError>, started: Instant) {
     let latency = ctx.clock.now().saturating_duration_since(started);
     match answer {
         Ok(_) => record_health(ctx, true, latency),
+        // The server closed the budget (429, `Rate-Limit-Available: 0`): ATS is
+        // throttling this terminal, which is a reason to be offline (DESIGN.md section 4).
+        Err(AtsError::RateBudget {
+            window: RateWindow::Server,
+            ..
+        }) => record_health(ctx, false, latency),
         Err(AtsError::RateBudget { .. }) => {} // our own refusal says nothing of the network
         Err(e) => record_health(ctx, reachable(e), latency),
     }

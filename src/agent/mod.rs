@@ -239,9 +239,11 @@ impl Agent {
                 None
             })
         };
-        let fresh = cached.as_ref().is_some_and(|r| {
-            now_ms.saturating_sub(r.fetched_at_ms) <= self.policy.online_cache_max_age_ms
-        });
+        // `fresh_ms = 0` disables online cache use (as `decide` reads it): always ask.
+        let fresh = self.policy.online_cache_max_age_ms > 0
+            && cached.as_ref().is_some_and(|r| {
+                now_ms.saturating_sub(r.fetched_at_ms) <= self.policy.online_cache_max_age_ms
+            });
 
         let mut live: Option<TicketRecord> = None;
         let mut scan_mode = if online {

@@ -30,7 +30,8 @@ pub mod error;
 pub mod export;
 pub mod journal;
 pub mod ledger;
-pub mod time;
+/// Dates and timestamps (kept under this name for callers of the store).
+pub use crate::date as time;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -237,8 +238,30 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
 
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
+        // Made beforehand (mkdir -p, an installer's umask): the store holds full
+        // barcodes, so a directory others may read is tightened to 0700.
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            log::warn!(
+                "store directory {} had mode {:o}: setting 0700",
+                dir.display(),
+                mode & 0o777
+            );
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "store directory {} has mode {:o} and cannot be made private \
+                             ({e}): run `chmod 700 {}`",
+                        dir.display(),
+                        mode & 0o777,
+                        dir.display()
+                    ),
+                )
+            })?;
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()

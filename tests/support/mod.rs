@@ -170,3 +170,63 @@ impl Harness {
         s.calls_by_command.values().sum::<u64>() + s.polls
     }
 }
+
+/// Polls `f` every 10 ms until it returns `Some`, for at most `timeout` (for background
+/// work with no channel to wait on: a late cache write, a probe, a child process).
+pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+impl Harness {
+    /// Loads `event`'s value into the cache the way the agent's prefetch does (the
+    /// operator's command: no pacing). `fetched_at_ms` stamps the records (use an old
+    /// time to make the cache stale). Returns the number of tickets cached.
+    pub fn prefetch_at(&self, event: &str, fetched_at_ms: u64) -> usize {
+        use concession_agent::agent::{local_date, prefetch};
+        let today = local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
+        let events = prefetch::events_to_prefetch(self.agent.ats(), &[event.to_string()], &today)
+            .expect("event_search answers");
+        events
+            .iter()
+            .map(|ev| {
+                prefetch::prefetch_event(
+                    self.agent.ats(),
+                    self.agent.store(),
+                    ev,
+                    fetched_at_ms,
+                    None,
+                )
+                .expect("prefetch succeeds")
+            })
+            .sum()
+    }
+
+    /// Prefetches `event` now.
+    pub fn prefetch(&self, event: &str) -> usize {
+        self.prefetch_at(event, self.clock.wall_ms())
+    }
+
+    /// The statuses signalled so far.
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        self.seen.0.lock().unwrap().statuses.clone()
+    }
+
+    /// Every journal entry, in order.
+    pub fn journal(&self) -> Vec<concession_agent::store::JournalEntry> {
+        self.agent
+            .store()
+            .journal_since(None)
+            .expect("journal readable")
+            .map(|e| e.expect("entry decodes"))
+            .collect()
+    }
+}
