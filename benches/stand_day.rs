@@ -17,12 +17,15 @@
 //! tickets already seen (second purchases), unknown tickets, void/expired/other-event
 //! magic tickets, and scanner noise.
 //!
+//! The loop calls `Agent::handle_scan` then `Agent::tick` per scan, as `Agent::run` does
+//! (`tick` sends the connectivity probes while offline).
+//!
 //! Counted from the sandbox's `stats()`: calls during the scanning phase (first calls and
 //! 202 polls) / scans, and every 429 over the whole run.
 //!
 //! Env: `TICKETS` (default 5000), `RATE` scans/s (default 2), `MINUTES` (default 10),
 //! `SCENARIOS`: `lead:refresh` pairs in seconds (time from prefetch to the doors, and
-//! the refresh interval; empty refresh = the shipped 900 s), default `0:,300:,300:300`.
+//! the refresh interval; empty refresh = the shipped default), default `0:,300:,300:900`.
 
 mod common;
 
@@ -221,6 +224,8 @@ fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64, refresh_s:
             .unwrap_or_else(|e| panic!("scan {i}: {e}"));
         *by_reason.entry(d.reason.clone()).or_default() += 1;
         *by_source.entry(d.source.clone()).or_default() += 1;
+        // What `Agent::run` does after each request: probes while offline.
+        agent.tick();
         per_minute[i * minutes / scans] += calls(&sandbox.stats()) - c0;
         clock.advance(step);
     }
@@ -254,9 +259,9 @@ fn main() {
     let tickets = env_usize("TICKETS", 5000);
     let rate = env_usize("RATE", 2).max(1);
     let minutes = env_usize("MINUTES", 10).max(1);
-    // lead:refresh pairs; an empty refresh keeps the shipped config (900 s).
+    // lead:refresh pairs; an empty refresh keeps the shipped config.
     let scenarios: Vec<(u64, Option<u64>)> = std::env::var("SCENARIOS")
-        .unwrap_or_else(|_| "0:,300:,300:300".into())
+        .unwrap_or_else(|_| "0:,300:,300:900".into())
         .split(',')
         .filter_map(|s| {
             let (lead, refresh) = s.split_once(':').unwrap_or((s, ""));
