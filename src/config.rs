@@ -536,11 +536,15 @@ impl Config {
             )?,
             budget_reserve_per_minute: c.budget_reserve_per_minute.unwrap_or(20),
         };
-        if cache.budget_reserve_per_minute >= ats.rate_per_minute {
+        // One scan's lookup is two calls: a smaller reserve lets the refresher take the
+        // whole minute and leave scans refused locally.
+        if cache.budget_reserve_per_minute < 2
+            || cache.budget_reserve_per_minute >= ats.rate_per_minute
+        {
             return Err(invalid(
                 "cache.budget_reserve_per_minute",
                 format!(
-                    "must be below ats.rate_per_minute ({})",
+                    "must be at least 2 (one lookup) and below ats.rate_per_minute ({})",
                     ats.rate_per_minute
                 ),
             ));
@@ -614,7 +618,7 @@ impl Config {
             kind,
             prefix: s.prefix.unwrap_or_default(),
             suffix: s.suffix.unwrap_or_default(),
-            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(64) as u64, 8, 4096)? as usize,
+            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(256) as u64, 8, 256)? as usize,
         };
         let p = raw.pos;
         let pos = PosSettings {
@@ -758,6 +762,14 @@ mod tests {
                 "health.failures_to_offline",
             ),
             ("terminal_id = \"a b\"", "terminal_id"),
+            (
+                "[cache]\nbudget_reserve_per_minute = 0",
+                "cache.budget_reserve_per_minute",
+            ),
+            (
+                "[ats]\nrate_per_minute = 10\n[cache]\nbudget_reserve_per_minute = 10",
+                "cache.budget_reserve_per_minute",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");

@@ -336,6 +336,9 @@ fn run_agent(
         }
     }
     agent.run(&rx, &stop);
+    // Closed at once: a POS request sent while the rest shuts down is answered "agent
+    // stopped" instead of waiting in a queue nobody reads any more.
+    drop(rx);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(running);
     // The refresher may be inside a long ATS call; it holds nothing that needs saving.

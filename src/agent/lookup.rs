@@ -5,13 +5,15 @@
 //! one round trip, not two. Whichever worker finishes second assembles the
 //! [`TicketRecord`], writes it to the cache and sends it to the waiting loop; if the loop
 //! has already decided (deadline passed), the record still refreshes the cache for the
-//! next scan. Every call's outcome feeds the connectivity tracker.
+//! next scan. Every call's outcome feeds the connectivity tracker, except the late
+//! outcomes of a lookup the loop gave up on: the loop counted that miss already.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::agent::health::Health;
 use crate::ats::{AtsClient, AtsError, RateWindow};
@@ -31,6 +33,28 @@ struct Pair {
     event: Option<String>,
     halves: Mutex<(Option<VerifyAnswer>, Option<ValueAnswer>)>,
     reply: Sender<LookupResult>,
+    /// Set when the loop stopped waiting and counted the miss against connectivity;
+    /// the calls' own outcomes are then not counted a second time.
+    abandoned: AtomicBool,
+}
+
+/// A lookup in flight.
+pub struct Pending {
+    pair: Arc<Pair>,
+    rx: Receiver<LookupResult>,
+}
+
+impl Pending {
+    /// Waits up to `budget` for the record. On a timeout the lookup is abandoned: its
+    /// calls go on and still refresh the cache, but their outcomes no longer feed the
+    /// connectivity tracker (the caller counts the miss once).
+    pub fn wait(&self, budget: Duration) -> Result<LookupResult, RecvTimeoutError> {
+        let answer = self.rx.recv_timeout(budget);
+        if answer.is_err() {
+            self.pair.abandoned.store(true, Ordering::SeqCst);
+        }
+        answer
+    }
 }
 
 enum Job {
@@ -63,6 +87,7 @@ impl Lookups {
         workers: usize,
     ) -> Lookups {
         // Bounded: when ATS hangs, queued lookups are refused instead of piling up.
+        let workers = workers.max(2);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(workers * 4);
         let ctx = Arc::new(Ctx {
             ats,
@@ -70,7 +95,7 @@ impl Lookups {
             health,
             clock,
         });
-        let workers = (0..workers.max(2))
+        let workers = (0..workers)
             .filter_map(|i| {
                 let rx: Receiver<Job> = rx.clone();
                 let ctx = Arc::clone(&ctx);
@@ -91,9 +116,9 @@ impl Lookups {
         }
     }
 
-    /// Starts a lookup; the record (or the error) arrives on the returned channel.
+    /// Starts a lookup; wait for the record (or the error) on the returned [`Pending`].
     /// Returns `None` when the pool is saturated (ATS is hanging): decide without it.
-    pub fn lookup(&self, barcode: &str, event: Option<&str>) -> Option<Receiver<LookupResult>> {
+    pub fn lookup(&self, barcode: &str, event: Option<&str>) -> Option<Pending> {
         let jobs = self.jobs.as_ref()?;
         let (reply, rx) = crossbeam_channel::bounded(1);
         let pair = Arc::new(Pair {
@@ -101,14 +126,15 @@ impl Lookups {
             event: event.map(str::to_string),
             halves: Mutex::new((None, None)),
             reply,
+            abandoned: AtomicBool::new(false),
         });
         // Both halves or neither: a lone half would never complete the pair.
         if jobs.len() + 2 > jobs.capacity().unwrap_or(usize::MAX) {
             return None;
         }
         jobs.try_send(Job::Verify(Arc::clone(&pair))).ok()?;
-        jobs.try_send(Job::Value(pair)).ok()?;
-        Some(rx)
+        jobs.try_send(Job::Value(Arc::clone(&pair))).ok()?;
+        Some(Pending { pair, rx })
     }
 
     /// Starts a connectivity probe (`ping`); `true` arrives when ATS answered well.
@@ -159,18 +185,21 @@ fn run(ctx: &Ctx, job: Job) {
         }
         Job::Verify(pair) => {
             let answer = ctx.ats.verify_barcode(&pair.barcode, pair.event.as_deref());
-            note(ctx, &answer, started);
+            note(ctx, &pair, &answer, started);
             complete(ctx, &pair, Some(answer), None);
         }
         Job::Value(pair) => {
             let answer = ctx.ats.get_av_barcodes(&pair.barcode);
-            note(ctx, &answer, started);
+            note(ctx, &pair, &answer, started);
             complete(ctx, &pair, None, Some(answer));
         }
     }
 }
 
-fn note<T>(ctx: &Ctx, answer: &Result<T, AtsError>, started: Instant) {
+fn note<T>(ctx: &Ctx, pair: &Pair, answer: &Result<T, AtsError>, started: Instant) {
+    if pair.abandoned.load(Ordering::SeqCst) {
+        return;
+    }
     let latency = ctx.clock.now().saturating_duration_since(started);
     match answer {
         Ok(_) => record_health(ctx, true, latency),
@@ -210,7 +239,10 @@ fn complete(ctx: &Ctx, pair: &Pair, verify: Option<VerifyAnswer>, value: Option<
     let result = assemble(&pair.barcode, verify, value, ctx.clock.wall_ms());
     if let Ok(record) = &result {
         if let Err(e) = ctx.store.put_record(record) {
-            log::warn!("cache write failed: {e}");
+            log::warn!(
+                "cache write failed: {}",
+                super::masked_error(&e, &pair.barcode)
+            );
         }
     }
     let _ = pair.reply.send(result);

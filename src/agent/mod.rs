@@ -120,6 +120,16 @@ pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
     crate::store::time::utc_date(shifted.max(0) as u64)
 }
 
+/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
+/// the request in its error text, and that must not put a full barcode in the log.
+pub(crate) fn masked_error(e: &dyn fmt::Display, barcode: &str) -> String {
+    let text = e.to_string();
+    if barcode.is_empty() {
+        return text;
+    }
+    text.replace(barcode, &mask_barcode(barcode))
+}
+
 /// How much of the deadline is kept for committing and signalling.
 fn commit_reserve(deadline: Duration) -> Duration {
     (deadline / 10).min(Duration::from_millis(100))
@@ -235,7 +245,11 @@ impl Agent {
             None
         } else {
             self.store.get_record(&barcode).unwrap_or_else(|e| {
-                log::warn!("cache read failed for {}: {e}", mask_barcode(&barcode));
+                log::warn!(
+                    "cache read failed for {}: {}",
+                    mask_barcode(&barcode),
+                    masked_error(&e, &barcode)
+                );
                 None
             })
         };
@@ -252,7 +266,12 @@ impl Agent {
             decide::Mode::Offline
         };
         if !barcode.is_empty() && online && !fresh {
-            live = self.live_lookup(&barcode, budget);
+            // A scan that spent its deadline in the queue cannot wait for ATS: asking
+            // would spend rate budget on an answer nobody waits for and count the
+            // loop's delay against connectivity.
+            if !budget.is_zero() {
+                live = self.live_lookup(&barcode, budget);
+            }
             if live.is_none() {
                 // This scan falls back alone; the mode follows the rolling window.
                 scan_mode = decide::Mode::Offline;
@@ -283,7 +302,7 @@ impl Agent {
             (Ok(l), Ok(u)) => (l, u),
             (Err(e), _) | (_, Err(e)) => {
                 // Without the ledger the agent cannot know what was spent: deny.
-                log::error!("store read failed, denying: {e}");
+                log::error!("store read failed, denying: {}", masked_error(&e, &barcode));
                 let decision = Decision::deny(
                     decide::Reason::StoreError,
                     source,
@@ -322,8 +341,8 @@ impl Agent {
             [one] => Some(one.as_str()),
             _ => None,
         };
-        let rx = match self.lookups.lookup(barcode, event) {
-            Some(rx) => rx,
+        let pending = match self.lookups.lookup(barcode, event) {
+            Some(p) => p,
             None => {
                 log::warn!(
                     "ats workers saturated: deciding {} offline",
@@ -332,10 +351,14 @@ impl Agent {
                 return None;
             }
         };
-        match rx.recv_timeout(budget) {
+        match pending.wait(budget) {
             Ok(Ok(record)) => Some(record),
             Ok(Err(e)) => {
-                log::warn!("ats lookup for {} failed: {e}", mask_barcode(barcode));
+                log::warn!(
+                    "ats lookup for {} failed: {}",
+                    mask_barcode(barcode),
+                    masked_error(&e, barcode)
+                );
                 None
             }
             Err(_) => {
@@ -544,5 +567,22 @@ impl Agent {
     /// Stops the workers (waiting briefly for calls in flight).
     pub fn shutdown(self) {
         self.lookups.shutdown(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ats_error_quoting_the_barcode_is_logged_masked() {
+        let e = crate::ats::AtsError::Api {
+            code: 5301,
+            sql_code: 100,
+            message: "Barcode 100000000001 not found".into(),
+        };
+        let line = masked_error(&e, "100000000001");
+        assert!(!line.contains("100000000001"), "{line}");
+        assert!(line.contains(&mask_barcode("100000000001")), "{line}");
     }
 }

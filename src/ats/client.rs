@@ -230,8 +230,10 @@ impl AtsClient {
 
     /// The event listing for background prefetch: before each chunk it waits (on the
     /// client's clock) until more than `reserve_per_minute` calls of the minute budget
-    /// are free, so scans always keep that many. Gives up with [`AtsError::RateBudget`]
-    /// when `stop` is set while waiting.
+    /// are free, so scans always keep that many; and it keeps the same share of the day
+    /// budget, at least `reserve_per_minute` calls (see `pace`). Gives up with
+    /// [`AtsError::RateBudget`] when `stop` is set while waiting, or at once when the
+    /// day's budget is down to its share.
     pub fn get_av_barcodes_for_event_paced(
         &self,
         event_name: &str,
@@ -241,26 +243,24 @@ impl AtsClient {
         self.scrubbed(|| self.event_listing(event_name, None, Some((reserve_per_minute, stop))))
     }
 
-    /// Waits until the budget has more than `reserve` calls free this minute and at
-    /// least one today.
+    /// Waits until [`pace`] says go; gives up when it refuses or `stop` is set.
     fn wait_for_budget(&self, reserve: u32, stop: &AtomicBool) -> Result<(), AtsError> {
+        let cfg = &self.inner.cfg;
         loop {
             let (minute, day) = self.budget_remaining();
-            if minute > reserve && day > 0 {
-                return Ok(());
-            }
-            if stop.load(Ordering::SeqCst) || day == 0 {
-                let window = if day == 0 {
-                    RateWindow::Day
-                } else {
-                    RateWindow::Minute
-                };
-                return Err(AtsError::RateBudget {
-                    window,
-                    retry_after: Duration::from_secs(1),
-                });
-            }
-            self.inner.clock.sleep(Duration::from_millis(500));
+            let window = match pace(minute, day, reserve, cfg.rate_per_minute, cfg.rate_per_day) {
+                Pace::Go => return Ok(()),
+                Pace::Refuse(window) => window,
+                Pace::Wait if stop.load(Ordering::SeqCst) => RateWindow::Minute,
+                Pace::Wait => {
+                    self.inner.clock.sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            return Err(AtsError::RateBudget {
+                window,
+                retry_after: Duration::from_secs(1),
+            });
         }
     }
 
@@ -613,8 +613,53 @@ fn scrub_error(e: AtsError, key: &str) -> AtsError {
     }
 }
 
+/// What a paced (background) call does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Enough budget is left for scans: call.
+    Go,
+    /// The minute's reserve is reached: wait for the window to roll.
+    Wait,
+    /// The day's reserve is reached: waiting would take hours, give up.
+    Refuse(RateWindow),
+}
+
+/// Paces background calls (pure): go while more than `reserve` calls are left this
+/// minute and more than the day's share is left today. The day keeps the same share
+/// as the minute (`reserve * per_day / per_minute`), and never less than `reserve`:
+/// without it a refresher repeating big listings spends the whole day, and the scans
+/// after it get no live answer; and since the minute figure never exceeds the day's,
+/// a smaller day reserve would leave the refresher waiting for hours mid-listing.
+fn pace(minute: u32, day: u32, reserve: u32, per_minute: u32, per_day: u32) -> Pace {
+    let share = (u64::from(reserve) * u64::from(per_day)).div_ceil(u64::from(per_minute.max(1)));
+    if u64::from(day) <= share.max(u64::from(reserve)) {
+        Pace::Refuse(RateWindow::Day)
+    } else if minute > reserve {
+        Pace::Go
+    } else {
+        Pace::Wait
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paced_calls_keep_a_share_of_the_day_for_scans() {
+        // 80 a minute, 20 kept: a quarter of 5000 a day is kept too.
+        assert_eq!(pace(60, 1251, 20, 80, 5000), Pace::Go);
+        assert_eq!(pace(60, 1250, 20, 80, 5000), Pace::Refuse(RateWindow::Day));
+        assert_eq!(pace(20, 4000, 20, 80, 5000), Pace::Wait);
+    }
+
+    #[test]
+    fn paced_calls_give_up_instead_of_waiting_hours_for_the_day() {
+        // The minute figure is capped by the day's: at 20 left today, waiting for the
+        // minute to roll would never help.
+        assert_eq!(pace(20, 20, 20, 80, 40), Pace::Refuse(RateWindow::Day));
+        assert_eq!(pace(21, 21, 20, 80, 40), Pace::Go);
+        assert_eq!(pace(0, 0, 20, 80, 5000), Pace::Refuse(RateWindow::Day));
+    }
+
     use super::*;
 
     #[test]
