@@ -1,0 +1,359 @@
+//! Benchmark 4: resident memory with N cached tickets, and start to ready.
+//!
+//! Each measurement runs in a fresh child process (this binary re-executed with a
+//! `--child-*` argument) so `VmHWM` is that scenario's own peak.
+//!
+//! Memory (`--child-rss N DIR`): open a store with the shipped `StoreOptions` (sled
+//! `cache_capacity_bytes` = the config default, 8 MiB), cache N tickets in prefetch-sized
+//! transactions (`put_records`, 500 a chunk like a `get_av_barcodes` event chunk), flush,
+//! then read every record back (a warm cache) and make 1,000 durable cache-hit decisions.
+//! `VmRSS`/`VmHWM` are read from `/proc/self/status` after each phase. A second child
+//! reopens the same store (a restarted agent) and reads every record again.
+//!
+//! Start to ready (`--child-start DIR`): the parent takes the time from `spawn` to the
+//! child's `ready` line on stdout; the child loads `config/agent.toml` (store dir from
+//! `CONCESSION_STORE_DIR`), opens the store and builds the ATS client (https endpoint,
+//! TLS roots loaded). This is the agent's start-up without the lead's CLI; see
+//! BENCHMARKS.md.
+//!
+//! Env: `SIZES` (default `10000,100000`), `STARTS` (runs per case, default 10),
+//! `CACHE_MB` (overrides `StoreOptions::cache_capacity_bytes` in the memory children),
+//! `AGENT_BIN` (the agent binary to start; default the one cargo built for this bench),
+//! `AGENT_ATS_URL` (the ATS url in its config; default `https://127.0.0.1:9`, refused).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use common::{env_usize, rss_kib, Samples, TABLE_HEAD};
+use concession_agent::ats::{AtsClient, AtsConfig};
+use concession_agent::config::Config;
+use concession_agent::decide::{decide, DecideInput, Evidence, Mode, Policy, ScanKind};
+use concession_agent::store::{rfc3339_ms, NewDecision, Store, StoreOptions};
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn report(phase: &str) {
+    let (rss, hwm) = rss_kib();
+    println!(
+        "rss {phase}: VmRSS {} MiB, VmHWM {} MiB",
+        mib(rss),
+        mib(hwm)
+    );
+}
+
+fn child_rss(n: usize, dir: &Path, fill: bool) {
+    report("at start (empty process)");
+    let mut opts = StoreOptions::default();
+    if let Some(mb) = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        opts.cache_capacity_bytes = mb * 1024 * 1024;
+    }
+    println!(
+        "sled cache_capacity_bytes {} ({} MiB)",
+        opts.cache_capacity_bytes,
+        opts.cache_capacity_bytes / (1024 * 1024)
+    );
+    let store = Store::open(dir, opts).unwrap_or_else(|e| panic!("{e}"));
+    report("store opened");
+    let now = wall_ms();
+    let today = rfc3339_ms(now)[..10].to_string();
+    if fill {
+        let mut i = 0;
+        while i < n {
+            let chunk: Vec<_> = (i..(i + 500).min(n))
+                .map(|j| common::record(&common::barcode(j), &today, 1_000, now))
+                .collect();
+            store
+                .put_records(chunk.iter())
+                .unwrap_or_else(|e| panic!("{e}"));
+            i += 500;
+        }
+        store.flush().unwrap_or_else(|e| panic!("{e}"));
+        report(&format!("{n} tickets cached and flushed"));
+    }
+    let mut found = 0;
+    for j in 0..n {
+        if store
+            .get_record(&common::barcode(j))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            found += 1;
+        }
+    }
+    assert_eq!(found, n, "every ticket is cached");
+    report(&format!("all {n} records read back"));
+    let policy = Policy {
+        online_cache_max_age_ms: 3_600_000,
+        ..Policy::default()
+    };
+    let mut rng = common::Rng(7);
+    for _ in 0..1000 {
+        let bc = common::barcode(rng.below(n));
+        let rec = store
+            .get_record(&bc)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("miss"));
+        let ledger = store.ledger(&bc).unwrap_or_default();
+        let scan = ScanKind::Barcode(bc.clone());
+        let d = decide(&DecideInput {
+            scan: &scan,
+            requested: Some(100),
+            evidence: Evidence::Cached {
+                record: &rec,
+                age_ms: wall_ms().saturating_sub(rec.fetched_at_ms),
+            },
+            mode: Mode::Online,
+            ledger: &ledger,
+            usage: Default::default(),
+            policy: &policy,
+            today: &today,
+            events: &[],
+        });
+        store
+            .commit_decision(&NewDecision {
+                scan_time_ms: wall_ms(),
+                barcode: &bc,
+                decision: &d,
+                evidence: Some(&rec),
+                latency_ms: 0,
+                request: None,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    report("after 1000 durable cache-hit decisions");
+    println!(
+        "size on disk: {} MiB",
+        mib(store.size_on_disk().unwrap_or(0) / 1024)
+    );
+}
+
+fn child_start(config: &Path) {
+    let cfg = Config::load(config).unwrap_or_else(|e| panic!("config: {e}"));
+    let store = Store::open(
+        &cfg.store_dir,
+        StoreOptions {
+            cache_capacity_bytes: cfg.cache.capacity_bytes,
+            terminal_id: cfg.terminal_id.clone(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("store: {e}"));
+    let client = AtsClient::new(AtsConfig {
+        base_url: "https://ats.example.invalid".into(),
+        apikey: cfg.ats.apikey.clone(),
+        ..AtsConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("client: {e}"));
+    // Touch both so nothing is optimised away.
+    let _ = (store.terminal_id().len(), client.url().len());
+    println!("ready");
+}
+
+fn run_child(args: &[&str], env: &[(&str, &Path)]) -> (String, std::time::Duration) {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let mut out = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("stdout")));
+    let mut text = String::new();
+    let mut ready_at = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        if line.trim() == "ready" && ready_at.is_none() {
+            ready_at = Some(t.elapsed());
+        }
+        text.push_str(&line);
+        line.clear();
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "child {args:?} failed:\n{text}");
+    (text, ready_at.unwrap_or_default())
+}
+
+/// Starts the real agent binary (`run`, stdin scanner) and waits for its `ready` log
+/// line on stderr. Returns the time to ready and the child's VmRSS/VmHWM then (KiB).
+fn agent_start(bin: &Path, config: &Path) -> (std::time::Duration, u64, u64) {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--pos", "jsonl"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let err = BufReader::new(child.stderr.take().unwrap_or_else(|| panic!("stderr")));
+    let mut ready = None;
+    let mut log = String::new();
+    for line in err.lines() {
+        let line = line.unwrap_or_default();
+        if line.trim_end().ends_with(" ready") || line.trim_end().ends_with("] ready") {
+            ready = Some(t.elapsed());
+            break;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let ready = ready.unwrap_or_else(|| panic!("no ready line from the agent:\n{log}"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let get = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (rss, hwm) = (get("VmRSS:"), get("VmHWM:"));
+    // Closing stdin ends the only scan source: the agent stops by itself.
+    drop(child.stdin.take());
+    let _ = child.wait();
+    (ready, rss, hwm)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--child-rss") => {
+            let n = args[2].parse().unwrap_or_else(|e| panic!("{e}"));
+            let fill = args[4] == "fill";
+            return child_rss(n, Path::new(&args[3]), fill);
+        }
+        Some("--child-start") => return child_start(Path::new(&args[2])),
+        _ => {}
+    }
+    let sizes: Vec<usize> = std::env::var("SIZES")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let starts = env_usize("STARTS", 10);
+    let dir = common::scratch();
+    println!("{}", common::machine(dir.path()));
+    println!("footprint: sizes {sizes:?}, {starts} starts per case");
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
+
+    let mut start_rows = Vec::new();
+    for &n in &sizes {
+        let store_dir = dir.path().join(format!("store-{n}"));
+        let sd = store_dir.to_string_lossy().to_string();
+        println!("\n## {n} cached tickets: fill (first process)");
+        let (text, _) = run_child(&["--child-rss", &n.to_string(), &sd, "fill"], &[]);
+        print!("{text}");
+        println!("## {n} cached tickets: reopen and read all (restarted agent)");
+        let (text, _) = run_child(&["--child-rss", &n.to_string(), &sd, "reopen"], &[]);
+        print!("{text}");
+        let cfg = config.to_string_lossy().to_string();
+        let mut s = Samples::with_capacity(starts);
+        for _ in 0..starts {
+            let (_, ready) = run_child(
+                &["--child-start", &cfg],
+                &[("CONCESSION_STORE_DIR", &store_dir)],
+            );
+            s.push(ready);
+        }
+        start_rows.push(s.line(&format!(
+            "start to ready: config + store open ({n} cached tickets) + client"
+        )));
+    }
+    // The real binary: `AGENT_BIN` (e.g. the terminal build), else the one cargo built
+    // for this bench (bench profile, default features: in-process sandbox).
+    let bin = std::env::var_os("AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concession-agent")));
+    let url = std::env::var("AGENT_ATS_URL").unwrap_or_else(|_| "https://127.0.0.1:9".into());
+    let mut agent_rows = Vec::new();
+    let mut stores: Vec<(String, PathBuf)> = sizes
+        .iter()
+        .map(|n| {
+            (
+                format!("{n} cached tickets"),
+                dir.path().join(format!("store-{n}")),
+            )
+        })
+        .collect();
+    stores.push((
+        "new empty store".into(),
+        dir.path().join("store-agent-empty"),
+    ));
+    for (what, store_dir) in &stores {
+        let cfg_path = dir.path().join("agent-bench.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "terminal_id = \"bench-stand\"\nstore_dir = {:?}\n[ats]\nurl = {url:?}\napikey = \"bench-key\"\n[scanner]\nkind = \"stdin\"\n",
+                store_dir.display().to_string()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Samples::with_capacity(starts);
+        let mut mem = (0, 0);
+        for _ in 0..starts {
+            let (ready, rss, hwm) = agent_start(&bin, &cfg_path);
+            s.push(ready);
+            mem = (mem.0.max(rss), mem.1.max(hwm));
+        }
+        agent_rows.push((
+            s.line(&format!("agent binary start to ready ({what}, ats {url})")),
+            format!(
+                "agent binary at ready ({what}): VmRSS {} MiB, VmHWM {} MiB (max over runs)",
+                mib(mem.0),
+                mib(mem.1)
+            ),
+        ));
+    }
+    println!("\nagent binary: {}", bin.display());
+    println!(
+        "agent binary size: {} bytes",
+        std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0)
+    );
+
+    let empty = dir.path().join("store-empty");
+    let cfg = config.to_string_lossy().to_string();
+    let mut s = Samples::with_capacity(starts);
+    for i in 0..starts {
+        let d = empty.join(i.to_string());
+        let (_, ready) = run_child(&["--child-start", &cfg], &[("CONCESSION_STORE_DIR", &d)]);
+        s.push(ready);
+    }
+    start_rows.push(s.line("start to ready: config + new empty store + client"));
+    println!();
+    println!("{TABLE_HEAD}");
+    for r in start_rows {
+        println!("{r}");
+    }
+    for (r, _) in &agent_rows {
+        println!("{r}");
+    }
+    println!();
+    for (_, m) in &agent_rows {
+        println!("{m}");
+    }
+    println!("{}", common::machine(dir.path()));
+}
