@@ -34,6 +34,9 @@ struct Cli {
     /// Board profile (boards/*.toml): scanner, outputs, GPIO.
     #[arg(long, global = true)]
     board: Option<PathBuf>,
+    /// Decision output on stdout when running: console text or JSON lines.
+    #[arg(long, value_enum, global = true)]
+    pos: Option<PosFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,11 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent: read scans, decide, journal, signal (the default).
-    Run {
-        /// Decision output on stdout.
-        #[arg(long, value_enum)]
-        pos: Option<PosFormat>,
-    },
+    Run,
     /// Check connectivity to ATS (`ping`).
     Ping,
     /// Call any ATS command and print the response JSON: `call event_search start_date=2026-11-27`.
@@ -147,8 +146,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     let config = load_config(cli.config.as_deref())?;
     let clock = clock::system();
-    match cli.command.unwrap_or(Command::Run { pos: None }) {
-        Command::Run { pos } => run_agent(config, cli.board.as_deref(), pos, clock),
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run_agent(config, cli.board.as_deref(), cli.pos, clock),
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
             let answer = link.client.ping().map_err(|e| format!("ping: {e}"))?;
@@ -345,4 +344,21 @@ fn run_agent(
     drop(refresher);
     agent.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_jsonl_works_with_and_without_the_run_subcommand() {
+        for args in [
+            vec!["concession-agent", "--pos", "jsonl"],
+            vec!["concession-agent", "run", "--pos", "jsonl"],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            assert!(matches!(cli.pos, Some(PosFormat::Jsonl)), "{args:?}");
+            assert!(matches!(cli.command.unwrap_or(Command::Run), Command::Run));
+        }
+    }
 }
