@@ -13,8 +13,6 @@ use concession_agent::sandbox::SandboxHandle;
 use serde_json::Value;
 use support::wait_for;
 
-const BIN: &str = env!("CARGO_BIN_EXE_concession-agent");
-
 /// A temp dir with a config pointing at `url`; the store lives inside it.
 struct Stand {
     dir: tempfile::TempDir,
@@ -46,18 +44,9 @@ impl Stand {
 
     /// The binary with `--config`, a clean environment and a quiet log.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = support::agent_command("warn");
         c.arg("--config").arg(&self.config).args(args);
-        for k in [
-            "CONCESSION_ATS_URL",
-            "CONCESSION_ATS_APIKEY",
-            "CONCESSION_ATS_DSN",
-            "CONCESSION_STORE_DIR",
-            "CONCESSION_TERMINAL_ID",
-        ] {
-            c.env_remove(k);
-        }
-        c.env("RUST_LOG", "warn").current_dir(self.dir.path());
+        c.current_dir(self.dir.path());
         c
     }
 

@@ -113,18 +113,7 @@ fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
 }
 
 fn agent() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_concession-agent"));
-    for k in [
-        "CONCESSION_ATS_URL",
-        "CONCESSION_ATS_APIKEY",
-        "CONCESSION_ATS_DSN",
-        "CONCESSION_STORE_DIR",
-        "CONCESSION_TERMINAL_ID",
-    ] {
-        c.env_remove(k);
-    }
-    c.env("RUST_LOG", "warn");
-    c
+    support::agent_command("warn")
 }
 
 fn opts() -> StoreOptions {

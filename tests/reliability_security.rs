@@ -35,18 +35,7 @@ const BARCODES: [&str; 7] = [
 ];
 
 fn agent() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_concession-agent"));
-    for k in [
-        "CONCESSION_ATS_URL",
-        "CONCESSION_ATS_APIKEY",
-        "CONCESSION_ATS_DSN",
-        "CONCESSION_STORE_DIR",
-        "CONCESSION_TERMINAL_ID",
-    ] {
-        c.env_remove(k);
-    }
-    c.env("RUST_LOG", "debug");
-    c
+    support::agent_command("debug")
 }
 
 /// A config file; `ats` is the body of the `[ats]` table.

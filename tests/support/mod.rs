@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use concession_agent::agent::{Agent, Outputs};
@@ -229,4 +230,21 @@ impl Harness {
             .map(|e| e.expect("entry decodes"))
             .collect()
     }
+}
+
+/// The real `concession-agent` binary with every `CONCESSION_*` override removed from
+/// its environment (so the test's config file decides) and `RUST_LOG` set.
+pub fn agent_command(rust_log: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_concession-agent"));
+    for k in [
+        "CONCESSION_ATS_URL",
+        "CONCESSION_ATS_APIKEY",
+        "CONCESSION_ATS_DSN",
+        "CONCESSION_STORE_DIR",
+        "CONCESSION_TERMINAL_ID",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("RUST_LOG", rust_log);
+    c
 }
