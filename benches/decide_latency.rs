@@ -3,7 +3,8 @@
 //! A warm store (`TICKETS` cached records, all read once) answers scans the way the
 //! agent does on a cache hit: read the cached record, the ticket's ledger and the
 //! offline usage, `decide`, then `Store::commit_decision` (one sled transaction over
-//! journal, ledger and meta, then `flush`). The physical floor is measured in the same
+//! journal, ledger and meta, then an append + `fdatasync` of the store's write-ahead
+//! log). The physical floor is measured in the same
 //! loop, interleaved: write 100 bytes at offset 0 of a file in the store's directory and
 //! `fsync` it (`File::sync_all`).
 //!
@@ -17,6 +18,7 @@ mod common;
 
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{env_usize, Samples, TABLE_HEAD};
@@ -163,6 +165,23 @@ fn main() {
         t.elapsed()
     };
 
+    // What the write-ahead log does, without sled: append a 700 B record at an advancing
+    // offset of a preallocated (zero-filled) 8 MiB file, then fdatasync.
+    let wal_probe_len: u64 = 8 * 1024 * 1024;
+    let wal_probe = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(dir.path().join("store").join("wal-probe"))
+        .unwrap_or_else(|e| panic!("wal probe: {e}"));
+    wal_probe
+        .write_all_at(&vec![0u8; wal_probe_len as usize], 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wal_probe.sync_all().unwrap_or_else(|e| panic!("{e}"));
+    let mut wal_probe_pos = 0u64;
+    let record = [b'r'; 700];
+    let mut s_wal_probe = Samples::with_capacity(samples);
+
     let mut s_fsync = Samples::with_capacity(samples);
     let mut s_fdatasync = Samples::with_capacity(samples);
     let mut s_decide_only = Samples::with_capacity(samples);
@@ -185,6 +204,13 @@ fn main() {
     for i in 0..samples {
         s_fsync.push(fsync_floor(&mut floor_file, false));
         s_fdatasync.push(fsync_floor(&mut floor_file, true));
+        let t = Instant::now();
+        wal_probe
+            .write_all_at(&record, wal_probe_pos)
+            .unwrap_or_else(|e| panic!("{e}"));
+        wal_probe.sync_data().unwrap_or_else(|e| panic!("{e}"));
+        s_wal_probe.push(t.elapsed());
+        wal_probe_pos = (wal_probe_pos + record.len() as u64) % (wal_probe_len - 1024);
 
         let bc = common::barcode(rng.below(tickets));
         // Full path: read + decide + commit (durable).
@@ -245,14 +271,22 @@ fn main() {
     );
     println!(
         "{}",
-        s_full.line("cache hit, durable: read + decide + commit_decision (flush)")
+        s_wal_probe
+            .line("WAL-shaped floor: 700 B at advancing offset, preallocated file + fdatasync")
+    );
+    println!(
+        "{}",
+        s_full.line("cache hit, durable: read + decide + commit_decision (tx + WAL fdatasync)")
     );
     println!(
         "{}",
         s_hit_noflush.line("cache hit, not durable: read cache+ledger+usage + decide")
     );
     println!("{}", s_decide_only.line("decide() alone (pure)"));
-    println!("{}", s_commit.line("commit_decision alone (tx + flush)"));
+    println!(
+        "{}",
+        s_commit.line("commit_decision alone (tx + WAL append + fdatasync)")
+    );
     println!(
         "{}",
         s_cache_put_flush.line("put_record (1-tree tx) + Store::flush")

@@ -152,6 +152,7 @@ fn child_start(config: &Path) {
         StoreOptions {
             cache_capacity_bytes: cfg.cache.capacity_bytes,
             terminal_id: cfg.terminal_id.clone(),
+            ..StoreOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("store: {e}"));

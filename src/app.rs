@@ -163,6 +163,7 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
         StoreOptions {
             cache_capacity_bytes: config.cache.capacity_bytes,
             terminal_id: config.terminal_id.clone(),
+            ..StoreOptions::default()
         },
     )
     .map_err(StartError::Store)

@@ -1,10 +1,12 @@
 //! Crash test: a child process commits decisions and prints each id after the commit
-//! (which flushes) returned; the parent SIGKILLs it at a random point, reopens the store
+//! (durable: write-ahead log synced) returned; the parent SIGKILLs it at a random point, reopens the store
 //! and checks that every printed id is in the journal exactly once, and that ledger and
 //! offline usage agree with the journal (the commit is one transaction).
 //!
 //! The child is this test binary re-executed with `CHILD_ENV` set, running only
-//! `crash_child`.
+//! `crash_child`. `CAPACITY_ENV` gives it a write-ahead log of a few records, so that the
+//! second test kills it around log wraps and checkpoints too (a commit that finds the
+//! log full flushes sled durably and rewinds the log).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -14,6 +16,7 @@ use concession_agent::decide::{Decision, Reason, Source, Verdict};
 use concession_agent::store::{NewDecision, Store, StoreOptions};
 
 const CHILD_ENV: &str = "CONCESSION_AGENT_CRASH_CHILD_DIR";
+const CAPACITY_ENV: &str = "CONCESSION_AGENT_CRASH_CHILD_WAL";
 const TRIALS: usize = 20;
 const BARCODES: [&str; 3] = ["100000000001", "100000000003", "100000000008"];
 
@@ -42,7 +45,14 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let store = Store::open(std::path::Path::new(&dir), opts()).expect("child open");
+    let mut o = opts();
+    if let Some(cap) = std::env::var(CAPACITY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        o.wal_capacity_bytes = cap;
+    }
+    let store = Store::open(std::path::Path::new(&dir), o).expect("child open");
     let d = approval();
     for i in 0..1_000_000u64 {
         let barcode = BARCODES[(i % 3) as usize];
@@ -62,27 +72,48 @@ fn crash_child() {
 
 #[test]
 fn every_flushed_decision_survives_sigkill_and_reopen() {
+    let replayed = run_trials(None, 0x2545_f491_4f6c_dd1d, 80);
+    eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
+}
+
+/// A 4 KiB log holds a handful of records: the kills land before, during and after
+/// checkpoints (sled flush + rewind) and on the first records of a new lap, whose tail
+/// still holds the previous lap's records.
+#[test]
+fn every_decision_survives_sigkill_around_log_wraps() {
+    let replayed = run_trials(Some(4096), 0x9e37_79b9_7f4a_7c15, 200);
+    eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
+    assert!(
+        replayed > 0,
+        "no trial exercised the write-ahead log replay"
+    );
+}
+
+/// Runs `TRIALS` kill trials; returns the number of records re-applied at reopen.
+fn run_trials(wal_capacity: Option<u64>, mut seed: u64, max_kill_after: u64) -> u64 {
     let exe = std::env::current_exe().unwrap();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut replayed = 0;
     let mut dirs: Vec<tempfile::TempDir> = Vec::new();
     for trial in 0..TRIALS {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let kill_after = 1 + (seed % 80) as usize;
+        let kill_after = 1 + (seed % max_kill_after) as usize;
         // Every other trial reuses the store of the previous one, which already
         // survived a kill and a reopen.
         if trial.is_multiple_of(2) {
             dirs.push(tempfile::tempdir().unwrap());
         }
         let tmp = dirs.last().unwrap();
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, tmp.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        if let Some(cap) = wal_capacity {
+            cmd.env(CAPACITY_ENV, cap.to_string());
+        }
+        let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut printed = Vec::new();
         for line in lines.by_ref() {
@@ -108,8 +139,13 @@ fn every_flushed_decision_survives_sigkill_and_reopen() {
             "trial {trial}: child died early"
         );
 
-        let store = Store::open(tmp.path(), opts())
+        let mut o = opts();
+        if let Some(cap) = wal_capacity {
+            o.wal_capacity_bytes = cap;
+        }
+        let store = Store::open(tmp.path(), o)
             .unwrap_or_else(|e| panic!("trial {trial}: reopen after kill failed: {e}"));
+        replayed += store.wal_replayed_at_open();
         let journal: Vec<_> = store
             .journal_since(None)
             .unwrap()
@@ -159,4 +195,5 @@ fn every_flushed_decision_survives_sigkill_and_reopen() {
             .unwrap();
         assert_eq!(e.seq, journal.len() as u64 + 1, "trial {trial}");
     }
+    replayed
 }

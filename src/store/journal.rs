@@ -12,8 +12,10 @@
 //! data.
 //!
 //! [`Store::commit_decision`] writes the entry, the ticket's ledger and the offline
-//! usage in one sled transaction across `journal`, `ledger` and `meta`, then flushes:
-//! when it returns `Ok`, the decision survives a crash and the POS may be told.
+//! usage in one sled transaction across `journal`, `ledger` and `meta`, then appends the
+//! transaction's final writes to the write-ahead log and waits for the disk (`wal.rs`):
+//! when it returns `Ok`, the decision survives a crash or power cut and the POS may be
+//! told.
 //!
 //! A void ([`Store::void`]) is a new entry of kind `void` that repeats the lines of the
 //! decision it reverses (`void_of` names it); the original gets `voided_by`.
@@ -30,6 +32,7 @@ use super::cache::tx_error;
 use super::codec::{self, read_u64, u64_key};
 use super::error::db_err;
 use super::ledger::{abort, decode_ledger, encode_ledger};
+use super::wal::{Record, TreeId};
 use super::{OfflineState, Store, StoreError, TicketRecord, META_OFFLINE, META_SEQ};
 
 /// A decision entry or a void entry.
@@ -221,6 +224,23 @@ fn next_seq(meta: &sled::transaction::TransactionalTree) -> TxResult<u64> {
     Ok(seq)
 }
 
+/// The writes of one transaction, applied and recorded for the write-ahead log.
+struct Writes(Vec<(TreeId, Vec<u8>, Vec<u8>)>);
+
+impl Writes {
+    fn insert(
+        &mut self,
+        t: &sled::transaction::TransactionalTree,
+        id: TreeId,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> TxResult<()> {
+        t.insert(key, value.as_slice())?;
+        self.0.push((id, key.to_vec(), value));
+        Ok(())
+    }
+}
+
 fn offline_state(meta: &sled::transaction::TransactionalTree) -> TxResult<OfflineState> {
     match meta.get(META_OFFLINE)? {
         None => Ok(OfflineState::default()),
@@ -230,14 +250,21 @@ fn offline_state(meta: &sled::transaction::TransactionalTree) -> TxResult<Offlin
 
 impl Store {
     /// Journals a decision, updates the ticket's ledger (reconciled with the evidence,
-    /// then debited) and the offline usage in one transaction, and flushes. Returns the
-    /// entry with its new id. Only after `Ok` may the POS be told.
+    /// then debited) and the offline usage in one transaction, and makes it durable
+    /// through the write-ahead log. Returns the entry with its new id. Only after `Ok`
+    /// may the POS be told.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
         let evidence = new.evidence.filter(|r| r.barcode == new.barcode);
-        let res: sled::transaction::TransactionResult<JournalEntry, StoreError> =
+        let mut wal = self.lock_wal();
+        let res: sled::transaction::TransactionResult<(JournalEntry, Writes), StoreError> =
             (&self.journal, &self.ledger, &self.meta).transaction(|(journal, ledger, meta)| {
                 let seq = next_seq(meta)?;
+                let mut w = Writes(vec![(
+                    TreeId::Meta,
+                    META_SEQ.to_vec(),
+                    u64_key(seq).to_vec(),
+                )]);
                 let mut off = offline_state(meta)?;
                 let key = new.barcode.as_bytes();
                 let old = if new.barcode.is_empty() {
@@ -250,14 +277,18 @@ impl Store {
                     let mut l =
                         decode_ledger(new.barcode, old.as_deref(), off.window).map_err(abort)?;
                     l.record_decision(d, evidence);
-                    ledger.insert(
+                    w.insert(
+                        ledger,
+                        TreeId::Ledger,
                         key,
                         encode_ledger(new.barcode, &l, off.window).map_err(abort)?,
                     )?;
                 }
                 if d.offline && d.is_approve() {
                     off.usage.record(d);
-                    meta.insert(
+                    w.insert(
+                        meta,
+                        TreeId::Meta,
                         META_OFFLINE,
                         codec::encode("meta/offline", &off).map_err(abort)?,
                     )?;
@@ -291,20 +322,29 @@ impl Store {
                     void_of: None,
                     voided_by: None,
                 };
-                journal.insert(
+                w.insert(
+                    journal,
+                    TreeId::Journal,
                     &u64_key(seq),
                     codec::encode("journal", &entry).map_err(abort)?,
                 )?;
-                Ok(entry)
+                Ok((entry, w))
             });
-        let entry = res.map_err(tx_error)?;
-        self.flush()?;
+        let (entry, writes) = res.map_err(tx_error)?;
+        self.make_durable(
+            &mut wal,
+            &Record {
+                seq: entry.seq,
+                writes: writes.0,
+            },
+        )?;
         Ok(entry)
     }
 
     /// Voids an approval: gives its unreflected money and items back to the ticket's
     /// ledger (and its offline usage, when it was made offline in the current window),
-    /// journals a void entry, marks the original, and flushes. Refuses unknown ids,
+    /// journals a void entry, marks the original, and flushes sled (not through the
+    /// write-ahead log: voids are rare). Refuses unknown ids,
     /// denies, void entries and decisions already voided.
     pub fn void(
         &self,
@@ -313,6 +353,7 @@ impl Store {
         request: Option<&str>,
     ) -> Result<VoidOutcome, StoreError> {
         let target = seq_of(decision_id)?;
+        let _wal = self.lock_wal();
         let res: sled::transaction::TransactionResult<VoidOutcome, StoreError> =
             (&self.journal, &self.ledger, &self.meta).transaction(|(journal, ledger, meta)| {
                 let unknown = || abort(StoreError::UnknownDecision(decision_id.to_string()));

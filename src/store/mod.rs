@@ -16,10 +16,12 @@
 //!
 //! Durability: sled writes are durable only after [`Store::flush`] (sled's flush plus an
 //! `fdatasync` of its log file: sled's flush alone uses `sync_file_range`, which does not
-//! survive a power cut). A decision is committed in
-//! one transaction across `journal`, `ledger` and `meta` and flushed before
-//! [`Store::commit_decision`] returns, so the agent signals the POS only for decisions
-//! that survive a crash or power cut. Cache writes are not flushed on their own (a lost
+//! survive a power cut). A decision is committed in one transaction across `journal`,
+//! `ledger` and `meta`, and the transaction's final writes are appended to the store's
+//! write-ahead log (`wal.rs`) and `fdatasync`ed before [`Store::commit_decision`]
+//! returns, so the agent signals the POS only for decisions that survive a crash or
+//! power cut; sled persists them in its own time, and [`Store::open`] re-applies what
+//! it lost. Voids and offline-window resets flush sled instead. Cache writes are not flushed on their own (a lost
 //! cache entry only costs a lookup); sled flushes them within its background interval.
 //!
 //! No sled type appears in this module's public API.
@@ -30,12 +32,13 @@ pub mod error;
 pub mod export;
 pub mod journal;
 pub mod ledger;
+mod wal;
 /// Dates and timestamps (kept under this name for callers of the store).
 pub use crate::date as time;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +69,9 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
     pub terminal_id: String,
+    /// Size of the preallocated write-ahead log (default 8 MiB, at least 4 KiB). When it
+    /// fills, a commit flushes sled durably and the log starts over.
+    pub wal_capacity_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +79,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 8 * 1024 * 1024,
             terminal_id: "terminal".into(),
+            wal_capacity_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -97,6 +104,11 @@ pub struct Store {
     dir: PathBuf,
     /// sled's log file (`dir/db`), opened read-only to `fdatasync` it in [`Store::flush`].
     log: Arc<File>,
+    /// The write-ahead log; its lock also orders every transaction that takes a
+    /// sequence number (commits, voids) and offline-window resets.
+    wal: Arc<Mutex<wal::Wal>>,
+    /// Records re-applied from the write-ahead log at open.
+    replayed: u64,
 }
 
 impl Store {
@@ -108,7 +120,8 @@ impl Store {
             .cache_capacity(opts.cache_capacity_bytes);
         let db = open_waiting_for_lock(&config)?;
         let log = Arc::new(File::open(dir.join(SLED_LOG))?);
-        let store = Store {
+        let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes.max(4096))?;
+        let mut store = Store {
             cache: db.open_tree("cache").map_err(db_err)?,
             ledger: db.open_tree("ledger").map_err(db_err)?,
             journal: db.open_tree("journal").map_err(db_err)?,
@@ -117,9 +130,89 @@ impl Store {
             terminal: opts.terminal_id,
             dir: dir.to_path_buf(),
             log,
+            wal: Arc::new(Mutex::new(wal)),
+            replayed: 0,
         };
         store.check_schema()?;
+        store.replayed = store.replay(records)?;
         Ok(store)
+    }
+
+    /// Re-applies the write-ahead log records sled lost, flushes sled durably and
+    /// rewinds the log. Returns how many records were applied.
+    fn replay(&self, records: Vec<wal::Record>) -> Result<u64, StoreError> {
+        use sled::Transactional;
+        let mut seq = match self.meta.get(META_SEQ).map_err(db_err)? {
+            None => 0,
+            Some(v) => codec::read_u64("meta/decision_seq", &v)?,
+        };
+        let mut applied = 0;
+        for rec in records {
+            if rec.seq <= seq {
+                continue;
+            }
+            if rec.seq != seq + 1 {
+                return Err(StoreError::Corrupt {
+                    what: "wal".into(),
+                    detail: format!(
+                        "the store holds decisions up to {seq} but the write-ahead log \
+                         continues at {}",
+                        rec.seq
+                    ),
+                });
+            }
+            let res: sled::transaction::TransactionResult<(), StoreError> =
+                (&self.journal, &self.ledger, &self.meta).transaction(|(j, l, m)| {
+                    for (tree, k, v) in &rec.writes {
+                        let t = match tree {
+                            wal::TreeId::Journal => j,
+                            wal::TreeId::Ledger => l,
+                            wal::TreeId::Meta => m,
+                        };
+                        t.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Ok(())
+                });
+            res.map_err(cache::tx_error)?;
+            seq = rec.seq;
+            applied += 1;
+        }
+        if applied > 0 {
+            log::warn!("store: re-applied {applied} decision(s) from the write-ahead log");
+        }
+        let mut wal = self.lock_wal();
+        self.flush()?;
+        wal.recovered()?;
+        Ok(applied)
+    }
+
+    /// Decisions re-applied from the write-ahead log when this store was opened (sled
+    /// had not persisted them before the process ended).
+    pub fn wal_replayed_at_open(&self) -> u64 {
+        self.replayed
+    }
+
+    pub(crate) fn lock_wal(&self) -> MutexGuard<'_, wal::Wal> {
+        // A panic while holding the lock leaves the log as consistent as a crash would.
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a committed transaction durable: appends its final writes to the
+    /// write-ahead log and waits for them (one `fdatasync`), or, when the log is full,
+    /// flushes sled durably and starts the log over (a checkpoint).
+    pub(crate) fn make_durable(
+        &self,
+        wal: &mut wal::Wal,
+        rec: &wal::Record,
+    ) -> Result<(), StoreError> {
+        let bytes = rec.encode();
+        if wal.fits(bytes.len()) {
+            wal.append_durable(&bytes)
+        } else {
+            self.flush()?;
+            wal.rewind();
+            Ok(())
+        }
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -189,6 +282,7 @@ impl Store {
     /// will be settled by reconciliation; the next outage gets fresh caps. Calling it
     /// while offline would reset the caps mid-outage, so don't.
     pub fn reset_offline_window(&self) -> Result<(), StoreError> {
+        let _wal = self.lock_wal();
         let state = self.offline_state()?;
         let next = OfflineState {
             window: state.window + 1,
