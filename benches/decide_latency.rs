@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{env_usize, Samples, TABLE_HEAD};
 use concession_agent::decide::{decide, DecideInput, Evidence, Mode, Policy, ScanKind};
-use concession_agent::store::{rfc3339_ms, NewDecision, Store, StoreOptions};
+use concession_agent::store::{rfc3339_ms, NewDecision, Store};
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -105,18 +105,7 @@ fn main() {
     println!("{}", common::machine(dir.path()));
     println!("decide_latency: samples {samples}, cached tickets {tickets}");
 
-    let mut opts = StoreOptions::default();
-    if let Some(mb) = std::env::var("CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        opts.cache_capacity_bytes = mb * 1024 * 1024;
-    }
-    println!(
-        "sled cache_capacity_bytes {} ({} MiB)",
-        opts.cache_capacity_bytes,
-        opts.cache_capacity_bytes / (1024 * 1024)
-    );
+    let opts = common::store_options();
     let store =
         Store::open(&dir.path().join("store"), opts).unwrap_or_else(|e| panic!("open: {e}"));
     let now = wall_ms();

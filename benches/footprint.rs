@@ -56,18 +56,7 @@ fn report(phase: &str) {
 
 fn child_rss(n: usize, dir: &Path, fill: bool) {
     report("at start (empty process)");
-    let mut opts = StoreOptions::default();
-    if let Some(mb) = std::env::var("CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        opts.cache_capacity_bytes = mb * 1024 * 1024;
-    }
-    println!(
-        "sled cache_capacity_bytes {} ({} MiB)",
-        opts.cache_capacity_bytes,
-        opts.cache_capacity_bytes / (1024 * 1024)
-    );
+    let opts = common::store_options();
     let store = Store::open(dir, opts).unwrap_or_else(|e| panic!("{e}"));
     report("store opened");
     let now = wall_ms();

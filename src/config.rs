@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ats::is_loopback_host;
+use crate::ats::AtsConfig;
 use crate::money::Cents;
 use crate::redact::Secret;
 
@@ -353,29 +353,16 @@ fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
 
 /// Checks an ATS base URL: https anywhere, http only to loopback.
 pub fn check_ats_url(url: &str) -> Result<(), ConfigError> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        invalid(
-            "ats.url",
-            format!("{url:?} is not a URL (expected https://host)"),
-        )
-    })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => authority,
-    };
-    if host.is_empty() {
-        return Err(invalid("ats.url", format!("{url:?} has no host")));
+    // The client's own endpoint check, run early so a bad URL is a config error at
+    // start (the key is checked separately, so a placeholder stands in for it here).
+    AtsConfig {
+        base_url: url.to_string(),
+        apikey: Secret::new("placeholder"),
+        ..AtsConfig::default()
     }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
-        "http" => Err(invalid(
-            "ats.url",
-            format!("plain http is only allowed to loopback addresses; use https:// for {host}"),
-        )),
-        other => Err(invalid("ats.url", format!("unsupported scheme {other:?}"))),
-    }
+    .validate()
+    .map(|_| ())
+    .map_err(|e| invalid("ats.url", e.to_string()))
 }
 
 /// Reads the API key from a file that only its owner may read.

@@ -193,3 +193,21 @@ impl Rng {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 }
+
+/// The store options the benches use: the shipped default, with `CACHE_MB` overriding
+/// sled's cache capacity; prints what it chose.
+pub fn store_options() -> concession_agent::store::StoreOptions {
+    let mut opts = concession_agent::store::StoreOptions::default();
+    if let Some(mb) = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        opts.cache_capacity_bytes = mb * 1024 * 1024;
+    }
+    println!(
+        "sled cache_capacity_bytes {} ({} MiB)",
+        opts.cache_capacity_bytes,
+        opts.cache_capacity_bytes / (1024 * 1024)
+    );
+    opts
+}

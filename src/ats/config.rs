@@ -128,7 +128,7 @@ impl AtsConfig {
         let loopback = is_loopback_host(host);
         if !tls && !loopback {
             return Err(AtsError::Config(format!(
-                "plain http is only allowed to loopback hosts, not {host}"
+                "plain http is only allowed to loopback hosts, not {host}: use https://"
             )));
         }
         for (name, v) in [
