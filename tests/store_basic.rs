@@ -150,6 +150,52 @@ fn refuses_a_database_from_a_future_version() {
     }
 }
 
+/// A version-1 store (no redo log) is upgraded in place and keeps its journal; a log
+/// file found next to it is not its own, so it is set aside, not replayed into it.
+#[test]
+fn upgrades_a_version_1_store_and_sets_a_foreign_log_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record(
+        "100000000001",
+        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
+        T0,
+    );
+    {
+        let s = open(tmp.path());
+        scan(&s, &rec, Some(100), Mode::Online, true);
+        s.flush().unwrap();
+    }
+    // Make it a version-1 store again, with a log file it never wrote.
+    let log_before = std::fs::read(tmp.path().join("wal")).unwrap();
+    {
+        let db = raw_open(tmp.path());
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &1u32.to_be_bytes()[..])
+            .unwrap();
+        meta.remove("wal_lap").unwrap();
+        db.flush().unwrap();
+    }
+    let s = open(tmp.path());
+    assert_eq!(s.journal_len(), 1);
+    assert_eq!(s.wal_replayed_at_open(), 0);
+    assert_eq!(
+        std::fs::read(tmp.path().join("wal.orphaned")).unwrap(),
+        log_before
+    );
+    let (_, e) = scan(&s, &rec, Some(100), Mode::Online, true);
+    assert_eq!(e.id, "stand-7-000000000002");
+    drop(s);
+    let db = raw_open(tmp.path());
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.as_ref(), &SCHEMA_VERSION.to_be_bytes()[..]);
+    assert_eq!(SCHEMA_VERSION, 2);
+}
+
 #[test]
 fn cache_round_trips_and_never_goes_back_in_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -501,6 +547,9 @@ fn a_failed_commit_leaves_no_trace() {
     {
         let s = open(tmp.path());
         scan(&s, &rec, Some(100), Mode::Offline, false);
+        // Closed as the agent closes it: sled durable, nothing left to re-apply (a
+        // record still in the redo log would be re-applied over the corruption below).
+        s.flush().unwrap();
     }
     {
         // Corrupt that ticket's ledger behind the store's back.

@@ -1,12 +1,14 @@
 //! Crash test: a child process commits decisions and prints each id after the commit
-//! (durable: write-ahead log synced) returned; the parent SIGKILLs it at a random point, reopens the store
-//! and checks that every printed id is in the journal exactly once, and that ledger and
-//! offline usage agree with the journal (the commit is one transaction).
+//! returned (durable: its redo-log record synced); the parent SIGKILLs it at a random
+//! point, reopens the store and checks that every printed id is in the journal exactly
+//! once, and that ledger and offline usage agree with the journal (a decision is one
+//! record). sled buffers the applied writes in its own memory, so a kill loses some of
+//! them and the reopen has to re-apply them from the log.
 //!
 //! The child is this test binary re-executed with `CHILD_ENV` set, running only
-//! `crash_child`. `CAPACITY_ENV` gives it a write-ahead log of a few records, so that the
-//! second test kills it around log wraps and checkpoints too (a commit that finds the
-//! log full flushes sled durably and rewinds the log).
+//! `crash_child`. `CAPACITY_ENV` gives it a redo log of a few records, so that the
+//! second test kills it around checkpoints too (a commit that finds the log full makes
+//! sled durable and starts the log over).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -237,19 +239,17 @@ fn commit_n(store: &Store, n: u64) -> Vec<String> {
 fn sled_behind_the_log_is_caught_up_and_a_torn_record_is_ignored() {
     let live = tempfile::tempdir().unwrap();
     let old = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(live.path(), opts()).unwrap();
-        commit_n(&store, 5);
-    }
-    // sled at seq 5 (closed cleanly, so its files are complete).
+    let store = Store::open(live.path(), opts()).unwrap();
+    commit_n(&store, 5);
+    // A checkpoint: sled durable at seq 5, the log starts a new lap. sled's files as
+    // of now are what a power cut leaves when sled persisted nothing after this.
+    store.flush().unwrap();
     copy_dir(live.path(), old.path());
-    let ids_6_to_12 = {
-        // Reopen rewinds the log: commits 6..=12 are its first records.
-        let store = Store::open(live.path(), opts()).unwrap();
-        commit_n(&store, 7)
-    };
+    // Commits 6..=12 are the new lap's records; sled holds them only in memory.
+    let ids_6_to_12 = commit_n(&store, 7);
     assert_eq!(ids_6_to_12.last().unwrap(), "crash-000000000012");
     let wal = std::fs::read(live.path().join("wal")).unwrap();
+    drop(store);
 
     for torn in [false, true] {
         let dir = tempfile::tempdir().unwrap();
@@ -287,8 +287,14 @@ fn sled_behind_the_log_is_caught_up_and_a_torn_record_is_ignored() {
             );
         }
         assert_eq!(store.offline_usage().unwrap().count, expect);
-        // The sequence continues, and a second open replays nothing.
+        // The sequence continues; the next open re-applies only what came after the
+        // recovery's checkpoint, and nothing after a clean close.
         assert_eq!(commit_n(&store, 1)[0], format!("crash-{:012}", expect + 1));
+        drop(store);
+        let store = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(store.journal_len() as u64, expect + 1);
+        assert_eq!(store.wal_replayed_at_open(), 1);
+        store.flush().unwrap();
         drop(store);
         let store = Store::open(dir.path(), opts()).unwrap();
         assert_eq!(store.journal_len() as u64, expect + 1);

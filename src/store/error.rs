@@ -39,6 +39,10 @@ pub enum StoreError {
     },
     /// A deny or a void entry: there is nothing to give back.
     NotVoidable(String),
+    /// The store refuses writes until it is reopened: a write reached the redo log but
+    /// not sled's memory, or a checkpoint failed. Reopening (restarting the agent)
+    /// recovers from the log; nothing durable is lost.
+    Stopped(String),
 }
 
 impl fmt::Display for StoreError {
@@ -65,6 +69,11 @@ impl fmt::Display for StoreError {
             StoreError::NotVoidable(id) => {
                 write!(f, "decision {id} is not an approval: nothing to void")
             }
+            StoreError::Stopped(why) => write!(
+                f,
+                "store refuses writes until the agent restarts ({why}); \
+                 restarting recovers from its redo log"
+            ),
         }
     }
 }

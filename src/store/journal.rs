@@ -1,7 +1,7 @@
 //! The journal: one entry per decision (approve and deny) and per void.
 //!
 //! Ids are `{terminal}-{seq:012}`, with `seq` from a counter in `meta` that is
-//! incremented in the same transaction that writes the entry, so ids are unique,
+//! set in the same redo-log record that writes the entry, so ids are unique,
 //! gapless and in order; entries are keyed by `seq`, so export order is decision order
 //! even if the terminal id is changed later. The id is created and stored at decision
 //! time and is the idempotency key for any upload or export.
@@ -12,28 +12,25 @@
 //! data.
 //!
 //! [`Store::commit_decision`] writes the entry, the ticket's ledger and the offline
-//! usage in one sled transaction across `journal`, `ledger` and `meta`, then appends the
-//! transaction's final writes to the write-ahead log and waits for the disk (`wal.rs`):
-//! when it returns `Ok`, the decision survives a crash or power cut and the POS may be
-//! told.
+//! usage as one record of the store's redo log (`wal.rs`: appended, synced, then applied
+//! to `journal`, `ledger` and `meta`): when it returns `Ok`, the decision survives a crash
+//! or power cut and the POS may be told.
 //!
 //! A void ([`Store::void`]) is a new entry of kind `void` that repeats the lines of the
 //! decision it reverses (`void_of` names it); the original gets `voided_by`.
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 use crate::decide::{verdict_serde, Decision, ItemGrant, Reason, Source, Verdict};
 use crate::money::Cents;
 use crate::redact::mask_barcode;
 use crate::signal::DecisionEvent;
 
-use super::cache::tx_error;
 use super::codec::{self, read_u64, u64_key};
 use super::error::db_err;
-use super::ledger::{abort, decode_ledger, encode_ledger};
-use super::wal::{Record, TreeId};
-use super::{OfflineState, Store, StoreError, TicketRecord, META_OFFLINE, META_SEQ};
+use super::ledger::{decode_ledger, encode_ledger};
+use super::wal::{TreeId, Writes};
+use super::{Store, StoreError, TicketRecord, META_OFFLINE, META_SEQ};
 
 /// A decision entry or a void entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,139 +210,94 @@ fn make_id(terminal: &str, seq: u64) -> String {
     format!("{terminal}-{seq:012}")
 }
 
-type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
-
-fn next_seq(meta: &sled::transaction::TransactionalTree) -> TxResult<u64> {
-    let seq = match meta.get(META_SEQ)? {
-        None => 1,
-        Some(v) => read_u64("meta/decision_seq", &v).map_err(abort)? + 1,
-    };
-    meta.insert(META_SEQ, &u64_key(seq)[..])?;
-    Ok(seq)
-}
-
-/// The writes of one transaction, applied and recorded for the write-ahead log.
-struct Writes(Vec<(TreeId, Vec<u8>, Vec<u8>)>);
-
-impl Writes {
-    fn insert(
-        &mut self,
-        t: &sled::transaction::TransactionalTree,
-        id: TreeId,
-        key: &[u8],
-        value: Vec<u8>,
-    ) -> TxResult<()> {
-        t.insert(key, value.as_slice())?;
-        self.0.push((id, key.to_vec(), value));
-        Ok(())
-    }
-}
-
-fn offline_state(meta: &sled::transaction::TransactionalTree) -> TxResult<OfflineState> {
-    match meta.get(META_OFFLINE)? {
-        None => Ok(OfflineState::default()),
-        Some(v) => codec::decode("meta/offline", &v).map_err(abort),
-    }
-}
-
 impl Store {
+    /// The next decision sequence number, set in `w`. Under the redo log's lock.
+    fn next_seq(&self, w: &mut Writes) -> Result<u64, StoreError> {
+        let seq = match self.meta.get(META_SEQ).map_err(db_err)? {
+            None => 1,
+            Some(v) => read_u64("meta/decision_seq", &v)? + 1,
+        };
+        w.set(TreeId::Meta, META_SEQ, u64_key(seq).to_vec());
+        Ok(seq)
+    }
+
     /// Journals a decision, updates the ticket's ledger (reconciled with the evidence,
-    /// then debited) and the offline usage in one transaction, and makes it durable
-    /// through the write-ahead log. Returns the entry with its new id. Only after `Ok`
-    /// may the POS be told.
+    /// then debited) and the offline usage as one record of the redo log. Returns the
+    /// entry with its new id. Only after `Ok` may the POS be told: the decision then
+    /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
         let evidence = new.evidence.filter(|r| r.barcode == new.barcode);
         let mut wal = self.lock_wal();
-        let res: sled::transaction::TransactionResult<(JournalEntry, Writes), StoreError> =
-            (&self.journal, &self.ledger, &self.meta).transaction(|(journal, ledger, meta)| {
-                let seq = next_seq(meta)?;
-                let mut w = Writes(vec![(
-                    TreeId::Meta,
-                    META_SEQ.to_vec(),
-                    u64_key(seq).to_vec(),
-                )]);
-                let mut off = offline_state(meta)?;
-                let key = new.barcode.as_bytes();
-                let old = if new.barcode.is_empty() {
-                    None
-                } else {
-                    ledger.get(key)?
-                };
-                // Approvals create a ledger; other decisions only reconcile an existing one.
-                if d.is_approve() || (old.is_some() && evidence.is_some()) {
-                    let mut l =
-                        decode_ledger(new.barcode, old.as_deref(), off.window).map_err(abort)?;
-                    l.record_decision(d, evidence);
-                    w.insert(
-                        ledger,
-                        TreeId::Ledger,
-                        key,
-                        encode_ledger(new.barcode, &l, off.window).map_err(abort)?,
-                    )?;
-                }
-                if d.offline && d.is_approve() {
-                    off.usage.record(d);
-                    w.insert(
-                        meta,
-                        TreeId::Meta,
-                        META_OFFLINE,
-                        codec::encode("meta/offline", &off).map_err(abort)?,
-                    )?;
-                }
-                let entry = JournalEntry {
-                    id: make_id(&self.terminal, seq),
-                    seq,
-                    kind: EntryKind::Decision,
-                    scan_time_ms: new.scan_time_ms,
-                    scan_time: super::time::rfc3339_ms(new.scan_time_ms),
-                    terminal: self.terminal.clone(),
-                    barcode_masked: mask_barcode(new.barcode),
-                    barcode: new.barcode.to_string(),
-                    verdict: d.verdict,
-                    reason: d.reason.as_str().to_string(),
-                    approved_cents: d.approved_cents,
-                    money: d
-                        .money
-                        .iter()
-                        .map(|(av_id, cents)| MoneyLine {
-                            av_id: av_id.clone(),
-                            cents: *cents,
-                        })
-                        .collect(),
-                    items: d.items.clone(),
-                    source: d.source,
-                    offline: d.offline,
-                    offline_window: off.window,
-                    latency_ms: new.latency_ms,
-                    request: new.request.map(str::to_string),
-                    void_of: None,
-                    voided_by: None,
-                };
-                w.insert(
-                    journal,
-                    TreeId::Journal,
-                    &u64_key(seq),
-                    codec::encode("journal", &entry).map_err(abort)?,
-                )?;
-                Ok((entry, w))
-            });
-        let (entry, writes) = res.map_err(tx_error)?;
-        self.make_durable(
-            &mut wal,
-            &Record {
-                seq: entry.seq,
-                writes: writes.0,
-            },
-        )?;
+        let mut w = Writes::default();
+        let seq = self.next_seq(&mut w)?;
+        let mut off = self.offline_state()?;
+        let key = new.barcode.as_bytes();
+        let old = if new.barcode.is_empty() {
+            None
+        } else {
+            self.ledger.get(key).map_err(db_err)?
+        };
+        // Approvals create a ledger; other decisions only reconcile an existing one.
+        if d.is_approve() || (old.is_some() && evidence.is_some()) {
+            let mut l = decode_ledger(new.barcode, old.as_deref(), off.window)?;
+            l.record_decision(d, evidence);
+            w.set(
+                TreeId::Ledger,
+                key,
+                encode_ledger(new.barcode, &l, off.window)?,
+            );
+        }
+        if d.offline && d.is_approve() {
+            off.usage.record(d);
+            w.set(
+                TreeId::Meta,
+                META_OFFLINE,
+                codec::encode("meta/offline", &off)?,
+            );
+        }
+        let entry = JournalEntry {
+            id: make_id(&self.terminal, seq),
+            seq,
+            kind: EntryKind::Decision,
+            scan_time_ms: new.scan_time_ms,
+            scan_time: super::time::rfc3339_ms(new.scan_time_ms),
+            terminal: self.terminal.clone(),
+            barcode_masked: mask_barcode(new.barcode),
+            barcode: new.barcode.to_string(),
+            verdict: d.verdict,
+            reason: d.reason.as_str().to_string(),
+            approved_cents: d.approved_cents,
+            money: d
+                .money
+                .iter()
+                .map(|(av_id, cents)| MoneyLine {
+                    av_id: av_id.clone(),
+                    cents: *cents,
+                })
+                .collect(),
+            items: d.items.clone(),
+            source: d.source,
+            offline: d.offline,
+            offline_window: off.window,
+            latency_ms: new.latency_ms,
+            request: new.request.map(str::to_string),
+            void_of: None,
+            voided_by: None,
+        };
+        w.set(
+            TreeId::Journal,
+            &u64_key(seq),
+            codec::encode("journal", &entry)?,
+        );
+        self.log_and_apply(&mut wal, w)?;
         Ok(entry)
     }
 
     /// Voids an approval: gives its unreflected money and items back to the ticket's
     /// ledger (and its offline usage, when it was made offline in the current window),
-    /// journals a void entry, marks the original, and flushes sled (not through the
-    /// write-ahead log: voids are rare). Refuses unknown ids,
-    /// denies, void entries and decisions already voided.
+    /// journals a void entry and marks the original, as one record of the redo log.
+    /// Refuses unknown ids, denies, void entries and decisions already voided.
     pub fn void(
         &self,
         decision_id: &str,
@@ -353,82 +305,85 @@ impl Store {
         request: Option<&str>,
     ) -> Result<VoidOutcome, StoreError> {
         let target = seq_of(decision_id)?;
-        let _wal = self.lock_wal();
-        let res: sled::transaction::TransactionResult<VoidOutcome, StoreError> =
-            (&self.journal, &self.ledger, &self.meta).transaction(|(journal, ledger, meta)| {
-                let unknown = || abort(StoreError::UnknownDecision(decision_id.to_string()));
-                let raw = journal.get(u64_key(target))?.ok_or_else(unknown)?;
-                let mut orig: JournalEntry = codec::decode("journal", &raw).map_err(abort)?;
-                if orig.id != decision_id {
-                    return Err(unknown());
-                }
-                if let Some(by) = &orig.voided_by {
-                    return Err(abort(StoreError::AlreadyVoided {
-                        id: orig.id.clone(),
-                        by: by.clone(),
-                    }));
-                }
-                if orig.kind != EntryKind::Decision || orig.verdict != Verdict::Approve {
-                    return Err(abort(StoreError::NotVoidable(orig.id.clone())));
-                }
-                let seq = next_seq(meta)?;
-                let mut off = offline_state(meta)?;
-                let d = orig.decision();
-                let same_window = orig.offline_window == off.window;
-
-                let key = orig.barcode.as_bytes();
-                let old = ledger.get(key)?;
-                let mut l =
-                    decode_ledger(&orig.barcode, old.as_deref(), off.window).map_err(abort)?;
-                let back = l.restore(&d, same_window);
-                ledger.insert(
-                    key,
-                    encode_ledger(&orig.barcode, &l, off.window).map_err(abort)?,
-                )?;
-                if d.offline && same_window {
-                    off.usage.unrecord(&d);
-                    meta.insert(
-                        META_OFFLINE,
-                        codec::encode("meta/offline", &off).map_err(abort)?,
-                    )?;
-                }
-
-                let id = make_id(&self.terminal, seq);
-                let entry = JournalEntry {
-                    id: id.clone(),
-                    seq,
-                    kind: EntryKind::Void,
-                    scan_time_ms: now_ms,
-                    scan_time: super::time::rfc3339_ms(now_ms),
-                    terminal: self.terminal.clone(),
-                    reason: "void".into(),
-                    offline_window: off.window,
-                    latency_ms: 0,
-                    request: request.map(str::to_string),
-                    void_of: Some(orig.id.clone()),
-                    voided_by: None,
-                    ..orig.clone()
-                };
-                orig.voided_by = Some(id);
-                journal.insert(
-                    &u64_key(orig.seq),
-                    codec::encode("journal", &orig).map_err(abort)?,
-                )?;
-                journal.insert(
-                    &u64_key(seq),
-                    codec::encode("journal", &entry).map_err(abort)?,
-                )?;
-                Ok(VoidOutcome {
-                    entry,
-                    restored_cents: back.cents,
-                    restored_items: back.items,
-                    upstream_cents: back.reflected_cents,
-                    upstream_items: back.reflected_items,
-                })
+        let mut wal = self.lock_wal();
+        let unknown = || StoreError::UnknownDecision(decision_id.to_string());
+        let raw = self
+            .journal
+            .get(u64_key(target))
+            .map_err(db_err)?
+            .ok_or_else(unknown)?;
+        let mut orig: JournalEntry = codec::decode("journal", &raw)?;
+        if orig.id != decision_id {
+            return Err(unknown());
+        }
+        if let Some(by) = &orig.voided_by {
+            return Err(StoreError::AlreadyVoided {
+                id: orig.id.clone(),
+                by: by.clone(),
             });
-        let out = res.map_err(tx_error)?;
-        self.flush()?;
-        Ok(out)
+        }
+        if orig.kind != EntryKind::Decision || orig.verdict != Verdict::Approve {
+            return Err(StoreError::NotVoidable(orig.id.clone()));
+        }
+        let mut w = Writes::default();
+        let seq = self.next_seq(&mut w)?;
+        let mut off = self.offline_state()?;
+        let d = orig.decision();
+        let same_window = orig.offline_window == off.window;
+
+        let key = orig.barcode.as_bytes();
+        let old = self.ledger.get(key).map_err(db_err)?;
+        let mut l = decode_ledger(&orig.barcode, old.as_deref(), off.window)?;
+        let back = l.restore(&d, same_window);
+        w.set(
+            TreeId::Ledger,
+            key,
+            encode_ledger(&orig.barcode, &l, off.window)?,
+        );
+        if d.offline && same_window {
+            off.usage.unrecord(&d);
+            w.set(
+                TreeId::Meta,
+                META_OFFLINE,
+                codec::encode("meta/offline", &off)?,
+            );
+        }
+
+        let id = make_id(&self.terminal, seq);
+        let entry = JournalEntry {
+            id: id.clone(),
+            seq,
+            kind: EntryKind::Void,
+            scan_time_ms: now_ms,
+            scan_time: super::time::rfc3339_ms(now_ms),
+            terminal: self.terminal.clone(),
+            reason: "void".into(),
+            offline_window: off.window,
+            latency_ms: 0,
+            request: request.map(str::to_string),
+            void_of: Some(orig.id.clone()),
+            voided_by: None,
+            ..orig.clone()
+        };
+        orig.voided_by = Some(id);
+        w.set(
+            TreeId::Journal,
+            &u64_key(orig.seq),
+            codec::encode("journal", &orig)?,
+        );
+        w.set(
+            TreeId::Journal,
+            &u64_key(seq),
+            codec::encode("journal", &entry)?,
+        );
+        self.log_and_apply(&mut wal, w)?;
+        Ok(VoidOutcome {
+            entry,
+            restored_cents: back.cents,
+            restored_items: back.items,
+            upstream_cents: back.reflected_cents,
+            upstream_items: back.reflected_items,
+        })
     }
 
     /// One journal entry by id.

@@ -20,7 +20,7 @@
 //! [`Store::reconcile`] applies a newer ATS answer: where a balance is lower than the
 //! baseline, the drop counts as reflected — `unreflected -= min(unreflected, drop)` —
 //! and the baseline moves to the new balance (also upwards, for a reload). Committing a
-//! decision reconciles with the decision's evidence first, in the same transaction.
+//! decision reconciles with the decision's evidence first, in the same redo-log record.
 //!
 //! A void gives back only what is still unreflected; what ATS already subtracted is
 //! reported in [`super::VoidOutcome`] as needing an upstream refund (the void entry in
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::error::db_err;
+use super::wal::{TreeId, Writes};
 use super::{Store, StoreError, TicketLedger, TicketRecord};
 
 /// A ticket ledger as stored: the ledger and the offline window it was written in.
@@ -86,36 +87,30 @@ impl Store {
         decode_ledger(barcode, bytes.as_deref(), window)
     }
 
-    /// Applies a newer ATS answer to the ticket's ledger (see the module docs).
-    /// Returns whether a stored ledger changed; tickets without a ledger are left alone.
+    /// Applies a newer ATS answer to the ticket's ledger (see the module docs), as a
+    /// record of the redo log. Returns whether a stored ledger changed; tickets without
+    /// a ledger are left alone.
     pub fn reconcile(&self, record: &TicketRecord) -> Result<bool, StoreError> {
         let key = record.barcode.as_bytes();
-        let res: sled::transaction::TransactionResult<bool, StoreError> =
-            self.ledger.transaction(|t| {
-                let Some(old) = t.get(key)? else {
-                    return Ok(false);
-                };
-                let stored: StoredLedger =
-                    codec::decode(&ledger_what(&record.barcode), &old).map_err(abort)?;
-                let stored_window = stored.window;
-                let mut ledger = stored.ledger;
-                let before = ledger.clone();
-                ledger.reconcile(record);
-                if ledger == before {
-                    return Ok(false);
-                }
-                // Keep the window the ledger was written in: reconciling must not
-                // revive or reset its offline amount.
-                let value =
-                    encode_ledger(&record.barcode, &ledger, stored_window).map_err(abort)?;
-                t.insert(key, value)?;
-                Ok(true)
-            });
-        res.map_err(super::cache::tx_error)
+        let mut wal = self.lock_wal();
+        let Some(old) = self.ledger.get(key).map_err(db_err)? else {
+            return Ok(false);
+        };
+        let stored: StoredLedger = codec::decode(&ledger_what(&record.barcode), &old)?;
+        let mut ledger = stored.ledger.clone();
+        ledger.reconcile(record);
+        if ledger == stored.ledger {
+            return Ok(false);
+        }
+        // Keep the window the ledger was written in: reconciling must not revive or
+        // reset its offline amount.
+        let mut writes = Writes::default();
+        writes.set(
+            TreeId::Ledger,
+            key,
+            encode_ledger(&record.barcode, &ledger, stored.window)?,
+        );
+        self.log_and_apply(&mut wal, writes)?;
+        Ok(true)
     }
-}
-
-/// A store error as a transaction abort.
-pub(crate) fn abort(e: StoreError) -> sled::transaction::ConflictableTransactionError<StoreError> {
-    sled::transaction::ConflictableTransactionError::Abort(e)
 }

@@ -14,15 +14,15 @@
 //! is checked on open: a database from a newer agent is refused with
 //! [`StoreError::FutureSchema`] rather than misread.
 //!
-//! Durability: sled writes are durable only after [`Store::flush`] (sled's flush plus an
-//! `fdatasync` of its log file: sled's flush alone uses `sync_file_range`, which does not
-//! survive a power cut). A decision is committed in one transaction across `journal`,
-//! `ledger` and `meta`, and the transaction's final writes are appended to the store's
-//! write-ahead log (`wal.rs`) and `fdatasync`ed before [`Store::commit_decision`]
-//! returns, so the agent signals the POS only for decisions that survive a crash or
-//! power cut; sled persists them in its own time, and [`Store::open`] re-applies what
-//! it lost. Voids and offline-window resets flush sled instead. Cache writes are not flushed on their own (a lost
-//! cache entry only costs a lookup); sled flushes them within its background interval.
+//! Durability: every write to `journal`, `ledger` and `meta` is one record of the
+//! store's redo log (`wal.rs`): appended and `fdatasync`ed (one device wait), then
+//! applied to sled, which persists it in its own time; [`Store::open`] re-applies the
+//! records sled lost. A decision (journal entry, the ticket's ledger, the offline usage)
+//! is one record, so when [`Store::commit_decision`] returns `Ok` it survives a crash or
+//! power cut and the POS may be told. [`Store::flush`] makes sled itself durable (sled's
+//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache writes
+//! are not logged (a lost cache entry only costs a lookup); sled flushes them within
+//! its background interval.
 //!
 //! No sled type appears in this module's public API.
 
@@ -52,14 +52,18 @@ pub use export::{export, Format};
 pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
 pub use time::rfc3339_ms;
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and reads. Version 2 added the redo log: a
+/// version-1 store is upgraded at open; an older agent refuses a version-2 store rather
+/// than ignore decisions that only the log holds.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 /// The file sled 0.34 keeps its log in, inside the store directory.
 const SLED_LOG: &str = "db";
 const META_SEQ: &[u8] = b"decision_seq";
 const META_OFFLINE: &[u8] = b"offline";
+/// The redo log's current lap (see `wal.rs`).
+const META_WAL_LAP: &[u8] = b"wal_lap";
 
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +73,9 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
     pub terminal_id: String,
-    /// Size of the preallocated write-ahead log (default 8 MiB, at least 4 KiB). When it
-    /// fills, a commit flushes sled durably and the log starts over.
+    /// Size of the preallocated redo log (default 1 MiB, about 1,500 decisions; at
+    /// least 4 KiB). When it fills, a commit first makes sled durable (a checkpoint,
+    /// about one extra `Store::flush`) and the log starts over.
     pub wal_capacity_bytes: u64,
 }
 
@@ -79,7 +84,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 4 * 1024 * 1024,
             terminal_id: "terminal".into(),
-            wal_capacity_bytes: 8 * 1024 * 1024,
+            wal_capacity_bytes: 1024 * 1024,
         }
     }
 }
@@ -102,12 +107,12 @@ pub struct Store {
     meta: sled::Tree,
     terminal: String,
     dir: PathBuf,
-    /// sled's log file (`dir/db`), opened read-only to `fdatasync` it in [`Store::flush`].
+    /// sled's log file (`dir/db`), opened read-only to `fdatasync` it in checkpoints.
     log: Arc<File>,
-    /// The write-ahead log; its lock also orders every transaction that takes a
-    /// sequence number (commits, voids) and offline-window resets.
+    /// The redo log. Every write to `journal`, `ledger` and `meta` holds its lock,
+    /// which also makes their read-modify-write cycles serial.
     wal: Arc<Mutex<wal::Wal>>,
-    /// Records re-applied from the write-ahead log at open.
+    /// Records re-applied from the redo log at open.
     replayed: u64,
 }
 
@@ -120,122 +125,158 @@ impl Store {
             .cache_capacity(opts.cache_capacity_bytes);
         let db = open_waiting_for_lock(&config)?;
         let log = Arc::new(File::open(dir.join(SLED_LOG))?);
-        let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes.max(4096))?;
+        let cache = db.open_tree("cache").map_err(db_err)?;
+        let ledger = db.open_tree("ledger").map_err(db_err)?;
+        let journal = db.open_tree("journal").map_err(db_err)?;
+        let meta = db.open_tree("meta").map_err(db_err)?;
+        let capacity = opts.wal_capacity_bytes.max(4096);
+        if check_schema(&meta)? == Schema::Fresh {
+            // A log left next to a new or version-1 database belongs to another one:
+            // kept aside (it may be all that is left of that one), never replayed here.
+            let aside = dir.join(format!("{}.orphaned", wal::WAL_FILE));
+            match std::fs::rename(dir.join(wal::WAL_FILE), &aside) {
+                Ok(()) => log::warn!(
+                    "store: a redo log without its database was moved to {}",
+                    aside.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let lap = match meta.get(META_WAL_LAP).map_err(db_err)? {
+            None => 0,
+            Some(v) => codec::read_u64("meta/wal_lap", &v)?,
+        };
+        let (wal, records) = wal::Wal::open(dir, capacity, lap)?;
         let mut store = Store {
-            cache: db.open_tree("cache").map_err(db_err)?,
-            ledger: db.open_tree("ledger").map_err(db_err)?,
-            journal: db.open_tree("journal").map_err(db_err)?,
-            meta: db.open_tree("meta").map_err(db_err)?,
+            cache,
+            ledger,
+            journal,
+            meta,
             db,
             terminal: opts.terminal_id,
             dir: dir.to_path_buf(),
             log,
             wal: Arc::new(Mutex::new(wal)),
-            replayed: 0,
+            replayed: records.len() as u64,
         };
-        store.check_schema()?;
-        store.replayed = store.replay(records)?;
+        store.recover(records)?;
         Ok(store)
     }
 
-    /// Re-applies the write-ahead log records sled lost, flushes sled durably and
-    /// rewinds the log. Returns how many records were applied.
-    fn replay(&self, records: Vec<wal::Record>) -> Result<u64, StoreError> {
-        use sled::Transactional;
-        let mut seq = match self.meta.get(META_SEQ).map_err(db_err)? {
-            None => 0,
-            Some(v) => codec::read_u64("meta/decision_seq", &v)?,
-        };
-        let mut applied = 0;
-        for rec in records {
-            if rec.seq <= seq {
-                continue;
-            }
-            if rec.seq != seq + 1 {
-                return Err(StoreError::Corrupt {
-                    what: "wal".into(),
-                    detail: format!(
-                        "the store holds decisions up to {seq} but the write-ahead log \
-                         continues at {}",
-                        rec.seq
-                    ),
-                });
-            }
-            let res: sled::transaction::TransactionResult<(), StoreError> =
-                (&self.journal, &self.ledger, &self.meta).transaction(|(j, l, m)| {
-                    for (tree, k, v) in &rec.writes {
-                        let t = match tree {
-                            wal::TreeId::Journal => j,
-                            wal::TreeId::Ledger => l,
-                            wal::TreeId::Meta => m,
-                        };
-                        t.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    Ok(())
-                });
-            res.map_err(cache::tx_error)?;
-            seq = rec.seq;
-            applied += 1;
-        }
-        if applied > 0 {
-            log::warn!("store: re-applied {applied} decision(s) from the write-ahead log");
+    /// Re-applies the current lap's records (sled may have lost some of them), then
+    /// checkpoints: sled durable, next lap.
+    fn recover(&mut self, records: Vec<wal::Record>) -> Result<(), StoreError> {
+        for rec in &records {
+            self.apply(&rec.writes)?;
         }
         let mut wal = self.lock_wal();
-        self.flush()?;
-        wal.recovered()?;
-        Ok(applied)
+        self.checkpoint(&mut wal)?;
+        wal.resize()?;
+        drop(wal);
+        if !records.is_empty() {
+            log::info!(
+                "store: re-applied {} record(s) from the redo log",
+                records.len()
+            );
+        }
+        Ok(())
     }
 
-    /// Decisions re-applied from the write-ahead log when this store was opened (sled
-    /// had not persisted them before the process ended).
+    /// Records re-applied from the redo log when this store was opened (sled may already
+    /// have held some or all of them: re-applying is harmless).
     pub fn wal_replayed_at_open(&self) -> u64 {
         self.replayed
     }
 
+    /// The redo log, locked. Every writer of `journal`, `ledger` and `meta` holds it.
     pub(crate) fn lock_wal(&self) -> MutexGuard<'_, wal::Wal> {
-        // A panic while holding the lock leaves the log as consistent as a crash would.
-        self.wal.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes a committed transaction durable: appends its final writes to the
-    /// write-ahead log and waits for them (one `fdatasync`), or, when the log is full,
-    /// flushes sled durably and starts the log over (a checkpoint).
-    pub(crate) fn make_durable(
-        &self,
-        wal: &mut wal::Wal,
-        rec: &wal::Record,
-    ) -> Result<(), StoreError> {
-        let bytes = rec.encode();
-        if wal.fits(bytes.len()) {
-            wal.append_durable(&bytes)
-        } else {
-            self.flush()?;
-            wal.rewind();
-            Ok(())
+        match self.wal.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                // A writer panicked between logging and applying: sled's memory may
+                // miss a logged record. Reopening recovers; until then, no writes.
+                let mut g = poisoned.into_inner();
+                if g.broken().is_none() {
+                    g.set_broken("a store writer panicked mid-write".into());
+                }
+                g
+            }
         }
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
-        match self.meta.get(META_SCHEMA).map_err(db_err)? {
-            None => {
-                self.meta
-                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
-                    .map_err(db_err)?;
-                self.flush()
+    /// Makes `writes` durable and applies them: appends them to the redo log as one
+    /// record and waits for the disk (one `fdatasync`), then applies them to sled.
+    /// When the log is full it checkpoints first. Call with [`Store::lock_wal`]'s guard,
+    /// having read what the writes depend on under it.
+    pub(crate) fn log_and_apply(
+        &self,
+        wal: &mut wal::Wal,
+        writes: wal::Writes,
+    ) -> Result<(), StoreError> {
+        if let Some(why) = wal.broken() {
+            return Err(StoreError::Stopped(why.to_string()));
+        }
+        let mut rec = wal.next_record(writes);
+        let mut bytes = rec.encode();
+        if !wal.fits(bytes.len()) {
+            self.checkpoint(wal)?;
+            rec = wal.next_record(rec.writes);
+            bytes = rec.encode();
+        }
+        if !wal.fits(bytes.len()) {
+            // Larger than the whole log: applied, then made durable by a checkpoint.
+            if let Err(e) = self.apply(&rec.writes) {
+                wal.set_broken(format!("a change was only partly applied: {e}"));
+                return Err(e);
             }
-            Some(v) => {
-                let arr: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    what: "meta/schema_version".into(),
-                    detail: format!("expected 4 bytes, found {}", v.len()),
-                })?;
-                match u32::from_be_bytes(arr) {
-                    SCHEMA_VERSION => Ok(()),
-                    found if found > SCHEMA_VERSION => Err(StoreError::FutureSchema {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    }),
-                    old => Err(StoreError::UnsupportedSchema(old)),
-                }
+            return self.checkpoint(wal);
+        }
+        wal.append_durable(&bytes)?;
+        if let Err(e) = self.apply(&rec.writes) {
+            // Durable (the log holds it; reopening applies it), so the caller may act
+            // on it; but sled's memory now lags the log.
+            wal.set_broken(format!("a logged change could not be applied: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Applies writes to sled (memory; sled persists them later).
+    fn apply(&self, writes: &wal::Writes) -> Result<(), StoreError> {
+        for w in &writes.0 {
+            let tree = match w.tree {
+                wal::TreeId::Journal => &self.journal,
+                wal::TreeId::Ledger => &self.ledger,
+                wal::TreeId::Meta => &self.meta,
+            };
+            tree.insert(w.key.as_slice(), w.value.as_slice())
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Makes sled durable and starts the next lap of the redo log. On failure the store
+    /// refuses writes: sled's memory already names the next lap, which is only safe
+    /// once every record of this one is durable in sled. A store that refuses writes
+    /// does not checkpoint either (its sled may lack a logged record).
+    fn checkpoint(&self, wal: &mut wal::Wal) -> Result<(), StoreError> {
+        if let Some(why) = wal.broken() {
+            return Err(StoreError::Stopped(why.to_string()));
+        }
+        let next = wal.lap() + 1;
+        let done = self
+            .meta
+            .insert(META_WAL_LAP, &codec::u64_key(next)[..])
+            .map_err(db_err)
+            .and_then(|_| self.sync_sled());
+        match done {
+            Ok(()) => {
+                wal.restart(next);
+                Ok(())
+            }
+            Err(e) => {
+                wal.set_broken(format!("a checkpoint failed: {e}"));
+                Err(e)
             }
         }
     }
@@ -250,14 +291,19 @@ impl Store {
         &self.dir
     }
 
-    /// Makes every write so far durable, power cuts included.
-    ///
-    /// sled's own flush writes its log with `sync_file_range(2)`, which waits for the
-    /// data pages but persists neither the file's size (the log grows at its end) nor the
-    /// disk's volatile write cache; sled only `fsync`s from its background thread, every
-    /// 500 ms. The `fdatasync` of the log file after it closes that window: when this
-    /// returns, the writes are on stable storage.
+    /// Makes every write so far durable in sled itself, power cuts included, and starts
+    /// the redo log over (a checkpoint: the next open has nothing to re-apply). The
+    /// agent calls it when it stops and after a prefetch.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let mut wal = self.lock_wal();
+        self.checkpoint(&mut wal)
+    }
+
+    /// sled's flush, then an `fdatasync` of its log file. sled's own flush writes its
+    /// log with `sync_file_range(2)`, which waits for the data pages but persists neither
+    /// the file's size (the log grows at its end) nor the disk's volatile write cache;
+    /// sled only `fsync`s from its background thread, every 500 ms.
+    fn sync_sled(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(db_err)?;
         self.log.sync_data()?;
         Ok(())
@@ -282,16 +328,19 @@ impl Store {
     /// will be settled by reconciliation; the next outage gets fresh caps. Calling it
     /// while offline would reset the caps mid-outage, so don't.
     pub fn reset_offline_window(&self) -> Result<(), StoreError> {
-        let _wal = self.lock_wal();
+        let mut wal = self.lock_wal();
         let state = self.offline_state()?;
         let next = OfflineState {
             window: state.window + 1,
             usage: OfflineUsage::default(),
         };
-        self.meta
-            .insert(META_OFFLINE, codec::encode("meta/offline", &next)?)
-            .map_err(db_err)?;
-        self.flush()
+        let mut writes = wal::Writes::default();
+        writes.set(
+            wal::TreeId::Meta,
+            META_OFFLINE,
+            codec::encode("meta/offline", &next)?,
+        );
+        self.log_and_apply(&mut wal, writes)
     }
 
     fn offline_state(&self) -> Result<OfflineState, StoreError> {
@@ -305,6 +354,49 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(db_err)
     }
+}
+
+/// What [`check_schema`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// A new database, or one upgraded from version 1: no redo log belongs to it yet.
+    Fresh,
+    /// A database of this version.
+    Current,
+}
+
+/// Checks (and for a new database writes) the schema version; upgrades version 1,
+/// which has the same trees and no redo log.
+fn check_schema(meta: &sled::Tree) -> Result<Schema, StoreError> {
+    let found = match meta.get(META_SCHEMA).map_err(db_err)? {
+        None => None,
+        Some(v) => {
+            let arr: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "meta/schema_version".into(),
+                detail: format!("expected 4 bytes, found {}", v.len()),
+            })?;
+            Some(u32::from_be_bytes(arr))
+        }
+    };
+    match found {
+        Some(SCHEMA_VERSION) => return Ok(Schema::Current),
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(StoreError::FutureSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        None | Some(1) => {}
+        Some(old) => return Err(StoreError::UnsupportedSchema(old)),
+    }
+    if found.is_some() {
+        log::info!("store: upgrading schema 1 to {SCHEMA_VERSION} (adds the redo log)");
+    }
+    // No record can exist yet, so this write need not go through the log; it is made
+    // durable by the checkpoint that ends `Store::open`.
+    meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+        .map_err(db_err)?;
+    Ok(Schema::Fresh)
 }
 
 /// How long [`Store::open`] waits for the database lock.
