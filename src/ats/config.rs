@@ -31,7 +31,7 @@ pub struct AtsConfig {
     pub uid: String,
     /// `header.src_sys_name`.
     pub src_sys_name: String,
-    /// Trust only the certificates in this PEM file (default: webpki roots).
+    /// Trust only the certificates in this PEM file (default: the system trust store).
     pub ca_file: Option<PathBuf>,
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,

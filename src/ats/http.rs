@@ -58,7 +58,7 @@ pub struct Http {
 impl Http {
     /// Builds the agent: TLS roots, timeouts, no redirects, no status errors.
     pub fn new(cfg: &AtsConfig, endpoint: &Endpoint) -> Result<Self, AtsError> {
-        let tls = tls::tls_config(cfg.ca_file.as_deref())?;
+        let tls = tls::tls_config(cfg.ca_file.as_deref(), endpoint.tls)?;
         // Loopback (the sandbox) never goes through a proxy; remote hosts honour the
         // usual proxy environment variables.
         let proxy = if endpoint.loopback {

@@ -3,7 +3,7 @@
 //! [`AtsClient`] speaks the envelope of `spec/ats-wire.md`: `POST
 //! {base}/{product}/{resource}?dsn={dsn}` with the key in the `apikey` header, the
 //! 202 polling cycle with a per-call cookie jar, HTTP status and `command1.result`
-//! mapping to [`AtsError`], a client-side rate budget per key, TLS with webpki roots
+//! mapping to [`AtsError`], a client-side rate budget per key, TLS with the system trust store
 //! or one configured CA, and typed commands (`ping`, `verify_barcode`,
 //! `get_av_barcodes`, event listings) plus [`AtsClient::call_raw`].
 //!
