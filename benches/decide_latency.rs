@@ -2,11 +2,12 @@
 //!
 //! A warm store (`TICKETS` cached records, all read once) answers scans the way the
 //! agent does on a cache hit: read the cached record, the ticket's ledger and the
-//! offline usage, `decide`, then `Store::commit_decision` (one sled transaction over
-//! journal, ledger and meta, then an append + `fdatasync` of the store's write-ahead
-//! log). The physical floor is measured in the same
-//! loop, interleaved: write 100 bytes at offset 0 of a file in the store's directory and
-//! `fsync` it (`File::sync_all`).
+//! offline usage, `decide`, then `Store::commit_decision` (one record appended to the
+//! store's redo log and `fdatasync`ed, then applied to sled's journal, ledger and meta
+//! trees in memory). The physical floor is measured in the same loop, interleaved: write
+//! 100 bytes at offset 0 of a file in the store's directory and `fsync` it
+//! (`File::sync_all`). A second floor does what the redo log does without the store: a
+//! 700-byte write on the next 4 KiB page of a preallocated file, then `fdatasync`.
 //!
 //! Interleaving (floor, full path, parts, in turn) means a busy neighbour on the shared
 //! machine slows every series alike, so the ratios hold even when the absolutes move.
@@ -154,9 +155,9 @@ fn main() {
         t.elapsed()
     };
 
-    // What the write-ahead log does, without sled: append a 700 B record at an advancing
-    // offset of a preallocated (zero-filled) 8 MiB file, then fdatasync.
-    let wal_probe_len: u64 = 8 * 1024 * 1024;
+    // What the redo log does, without the store: a 700 B record on the next 4 KiB page
+    // of a preallocated (zero-filled) 4 MiB file, then fdatasync.
+    let wal_probe_len: u64 = 4 * 1024 * 1024;
     let wal_probe = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -199,7 +200,8 @@ fn main() {
             .unwrap_or_else(|e| panic!("{e}"));
         wal_probe.sync_data().unwrap_or_else(|e| panic!("{e}"));
         s_wal_probe.push(t.elapsed());
-        wal_probe_pos = (wal_probe_pos + record.len() as u64) % (wal_probe_len - 1024);
+        // Like the store's redo log: the next record starts on the next 4 KiB page.
+        wal_probe_pos = (wal_probe_pos + 4096) % wal_probe_len;
 
         let bc = common::barcode(rng.below(tickets));
         // Full path: read + decide + commit (durable).
@@ -260,12 +262,15 @@ fn main() {
     );
     println!(
         "{}",
-        s_wal_probe
-            .line("WAL-shaped floor: 700 B at advancing offset, preallocated file + fdatasync")
+        s_wal_probe.line(
+            "log-shaped floor: 700 B on the next 4 KiB page of a preallocated file + fdatasync"
+        )
     );
     println!(
         "{}",
-        s_full.line("cache hit, durable: read + decide + commit_decision (tx + WAL fdatasync)")
+        s_full.line(
+            "cache hit, durable: read + decide + commit_decision (redo-log record + fdatasync)"
+        )
     );
     println!(
         "{}",
@@ -274,7 +279,7 @@ fn main() {
     println!("{}", s_decide_only.line("decide() alone (pure)"));
     println!(
         "{}",
-        s_commit.line("commit_decision alone (tx + WAL append + fdatasync)")
+        s_commit.line("commit_decision alone (log append + fdatasync + apply to sled)")
     );
     println!(
         "{}",

@@ -334,7 +334,7 @@ fn run_agent(
             );
         }
     }
-    agent.run(&rx, &stop);
+    let ended = agent.run(&rx, &stop);
     // Closed at once: a POS request sent while the rest shuts down is answered "agent
     // stopped" instead of waiting in a queue nobody reads any more.
     drop(rx);
@@ -343,7 +343,13 @@ fn run_agent(
     // The refresher may be inside a long ATS call; it holds nothing that needs saving.
     drop(refresher);
     agent.shutdown();
-    Ok(ExitCode::SUCCESS)
+    match ended {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            log::error!("stopping: {e}; a restart recovers the store from its redo log");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 #[cfg(test)]

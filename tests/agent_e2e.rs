@@ -424,7 +424,9 @@ impl Live {
         let mut agent = Agent::new(config, link.client, store, clock, outputs);
         let s2 = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            agent.run(&rx, &s2);
+            agent
+                .run(&rx, &s2)
+                .expect("the store keeps accepting writes");
             agent
         });
         Live {

@@ -173,13 +173,20 @@ fn upgrades_a_version_1_store_and_sets_a_foreign_log_aside() {
         meta.insert("schema_version", &1u32.to_be_bytes()[..])
             .unwrap();
         meta.remove("wal_lap").unwrap();
+        meta.remove("store_id").unwrap();
         db.flush().unwrap();
     }
     let s = open(tmp.path());
     assert_eq!(s.journal_len(), 1);
     assert_eq!(s.wal_replayed_at_open(), 0);
+    let aside: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("wal.orphaned."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(
-        std::fs::read(tmp.path().join("wal.orphaned")).unwrap(),
+        std::fs::read(tmp.path().join(&aside[0])).unwrap(),
         log_before
     );
     let (_, e) = scan(&s, &rec, Some(100), Mode::Online, true);

@@ -78,12 +78,12 @@ fn every_flushed_decision_survives_sigkill_and_reopen() {
     eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
 }
 
-/// A 4 KiB log holds a handful of records: the kills land before, during and after
+/// A 16 KiB log holds four records (one per 4 KiB page): the kills land before, during and after
 /// checkpoints (sled flush + rewind) and on the first records of a new lap, whose tail
 /// still holds the previous lap's records.
 #[test]
 fn every_decision_survives_sigkill_around_log_wraps() {
-    let replayed = run_trials(Some(4096), 0x9e37_79b9_7f4a_7c15, 200);
+    let replayed = run_trials(Some(4 * 4096), 0x9e37_79b9_7f4a_7c15, 200);
     eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
     assert!(
         replayed > 0,

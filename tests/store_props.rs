@@ -91,9 +91,9 @@ fn open(dir: &Path) -> Store {
         StoreOptions {
             cache_capacity_bytes: 1 << 20,
             terminal_id: "prop".into(),
-            // The smallest redo log holds a handful of records, so histories cross
+            // A 16 KiB redo log holds four records (one per page), so histories cross
             // its checkpoints and restarts.
-            wal_capacity_bytes: 4096,
+            wal_capacity_bytes: 4 * 4096,
         },
     )
     .expect("store opens")

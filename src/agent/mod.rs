@@ -53,6 +53,15 @@ impl fmt::Display for AgentError {
 
 impl std::error::Error for AgentError {}
 
+impl AgentError {
+    /// True when the agent cannot go on deciding: the store refuses every write until
+    /// it is reopened, so the process should end and let the service manager restart
+    /// it (the restart recovers the store from its redo log).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, AgentError::Store(StoreError::Stopped(_)))
+    }
+}
+
 impl From<StoreError> for AgentError {
     fn from(e: StoreError) -> Self {
         AgentError::Store(e)
@@ -531,9 +540,16 @@ impl Agent {
         }
     }
 
-    /// Runs until `stop` is set or the request channel closes. Every request taken
-    /// from the channel is finished (journaled and signalled) before returning.
-    pub fn run(&mut self, requests: &Receiver<AgentRequest>, stop: &AtomicBool) {
+    /// Runs until `stop` is set or the request channel closes, or the store stops
+    /// accepting writes ([`AgentError::is_fatal`]: then it returns that error, after
+    /// denying what is queued). Every request taken from the channel is finished
+    /// (journaled, or denied when it cannot be, and signalled) before returning.
+    pub fn run(
+        &mut self,
+        requests: &Receiver<AgentRequest>,
+        stop: &AtomicBool,
+    ) -> Result<(), AgentError> {
+        let mut fatal = None;
         self.outputs.each(|s| s.status(AgentStatus::Ready));
         let tick = self
             .config
@@ -545,6 +561,10 @@ impl Agent {
                 Ok(req) => {
                     if let Err(e) = self.handle(&req) {
                         log::error!("{e}");
+                        if e.is_fatal() {
+                            fatal = Some(e);
+                            break;
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -562,6 +582,7 @@ impl Agent {
         if let Err(e) = self.store.flush() {
             log::error!("final flush failed: {e}");
         }
+        fatal.map_or(Ok(()), Err)
     }
 
     /// Stops the workers (waiting briefly for calls in flight).

@@ -64,6 +64,8 @@ const META_SEQ: &[u8] = b"decision_seq";
 const META_OFFLINE: &[u8] = b"offline";
 /// The redo log's current lap (see `wal.rs`).
 const META_WAL_LAP: &[u8] = b"wal_lap";
+/// This store's random id, carried by its redo-log records.
+const META_STORE_ID: &[u8] = b"store_id";
 
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +75,9 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
     pub terminal_id: String,
-    /// Size of the preallocated redo log (default 1 MiB, about 1,500 decisions; at
-    /// least 4 KiB). When it fills, a commit first makes sled durable (a checkpoint,
-    /// about one extra `Store::flush`) and the log starts over.
+    /// Size of the preallocated redo log (default 4 MiB: 1,024 decisions, one per 4 KiB
+    /// page; at least 4 KiB). When it fills, a commit first makes sled durable (a
+    /// checkpoint, about two `fdatasync`s) and the log starts over.
     pub wal_capacity_bytes: u64,
 }
 
@@ -84,7 +86,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 4 * 1024 * 1024,
             terminal_id: "terminal".into(),
-            wal_capacity_bytes: 1024 * 1024,
+            wal_capacity_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -129,25 +131,16 @@ impl Store {
         let ledger = db.open_tree("ledger").map_err(db_err)?;
         let journal = db.open_tree("journal").map_err(db_err)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
-        let capacity = opts.wal_capacity_bytes.max(4096);
-        if check_schema(&meta)? == Schema::Fresh {
-            // A log left next to a new or version-1 database belongs to another one:
-            // kept aside (it may be all that is left of that one), never replayed here.
-            let aside = dir.join(format!("{}.orphaned", wal::WAL_FILE));
-            match std::fs::rename(dir.join(wal::WAL_FILE), &aside) {
-                Ok(()) => log::warn!(
-                    "store: a redo log without its database was moved to {}",
-                    aside.display()
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let fresh = check_schema(&meta)? == Schema::Fresh;
+        let store_id = match meta.get(META_STORE_ID).map_err(db_err)? {
+            Some(v) if !fresh => codec::read_u64("meta/store_id", &v)?,
+            _ => new_store_id(dir, &meta)?,
+        };
         let lap = match meta.get(META_WAL_LAP).map_err(db_err)? {
             None => 0,
             Some(v) => codec::read_u64("meta/wal_lap", &v)?,
         };
-        let (wal, records) = wal::Wal::open(dir, capacity, lap)?;
+        let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes, store_id, lap)?;
         let mut store = Store {
             cache,
             ledger,
@@ -223,14 +216,13 @@ impl Store {
             self.checkpoint(wal)?;
             rec = wal.next_record(rec.writes);
             bytes = rec.encode();
-        }
-        if !wal.fits(bytes.len()) {
-            // Larger than the whole log: applied, then made durable by a checkpoint.
-            if let Err(e) = self.apply(&rec.writes) {
-                wal.set_broken(format!("a change was only partly applied: {e}"));
-                return Err(e);
+            if !wal.could_fit(bytes.len()) {
+                // Right after a checkpoint no record is needed: the file may be redone.
+                if let Err(e) = wal.grow_for(bytes.len()) {
+                    wal.set_broken(format!("the redo log could not grow: {e}"));
+                    return Err(e);
+                }
             }
-            return self.checkpoint(wal);
         }
         wal.append_durable(&bytes)?;
         if let Err(e) = self.apply(&rec.writes) {
@@ -255,20 +247,23 @@ impl Store {
         Ok(())
     }
 
-    /// Makes sled durable and starts the next lap of the redo log. On failure the store
-    /// refuses writes: sled's memory already names the next lap, which is only safe
-    /// once every record of this one is durable in sled. A store that refuses writes
-    /// does not checkpoint either (its sled may lack a logged record).
+    /// Makes sled durable, then names the next lap of the redo log in `meta` (durably
+    /// too), then starts that lap. In this order because sled may persist a later write
+    /// without an earlier one: the next lap must not reach the disk before every write
+    /// of this one has. On failure the store refuses writes (sled's memory may already
+    /// name the next lap); a store that refuses writes does not checkpoint either (its
+    /// sled may lack a logged record).
     fn checkpoint(&self, wal: &mut wal::Wal) -> Result<(), StoreError> {
         if let Some(why) = wal.broken() {
             return Err(StoreError::Stopped(why.to_string()));
         }
         let next = wal.lap() + 1;
-        let done = self
-            .meta
-            .insert(META_WAL_LAP, &codec::u64_key(next)[..])
-            .map_err(db_err)
-            .and_then(|_| self.sync_sled());
+        let done = self.sync_sled().and_then(|()| {
+            self.meta
+                .insert(META_WAL_LAP, &codec::u64_key(next)[..])
+                .map_err(db_err)?;
+            self.sync_sled()
+        });
         match done {
             Ok(()) => {
                 wal.restart(next);
@@ -399,6 +394,34 @@ fn check_schema(meta: &sled::Tree) -> Result<Schema, StoreError> {
     Ok(Schema::Fresh)
 }
 
+/// Gives a new (or upgraded) store its random id, and sets aside any redo log found
+/// next to it: that log belongs to another database (it may be all that is left of
+/// that one), so it is kept, under a name of its own, and never replayed here.
+fn new_store_id(dir: &Path, meta: &sled::Tree) -> Result<u64, StoreError> {
+    use std::hash::{BuildHasher, Hasher};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // RandomState is seeded from the OS's randomness: no extra crate for one number.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now.as_nanos());
+    h.write_u32(std::process::id());
+    let id = h.finish();
+    let aside = dir.join(format!("{}.orphaned.{}", wal::WAL_FILE, now.as_millis()));
+    match std::fs::rename(dir.join(wal::WAL_FILE), &aside) {
+        Ok(()) => log::warn!(
+            "store: a redo log that is not this database's was moved to {}",
+            aside.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Made durable by the checkpoint that ends `Store::open`, before any record exists.
+    meta.insert(META_STORE_ID, &codec::u64_key(id)[..])
+        .map_err(db_err)?;
+    Ok(id)
+}
+
 /// How long [`Store::open`] waits for the database lock.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
@@ -466,6 +489,53 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn deny(store: &Store) -> Result<JournalEntry, StoreError> {
+        let d = crate::decide::Decision::deny(
+            crate::decide::Reason::Unreadable,
+            crate::decide::Source::Live,
+            false,
+        );
+        store.commit_decision(&NewDecision {
+            scan_time_ms: 1_795_795_445_123,
+            barcode: "",
+            decision: &d,
+            evidence: None,
+            latency_ms: 0,
+            request: None,
+        })
+    }
+
+    /// After a redo-log write fails, nobody knows what the disk holds: the store refuses
+    /// every write (and checkpoint) until it is reopened, and the reopened store goes on
+    /// from the last acknowledged decision.
+    #[test]
+    fn a_failed_log_write_stops_writes_until_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            terminal_id: "t".into(),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(tmp.path(), opts.clone()).unwrap();
+        assert_eq!(deny(&store).unwrap().seq, 1);
+        let read_only = File::open(tmp.path().join(wal::WAL_FILE)).unwrap();
+        store.lock_wal().replace_file_for_test(read_only);
+        let err = deny(&store).unwrap_err();
+        assert!(matches!(err, StoreError::Stopped(_)), "{err}");
+        assert!(err.to_string().contains("restart"), "{err}");
+        // Every later write, a void and a checkpoint are refused too.
+        assert!(matches!(deny(&store), Err(StoreError::Stopped(_))));
+        assert!(matches!(
+            store.reset_offline_window(),
+            Err(StoreError::Stopped(_))
+        ));
+        assert!(matches!(store.flush(), Err(StoreError::Stopped(_))));
+        assert_eq!(store.journal_len(), 1);
+        drop(store);
+        let store = Store::open(tmp.path(), opts).unwrap();
+        assert_eq!(store.journal_len(), 1);
+        assert_eq!(deny(&store).unwrap().seq, 2);
+    }
 
     #[test]
     fn the_store_can_be_shared_across_threads() {

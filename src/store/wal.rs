@@ -12,35 +12,41 @@
 //! # The rule that makes it correct
 //!
 //! Every write to `journal`, `ledger` or `meta` goes through [`super::Store`]'s
-//! `log_and_apply`, under the log's lock. So after a crash or power cut, sled's
-//! state for those trees is some prefix of the applied writes (sled recovers its
-//! own log in order), and re-applying every record of the current lap, in order,
-//! restores exactly the state of the last durable record: a record sets absolute
-//! values, so re-applying one sled already has changes nothing.
+//! `log_and_apply`, under the log's lock, and is applied only after its record is
+//! durable. A checkpoint makes sled durable (its flush plus an `fdatasync` of its log)
+//! *before* it names the next lap in `meta`, and syncs again before the first record of
+//! that lap is written. So after a crash or power cut, sled's durable state for those
+//! trees is the state at the last checkpoint plus some subset of the writes applied
+//! since (sled does not promise a prefix: it may keep a later write and lose an earlier
+//! one), and every such write belongs to a durable record of the current lap.
+//! Re-applying those records in order restores the state of the last durable record:
+//! a record sets absolute values, so re-applying one sled already has changes nothing.
 //!
 //! # Laps and checkpoints
 //!
-//! A checkpoint makes sled durable (its flush plus an `fdatasync` of its log), then
-//! stores the next lap number in sled's `meta` tree (durably too) and starts writing
-//! the log from offset 0 again. Only records of the lap sled's `meta` names are read,
-//! so records of an older lap still lying further in the file are never re-applied.
-//! Checkpoints happen when a record does not fit, and after recovery at open.
+//! Records carry the store's random id and the lap number; only records of this store
+//! and of the lap sled's `meta` names are read, so records of an older lap still lying
+//! further in the file, or a log copied from another store, are never applied.
+//! Checkpoints happen when a record does not fit, at [`super::Store::flush`] (the
+//! agent's clean stop) and after recovery at open.
 //!
 //! # File
 //!
 //! `<store>/wal`, preallocated by writing zeros once (not `fallocate`: unwritten extents
 //! would need a metadata update on first write), so an append changes neither its size
-//! nor its allocation and `fdatasync` is one data write plus a cache flush.
+//! nor its allocation and `fdatasync` is one data write plus a cache flush. Records
+//! start on 4 KiB boundaries ([`ALIGN`]): a write torn by a power cut can only damage
+//! the record being written (the one not yet acknowledged), never the page of an
+//! earlier, acknowledged one.
 //!
 //! A record is `len: u32 LE | crc32(payload): u32 LE | payload`, with payload =
-//! `lap: u64 LE | index: u32 LE | n: u32 LE | n × (tree: u8 | key_len: u32 LE | key |
-//! value_len: u32 LE | value)`. Reading starts at offset 0 and stops at the first
-//! record that is empty, overruns the file, fails its CRC, does not parse (a torn last
-//! record), or is not the next one of the current lap (`lap` differs or `index` is not
-//! the previous one + 1).
+//! `store: u64 LE | lap: u64 LE | index: u32 LE | n: u32 LE | n × (tree: u8 |
+//! key_len: u32 LE | key | value_len: u32 LE | value)`. Reading starts at offset 0 and
+//! stops at the first record that is empty, overruns the file, fails its CRC, does not
+//! parse (a torn last record), or is not the next one of this store's current lap.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::io::{Seek, SeekFrom, Write as _};
 use std::path::Path;
 
 use super::StoreError;
@@ -49,8 +55,15 @@ use super::StoreError;
 pub(crate) const WAL_FILE: &str = "wal";
 /// Header: length and CRC.
 const HEADER: usize = 8;
-/// Fixed part of the payload: lap, index, count.
-const FIXED: usize = 16;
+/// Fixed part of the payload: store id, lap, index, count.
+const FIXED: usize = 24;
+/// Records start at multiples of this (a page: see the module docs).
+pub(crate) const ALIGN: u64 = 4096;
+
+/// `n` rounded up to a multiple of [`ALIGN`].
+fn align_up(n: u64) -> u64 {
+    n.div_ceil(ALIGN).saturating_mul(ALIGN)
+}
 
 /// Which tree a write goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +108,10 @@ impl Writes {
     }
 }
 
-/// One record as read back: its place in the log and its writes.
+/// One record: whose, its place in the log, and its writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
+    pub(crate) store: u64,
     pub(crate) lap: u64,
     pub(crate) index: u32,
     pub(crate) writes: Writes,
@@ -114,6 +128,7 @@ impl Record {
             .sum();
         let mut p = Vec::with_capacity(HEADER + FIXED + body);
         p.extend_from_slice(&[0u8; HEADER]);
+        p.extend_from_slice(&self.store.to_le_bytes());
         p.extend_from_slice(&self.lap.to_le_bytes());
         p.extend_from_slice(&self.index.to_le_bytes());
         p.extend_from_slice(&len_u32(self.writes.0.len()).to_le_bytes());
@@ -133,6 +148,7 @@ impl Record {
 
     fn decode(payload: &[u8]) -> Option<Record> {
         let mut r = payload;
+        let store = u64::from_le_bytes(take(&mut r, 8)?.try_into().ok()?);
         let lap = u64::from_le_bytes(take(&mut r, 8)?.try_into().ok()?);
         let index = u32::from_le_bytes(take(&mut r, 4)?.try_into().ok()?);
         let n = u32::from_le_bytes(take(&mut r, 4)?.try_into().ok()?);
@@ -145,7 +161,12 @@ impl Record {
             let value = take(&mut r, vlen)?.to_vec();
             writes.0.push(Write { tree, key, value });
         }
-        r.is_empty().then_some(Record { lap, index, writes })
+        r.is_empty().then_some(Record {
+            store,
+            lap,
+            index,
+            writes,
+        })
     }
 }
 
@@ -165,35 +186,52 @@ fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(a)
 }
 
-fn u32_at(buf: &[u8], pos: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(buf.get(pos..pos + 4)?.try_into().ok()?))
-}
-
-/// The records of lap `lap` in a log image, in order (see the module docs for where
-/// reading stops).
-pub(crate) fn read_records(buf: &[u8], lap: u64) -> Vec<Record> {
+/// The records of store `store`'s lap `lap`, in order, from a log of `size` bytes read
+/// through `read_at(offset, len)` (`None` past the end or on a read error). See the
+/// module docs for where reading stops.
+fn read_records_with(
+    size: u64,
+    store: u64,
+    lap: u64,
+    mut read_at: impl FnMut(u64, usize) -> Option<Vec<u8>>,
+) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
-    let mut pos = 0usize;
-    while let (Some(len), Some(crc)) = (u32_at(buf, pos), u32_at(buf, pos + 4)) {
-        let len = len as usize;
-        let start = pos + HEADER;
-        if len == 0 || len > buf.len() - start {
-            break;
-        }
-        let payload = &buf[start..start + len];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        let Some(rec) = Record::decode(payload) else {
+    let mut pos = 0u64;
+    while pos.saturating_add(HEADER as u64) <= size {
+        let Some(head) = read_at(pos, HEADER) else {
             break;
         };
-        if rec.lap != lap || rec.index as usize != out.len() {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let start = pos + HEADER as u64;
+        if len == 0 || u64::from(len) > size - start {
+            break;
+        }
+        let Some(payload) = read_at(start, len as usize) else {
+            break;
+        };
+        if crc32fast::hash(&payload) != crc {
+            break;
+        }
+        let Some(rec) = Record::decode(&payload) else {
+            break;
+        };
+        if rec.store != store || rec.lap != lap || rec.index as usize != out.len() {
             break;
         }
         out.push(rec);
-        pos = start + len;
+        pos = align_up(start + u64::from(len));
     }
     out
+}
+
+/// [`read_records_with`] over a log image in memory.
+#[cfg(test)]
+fn read_records(buf: &[u8], store: u64, lap: u64) -> Vec<Record> {
+    read_records_with(buf.len() as u64, store, lap, |off, len| {
+        let off = usize::try_from(off).ok()?;
+        buf.get(off..off.checked_add(len)?).map(<[u8]>::to_vec)
+    })
 }
 
 /// The open log: the file, where the next record goes, and whether the store must be
@@ -201,71 +239,96 @@ pub(crate) fn read_records(buf: &[u8], lap: u64) -> Vec<Record> {
 #[derive(Debug)]
 pub(crate) struct Wal {
     file: File,
+    /// The size asked for ([`super::StoreOptions::wal_capacity_bytes`]).
+    configured: u64,
+    /// The file's size now (larger than `configured` after a record that did not fit).
     capacity: u64,
-    pos: u64,
+    store: u64,
     lap: u64,
     index: u32,
+    pos: u64,
     broken: Option<String>,
 }
 
 impl Wal {
     /// Opens `<dir>/wal`, creating it zero-filled at `capacity` bytes if missing, and
-    /// returns it with the records of `lap` it holds. Call [`Wal::restart`] once sled
-    /// holds them durably.
+    /// returns it with the records of store `store`'s lap `lap` it holds. Call
+    /// [`Wal::restart`] once sled holds them durably.
     pub(crate) fn open(
         dir: &Path,
         capacity: u64,
+        store: u64,
         lap: u64,
     ) -> Result<(Wal, Vec<Record>), StoreError> {
+        let capacity = align_up(capacity.max(ALIGN));
         let path = dir.join(WAL_FILE);
         let existed = path.exists();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)?;
         let mut records = Vec::new();
+        let size = file.metadata()?.len();
         if existed {
-            let mut buf = Vec::new();
-            file.read_to_end(&mut buf)?;
-            records = read_records(&buf, lap);
+            // Record by record, not the whole file: after a clean stop the lap is empty
+            // and this is one small read.
+            records = read_records_with(size, store, lap, |off, len| {
+                let mut buf = vec![0u8; len];
+                read_exact_at(&file, &mut buf, off).ok().map(|()| buf)
+            });
         }
         let mut wal = Wal {
             file,
-            capacity,
-            pos: capacity,
+            configured: capacity,
+            capacity: size,
+            store,
             lap,
             index: 0,
+            // Nothing is appended before the first restart.
+            pos: u64::MAX,
             broken: None,
         };
         if !existed {
-            wal.zero_fill()?;
+            wal.zero_fill(capacity)?;
             sync_dir(dir)?;
         }
         Ok((wal, records))
     }
 
     /// Gives the file its configured size if it has another one. Only while no record
-    /// of the current lap is needed (after a checkpoint).
+    /// of the current lap is needed (right after a checkpoint).
     pub(crate) fn resize(&mut self) -> Result<(), StoreError> {
-        if self.file.metadata()?.len() != self.capacity {
-            self.zero_fill()?;
+        if self.capacity != self.configured {
+            self.zero_fill(self.configured)?;
         }
         Ok(())
     }
 
-    fn zero_fill(&mut self) -> Result<(), StoreError> {
+    /// Makes room for one record of `len` bytes when even an empty log cannot hold it.
+    /// Only right after a checkpoint. The next open's [`Wal::resize`] shrinks it back.
+    pub(crate) fn grow_for(&mut self, len: usize) -> Result<(), StoreError> {
+        let want = align_up(len as u64).max(self.capacity.saturating_mul(2));
+        log::warn!(
+            "store: a {len}-byte record does not fit the {}-byte redo log; growing it to {want}",
+            self.capacity
+        );
+        self.zero_fill(want)
+    }
+
+    fn zero_fill(&mut self, size: u64) -> Result<(), StoreError> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
         let zeros = vec![0u8; 64 * 1024];
-        let mut left = self.capacity;
+        let mut left = size;
         while left > 0 {
             let n = left.min(zeros.len() as u64) as usize;
             self.file.write_all(&zeros[..n])?;
             left -= n as u64;
         }
         self.file.sync_all()?;
+        self.capacity = size;
         Ok(())
     }
 
@@ -277,6 +340,7 @@ impl Wal {
     /// The next record of this lap with `writes`.
     pub(crate) fn next_record(&self, writes: Writes) -> Record {
         Record {
+            store: self.store,
             lap: self.lap,
             index: self.index,
             writes,
@@ -288,19 +352,26 @@ impl Wal {
         self.pos.saturating_add(len as u64) <= self.capacity
     }
 
+    /// Whether an encoded record of `len` bytes fits in an empty log.
+    pub(crate) fn could_fit(&self, len: usize) -> bool {
+        len as u64 <= self.capacity
+    }
+
     /// Appends an encoded record made by [`Wal::next_record`] and waits until it is on
-    /// stable storage. The caller checked [`Wal::fits`]. On failure nothing advances
-    /// (the next record goes to the same place), and the record's header is zeroed as
-    /// far as the disk still allows, so a record that was refused is not replayed.
+    /// stable storage. The caller checked [`Wal::fits`]. On failure the record's header
+    /// is zeroed as far as the disk still allows and the log refuses further records:
+    /// after a failed `fdatasync` nobody knows what the disk holds.
     pub(crate) fn append_durable(&mut self, rec: &[u8]) -> Result<(), StoreError> {
         debug_assert!(self.fits(rec.len()));
         let done = write_at(&self.file, rec, self.pos).and_then(|()| self.file.sync_data());
         if let Err(e) = done {
             let _ =
                 write_at(&self.file, &[0u8; HEADER], self.pos).and_then(|()| self.file.sync_data());
-            return Err(e.into());
+            let why = format!("the redo log write failed: {e}");
+            self.set_broken(why.clone());
+            return Err(StoreError::Stopped(why));
         }
-        self.pos += rec.len() as u64;
+        self.pos = align_up(self.pos + rec.len() as u64);
         self.index += 1;
         Ok(())
     }
@@ -311,6 +382,12 @@ impl Wal {
         self.lap = lap;
         self.index = 0;
         self.pos = 0;
+    }
+
+    /// Swaps the file handle (tests: a read-only handle makes the next append fail).
+    #[cfg(test)]
+    pub(crate) fn replace_file_for_test(&mut self, file: File) {
+        self.file = file;
     }
 
     /// Why the store refuses writes until it is reopened, if it does.
@@ -339,6 +416,19 @@ fn write_at(mut file: &File, buf: &[u8], off: u64) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, off)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+    use std::io::Read as _;
+    file.seek(SeekFrom::Start(off))?;
+    file.read_exact(buf)
+}
+
+#[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)?.sync_all()?;
     Ok(())
@@ -353,6 +443,8 @@ fn sync_dir(_dir: &Path) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    const ID: u64 = 0x5eed;
+
     fn rec(lap: u64, index: u32, v: &[u8]) -> Record {
         let mut writes = Writes::default();
         writes.set(
@@ -361,96 +453,96 @@ mod tests {
             u64::from(index).to_be_bytes().to_vec(),
         );
         writes.set(TreeId::Journal, &index.to_be_bytes(), v.to_vec());
-        Record { lap, index, writes }
+        Record {
+            store: ID,
+            lap,
+            index,
+            writes,
+        }
     }
 
+    /// Records laid out as the log lays them out (each on a 4 KiB boundary).
     fn image(recs: &[Record], size: usize) -> Vec<u8> {
-        let mut buf = Vec::new();
+        let mut buf = vec![0u8; size];
+        let mut pos = 0usize;
         for r in recs {
-            buf.extend(r.encode());
+            let e = r.encode();
+            if buf.len() < pos + e.len() {
+                buf.resize(pos + e.len(), 0);
+            }
+            buf[pos..pos + e.len()].copy_from_slice(&e);
+            pos = align_up((pos + e.len()) as u64) as usize;
         }
-        buf.resize(size, 0);
         buf
     }
 
     #[test]
     fn records_round_trip() {
-        let recs = vec![rec(3, 0, b"a"), rec(3, 1, b"bb"), rec(3, 2, b"")];
-        assert_eq!(read_records(&image(&recs, 4096), 3), recs);
-        // The same image read for another lap holds nothing.
-        assert!(read_records(&image(&recs, 4096), 4).is_empty());
-        // An image ending exactly at a record's end, and an empty one.
-        let exact: Vec<u8> = recs.iter().flat_map(Record::encode).collect();
-        assert_eq!(read_records(&exact, 3), recs);
-        assert!(read_records(&[], 3).is_empty());
+        let recs = vec![rec(3, 0, b"a"), rec(3, 1, &[b'b'; 5000]), rec(3, 2, b"")];
+        assert_eq!(read_records(&image(&recs, 5 * 4096), ID, 3), recs);
+        // The same image read for another lap or another store holds nothing.
+        assert!(read_records(&image(&recs, 5 * 4096), ID, 4).is_empty());
+        assert!(read_records(&image(&recs, 5 * 4096), ID + 1, 3).is_empty());
+        // An image ending exactly at the last record's end, and an empty one.
+        assert_eq!(read_records(&image(&recs, 0), ID, 3), recs);
+        assert!(read_records(&[], ID, 3).is_empty());
     }
 
     #[test]
     fn a_torn_last_record_is_ignored() {
         let recs = vec![rec(0, 0, b"first"), rec(0, 1, b"second")];
-        let full = image(&recs, 4096);
-        let first_len = recs[0].encode().len();
-        let total = first_len + recs[1].encode().len();
+        let full = image(&recs, 3 * 4096);
+        let start = ALIGN as usize;
+        let end = start + recs[1].encode().len();
         // Every truncation and every single-byte corruption of the last record.
-        for cut in first_len..total {
+        for cut in start..end {
             let mut buf = full.clone();
             buf[cut..].fill(0);
-            assert_eq!(read_records(&buf, 0), recs[..1], "cut at {cut}");
+            assert_eq!(read_records(&buf, ID, 0), recs[..1], "cut at {cut}");
             assert_eq!(
-                read_records(&buf[..cut], 0),
+                read_records(&buf[..cut], ID, 0),
                 recs[..1],
                 "file ends at {cut}"
             );
         }
-        for at in first_len..total {
+        for at in start..end {
             let mut buf = full.clone();
             buf[at] ^= 0x40;
-            assert_eq!(read_records(&buf, 0), recs[..1], "flip at {at}");
+            assert_eq!(read_records(&buf, ID, 0), recs[..1], "flip at {at}");
         }
+        // Garbage in the rest of a record's page is never read.
+        let mut buf = full.clone();
+        let first_end = recs[0].encode().len();
+        buf[first_end..start].fill(0xa5);
+        assert_eq!(read_records(&buf, ID, 0), recs);
     }
 
     #[test]
     fn an_older_lap_after_a_restart_is_not_read() {
-        // Lap 1 wrote six records; lap 2 overwrote the start with two.
+        // Lap 1 wrote six records; lap 2 overwrote the first two pages.
         let old: Vec<Record> = (0..6).map(|i| rec(1, i, b"old lap record")).collect();
-        let mut buf = image(&old, 4096);
-        let mut pos = 0;
         let new: Vec<Record> = (0..2).map(|i| rec(2, i, b"x")).collect();
-        for r in &new {
-            let e = r.encode();
-            buf[pos..pos + e.len()].copy_from_slice(&e);
-            pos += e.len();
-        }
-        assert_eq!(read_records(&buf, 2), new);
-        // Exactly on a boundary of an older record, with the same index: stopped by
-        // the lap.
-        let mut buf = image(&old, 4096);
-        let e = rec(2, 0, b"old lap record").encode();
-        buf[..e.len()].copy_from_slice(&e);
-        let got: Vec<(u64, u32)> = read_records(&buf, 2)
-            .iter()
-            .map(|r| (r.lap, r.index))
-            .collect();
-        assert_eq!(got, vec![(2, 0)]);
+        let mut buf = image(&old, 8 * 4096);
+        let head = image(&new, 2 * 4096);
+        buf[..head.len()].copy_from_slice(&head);
+        assert_eq!(read_records(&buf, ID, 2), new);
         // A lap whose records were never written reads as empty, whatever lies there.
-        assert!(read_records(&image(&old, 4096), 2).is_empty());
+        assert!(read_records(&image(&old, 8 * 4096), ID, 2).is_empty());
     }
 
     #[test]
     fn a_gap_in_the_indexes_ends_the_lap() {
         let recs = vec![rec(0, 0, b"a"), rec(0, 2, b"c")];
-        assert_eq!(read_records(&image(&recs, 4096), 0), recs[..1]);
+        assert_eq!(read_records(&image(&recs, 4 * 4096), ID, 0), recs[..1]);
     }
 
     #[test]
-    fn appends_advance_and_a_restart_rewinds() {
+    fn appends_are_page_aligned_and_a_restart_rewinds() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, recs) = Wal::open(dir.path(), 4096, 7).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path(), 6 * 4096, ID, 7).unwrap();
         assert!(recs.is_empty());
-        assert_eq!(
-            std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len(),
-            4096
-        );
+        let path = dir.path().join(WAL_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 6 * 4096);
         wal.restart(7);
         let mut written = Vec::new();
         loop {
@@ -462,16 +554,40 @@ mod tests {
             wal.append_durable(&bytes).unwrap();
             written.push(r);
         }
-        assert!(written.len() >= 10, "{} records in 4 KiB", written.len());
+        assert_eq!(written.len(), 6, "one record per page");
         drop(wal);
-        let (mut wal, recs) = Wal::open(dir.path(), 4096, 7).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        for (i, r) in written.iter().enumerate() {
+            let at = i * ALIGN as usize;
+            assert_eq!(&file[at..at + r.encode().len()], &r.encode()[..]);
+        }
+        let (mut wal, recs) = Wal::open(dir.path(), 6 * 4096, ID, 7).unwrap();
         assert_eq!(recs, written);
         // The next lap starts at 0; the tail of lap 7 is not part of it.
         wal.restart(8);
         let r = wal.next_record(Writes::default());
         wal.append_durable(&r.encode()).unwrap();
         drop(wal);
-        let (_, recs) = Wal::open(dir.path(), 4096, 8).unwrap();
+        let (_, recs) = Wal::open(dir.path(), 6 * 4096, ID, 8).unwrap();
         assert_eq!(recs, vec![r]);
+    }
+
+    #[test]
+    fn grows_for_a_record_larger_than_the_log_and_shrinks_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 4096, ID, 0).unwrap();
+        wal.restart(0);
+        let big = wal.next_record(rec(0, 0, &[b'x'; 10_000]).writes).encode();
+        assert!(!wal.could_fit(big.len()));
+        wal.grow_for(big.len()).unwrap();
+        assert!(wal.fits(big.len()));
+        wal.append_durable(&big).unwrap();
+        let path = dir.path().join(WAL_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 12_288);
+        drop(wal);
+        let (mut wal, recs) = Wal::open(dir.path(), 4096, ID, 0).unwrap();
+        assert_eq!(recs.len(), 1);
+        wal.resize().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     }
 }
