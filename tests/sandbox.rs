@@ -1289,6 +1289,10 @@ fn https_round_trip_with_a_private_ca() {
         .tls_config(
             TlsConfig::builder()
                 .root_certs(RootCerts::new_with_certs(&[ca]))
+                // The crate builds ureq without a default crypto provider.
+                .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
                 .build(),
         )
         .http_status_as_error(false)
