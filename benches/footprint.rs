@@ -93,7 +93,11 @@ fn child_rss(n: usize, dir: &Path, fill: bool) {
         ..Policy::default()
     };
     let mut rng = common::Rng(7);
-    for _ in 0..1000 {
+    let flush_every = env_usize("FLUSH_EVERY", 0);
+    for i in 0..1000 {
+        if flush_every > 0 && i > 0 && i % flush_every == 0 {
+            store.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
         let bc = common::barcode(rng.below(n));
         let rec = store
             .get_record(&bc)

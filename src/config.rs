@@ -509,7 +509,7 @@ impl Config {
         }
         let c = raw.cache;
         let cache = CacheSettings {
-            capacity_bytes: ranged("cache.capacity_mb", c.capacity_mb.unwrap_or(4), 1, 4096)?
+            capacity_bytes: ranged("cache.capacity_mb", c.capacity_mb.unwrap_or(2), 1, 4096)?
                 * 1024
                 * 1024,
             fresh: ms("cache.fresh_ms", c.fresh_ms, 600_000, 0, 86_400_000)?,

@@ -70,7 +70,7 @@ const META_STORE_ID: &[u8] = b"store_id";
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache size in bytes (default 4 MiB, the same as `cache.capacity_mb`
+    /// sled's page cache size in bytes (default 2 MiB, the same as `cache.capacity_mb`
     /// in the agent's config; sled's own default is far larger than a terminal wants).
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
@@ -84,7 +84,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity_bytes: 4 * 1024 * 1024,
+            cache_capacity_bytes: 2 * 1024 * 1024,
             terminal_id: "terminal".into(),
             wal_capacity_bytes: 4 * 1024 * 1024,
         }
