@@ -337,6 +337,21 @@ fn main() {
         s.push(ready);
     }
     start_rows.push(s.line("start to ready: config + new empty store + client"));
+    // The part of every start above that reads the system trust store (https URL, no
+    // ca_file): the PEM bundle is parsed when the client is built.
+    let mut s = Samples::with_capacity(starts);
+    for _ in 0..starts {
+        let t = Instant::now();
+        let client = AtsClient::new(AtsConfig {
+            base_url: "https://ats.example.invalid".into(),
+            apikey: concession_agent::redact::Secret::new("bench-key"),
+            ..AtsConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("client: {e}"));
+        s.push(t.elapsed());
+        drop(client);
+    }
+    start_rows.push(s.line("AtsClient::new, https (loads the system trust store)"));
     println!();
     println!("{TABLE_HEAD}");
     for r in start_rows {
