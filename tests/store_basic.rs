@@ -603,3 +603,52 @@ fn a_failed_commit_leaves_no_trace() {
     let (_, e) = scan(&s, &other, None, Mode::Online, true);
     assert_eq!(e.id, "stand-7-000000000002");
 }
+
+/// A decision whose redo-log record is larger than the whole log (a ticket with dozens
+/// of item lines, a 4 KiB log): the log grows for it, the decision is journaled and
+/// survives a reopen, and the reopened log is back to its configured size.
+#[test]
+fn a_record_larger_than_the_log_grows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = StoreOptions {
+        wal_capacity_bytes: 4096,
+        ..opts()
+    };
+    let d = Decision {
+        verdict: concession_agent::decide::Verdict::Approve,
+        reason: Reason::Approved,
+        approved_cents: 0,
+        money: vec![],
+        items: (0..40)
+            .map(|i| concession_agent::decide::ItemGrant {
+                av_id: format!("IT{i}"),
+                description: "a very long item description ".repeat(8),
+            })
+            .collect(),
+        source: Source::Live,
+        offline: false,
+    };
+    let id = {
+        let s = Store::open(tmp.path(), small.clone()).unwrap();
+        let e = s
+            .commit_decision(&NewDecision {
+                scan_time_ms: T0,
+                barcode: "100000000001",
+                decision: &d,
+                evidence: None,
+                latency_ms: 0,
+                request: None,
+            })
+            .unwrap();
+        let log = std::fs::metadata(tmp.path().join("wal")).unwrap().len();
+        assert!(log > 4096, "the log grew to {log} bytes");
+        e.id
+    };
+    let s = Store::open(tmp.path(), small).unwrap();
+    let e = s.journal_entry(&id).unwrap().expect("journaled");
+    assert_eq!(e.items.len(), 40);
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("wal")).unwrap().len(),
+        4096
+    );
+}
