@@ -847,7 +847,10 @@ fn decides_in_time_under_offline_rules_when_the_name_does_not_resolve() {
     let first = healthy.decided.clone();
     healthy.agent.shutdown();
 
-    let mut t = Terminal::new("https://ats.invalid", None, &store);
+    // A CA file of its own: the test must not depend on the machine's trust store
+    // (the name never resolves, so no certificate is ever checked).
+    let pki = pki();
+    let mut t = Terminal::new("https://ats.invalid", Some(&pki.ca_file), &store);
     t.inherited = first.len();
     t.decided = first;
     let times = fault_phase(&mut t, name);
