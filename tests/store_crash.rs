@@ -75,7 +75,7 @@ fn crash_child() {
 #[test]
 fn every_flushed_decision_survives_sigkill_and_reopen() {
     let replayed = run_trials(None, 0x2545_f491_4f6c_dd1d, 80);
-    eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
+    eprintln!("records re-applied from the redo log over all trials: {replayed}");
 }
 
 /// A 16 KiB log holds four records (one per 4 KiB page): the kills land before, during and after
@@ -84,7 +84,7 @@ fn every_flushed_decision_survives_sigkill_and_reopen() {
 #[test]
 fn every_decision_survives_sigkill_around_log_wraps() {
     let replayed = run_trials(Some(4 * 4096), 0x9e37_79b9_7f4a_7c15, 200);
-    eprintln!("records re-applied from the write-ahead log over all trials: {replayed}");
+    eprintln!("records re-applied from the redo log over all trials: {replayed}");
     assert!(
         replayed > 0,
         "no trial exercised the write-ahead log replay"

@@ -16,13 +16,13 @@
 //!
 //! Durability: every write to `journal`, `ledger` and `meta` is one record of the
 //! store's redo log (`wal.rs`): appended and `fdatasync`ed (one device wait), then
-//! applied to sled, which persists it in its own time; [`Store::open`] re-applies the
+//! applied to sled, which writes it out with its next buffer; [`Store::open`] re-applies the
 //! records sled lost. A decision (journal entry, the ticket's ledger, the offline usage)
 //! is one record, so when [`Store::commit_decision`] returns `Ok` it survives a crash or
 //! power cut and the POS may be told. [`Store::flush`] makes sled itself durable (sled's
 //! flush alone uses `sync_file_range`, which does not survive a power cut). Cache writes
-//! are not logged (a lost cache entry only costs a lookup); sled flushes them within
-//! its background interval.
+//! are not logged (a lost cache entry only costs a lookup): sled writes each one out
+//! when it is made (a sled transaction), and they are durable after the next checkpoint.
 //!
 //! No sled type appears in this module's public API.
 
@@ -124,7 +124,12 @@ impl Store {
         create_private_dir(dir)?;
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes);
+            .cache_capacity(opts.cache_capacity_bytes)
+            // No background flush: what must survive is in the redo log, and sled is
+            // made durable at checkpoints (log full, prefetch, stop). sled's 500 ms
+            // flusher only added device flushes (SD card wear) that collided with the
+            // log's writes.
+            .flush_every_ms(None);
         let db = open_waiting_for_lock(&config)?;
         let log = Arc::new(File::open(dir.join(SLED_LOG))?);
         let cache = db.open_tree("cache").map_err(db_err)?;

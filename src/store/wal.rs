@@ -7,7 +7,9 @@
 //! parallel with whatever the caller then waits for. So the journal, ledger and meta
 //! trees are written without sled transactions: every write to them is first appended
 //! to this log as one record (the final values of the keys it sets) and `fdatasync`ed,
-//! then applied to sled with plain inserts, which sled persists in its own time.
+//! then applied to sled with plain inserts, which sled writes out with its next buffer
+//! (the store turns off sled's 500 ms background flush) and makes durable only at
+//! checkpoints.
 //!
 //! # The rule that makes it correct
 //!
