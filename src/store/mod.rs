@@ -146,7 +146,7 @@ impl Store {
             Some(v) => codec::read_u64("meta/wal_lap", &v)?,
         };
         let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes, store_id, lap)?;
-        let mut store = Store {
+        let store = Store {
             cache,
             ledger,
             journal,
@@ -164,7 +164,7 @@ impl Store {
 
     /// Re-applies the current lap's records (sled may have lost some of them), then
     /// checkpoints: sled durable, next lap.
-    fn recover(&mut self, records: Vec<wal::Record>) -> Result<(), StoreError> {
+    fn recover(&self, records: Vec<wal::Record>) -> Result<(), StoreError> {
         for rec in &records {
             self.apply(&rec.writes)?;
         }
