@@ -595,6 +595,66 @@ impl Agent {
 mod tests {
     use super::*;
 
+    /// Records decisions (other outputs get nothing here).
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<DecisionEvent>>>);
+
+    impl Signal for Seen {
+        fn decision(&mut self, e: &DecisionEvent) -> Result<(), SignalError> {
+            self.0.lock().unwrap().push(e.clone());
+            Ok(())
+        }
+        fn status(&mut self, _: AgentStatus) -> Result<(), SignalError> {
+            Ok(())
+        }
+    }
+
+    /// When the store stops accepting writes (a failed redo-log write), the scan in hand
+    /// is denied `store_error`, and `run` returns the fatal error instead of denying
+    /// every later scan: the binary exits and the service manager restarts it.
+    #[test]
+    fn run_ends_with_the_error_when_the_store_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "store_dir = {:?}\nterminal_id = \"t\"\n[ats]\nurl = \"http://127.0.0.1:9\"\n\
+             apikey = \"k\"\n[cache]\nprefetch_at_start = false\n",
+            dir.path().join("store").display().to_string()
+        );
+        let raw = crate::config::RawConfig::parse(&text, std::path::Path::new("t")).unwrap();
+        let config = Config::from_raw(raw).unwrap();
+        let clock = crate::clock::system();
+        let link = crate::app::connect_ats(&config, clock.clone()).unwrap();
+        let store = crate::app::open_store(&config).unwrap();
+        // The next log write fails, as on a disk that returns EIO.
+        let read_only = std::fs::File::open(dir.path().join("store").join("wal")).unwrap();
+        store.lock_wal().replace_file_for_test(read_only);
+        let seen = Seen::default();
+        let mut outputs = Outputs::default();
+        outputs.other.push(Box::new(seen.clone()));
+        let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for _ in 0..3 {
+            tx.send(AgentRequest::Scan(ScanEvent {
+                input: crate::scan::barcode::classify("not a barcode"),
+                amount_cents: None,
+                request_id: None,
+                received_at_ms: clock.wall_ms(),
+                origin: crate::scan::Origin::Stdin,
+            }))
+            .unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        let err = agent.run(&rx, &stop).unwrap_err();
+        assert!(err.is_fatal(), "{err}");
+        assert!(err.to_string().contains("restart"), "{err}");
+        // Every scan taken was answered, each with a deny: the first when its write
+        // failed, the queued ones before returning.
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|e| e.reason == "store_error"), "{seen:?}");
+        agent.shutdown();
+    }
+
     #[test]
     fn an_ats_error_quoting_the_barcode_is_logged_masked() {
         let e = crate::ats::AtsError::Api {
