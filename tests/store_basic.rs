@@ -106,6 +106,20 @@ fn scan(
 }
 
 /// sled itself, behind the store's back (sled frees its lock shortly after a drop).
+/// A store in `dir` where $20 ticket 100000000001 was redeemed for $1 once (in `mode`,
+/// from a live or cached record), then closed cleanly (flushed). Returns the record.
+fn redeemed_once(dir: &Path, mode: Mode, live: bool) -> TicketRecord {
+    let rec = record(
+        "100000000001",
+        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
+        T0,
+    );
+    let s = open(dir);
+    scan(&s, &rec, Some(100), mode, live);
+    s.flush().unwrap();
+    rec
+}
+
 fn raw_open(dir: &Path) -> sled::Db {
     for _ in 0..300 {
         match sled::open(dir) {
@@ -155,16 +169,7 @@ fn refuses_a_database_from_a_future_version() {
 #[test]
 fn upgrades_a_version_1_store_and_sets_a_foreign_log_aside() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = record(
-        "100000000001",
-        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
-        T0,
-    );
-    {
-        let s = open(tmp.path());
-        scan(&s, &rec, Some(100), Mode::Online, true);
-        s.flush().unwrap();
-    }
+    let rec = redeemed_once(tmp.path(), Mode::Online, true);
     // Make it a version-1 store again, with a log file it never wrote.
     let log_before = std::fs::read(tmp.path().join("wal")).unwrap();
     {
@@ -546,18 +551,9 @@ fn ids_increase_with_every_commit() {
 #[test]
 fn a_failed_commit_leaves_no_trace() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = record(
-        "100000000001",
-        vec![line("AV1001", ValueKind::Money, 2000, 2000)],
-        T0,
-    );
-    {
-        let s = open(tmp.path());
-        scan(&s, &rec, Some(100), Mode::Offline, false);
-        // Closed as the agent closes it: sled durable, nothing left to re-apply (a
-        // record still in the redo log would be re-applied over the corruption below).
-        s.flush().unwrap();
-    }
+    // Closed as the agent closes it: sled durable, nothing left to re-apply (a record
+    // still in the redo log would be re-applied over the corruption below).
+    let rec = redeemed_once(tmp.path(), Mode::Offline, false);
     {
         // Corrupt that ticket's ledger behind the store's back.
         let db = raw_open(tmp.path());
