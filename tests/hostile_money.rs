@@ -325,3 +325,33 @@ fn support_record(barcode: &str) -> concession_agent::ticket::TicketRecord {
     .unwrap();
     r
 }
+
+#[test]
+fn a_terminal_whose_clock_disagrees_with_ats_does_not_start_as_if_all_were_well() {
+    let sb = support::sandbox();
+    sb.set_faults(faults(|f| f.server_clock_offset_ms = TEN_HOURS_MS as i64));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let text = format!(
+        "terminal_id = \"clock-stand\"\nstore_dir = {store:?}\nevents = [\"EVENT01\"]\n\
+         [ats]\nurl = {url:?}\napikey = \"sandbox-key\"\n\
+         [cache]\nprefetch_at_start = false\n",
+        store = dir.path().join("store").display().to_string(),
+        url = sb.base_url(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = support::agent_command("info")
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("agent runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ready, but the clock is wrong (-3"),
+        "no clock warning at start:\n{stderr}"
+    );
+    assert!(!stderr.contains("ready (clock ok)"), "{stderr}");
+}

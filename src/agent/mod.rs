@@ -229,6 +229,18 @@ impl Agent {
         )
     }
 
+    /// Now, for "today": the wall clock, or ATS's clock when ours is known to be wrong
+    /// (a board at 1970 would otherwise find every ticket's value expired).
+    fn venue_wall_ms(&self) -> u64 {
+        let wall = self.clock.wall_ms();
+        match self.clock_state() {
+            crate::clock::ClockState::Wrong { skew_ms: Some(s) } => {
+                u64::try_from(i128::from(wall) - i128::from(s)).unwrap_or(wall)
+            }
+            _ => wall,
+        }
+    }
+
     /// Logs a change of the clock's state (at warn when it turns wrong, with the skew).
     fn check_clock(&mut self) {
         let now = self.clock_state();
@@ -358,7 +370,7 @@ impl Agent {
                 };
             }
         };
-        let today = local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
+        let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
