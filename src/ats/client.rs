@@ -687,7 +687,7 @@ fn pace(minute: u32, day: u32, reserve: u32, per_minute: u32, per_day: u32) -> P
 /// Merges an event listing's rows: a row sent twice (pages that overlap because the
 /// server reads `prev_barcode` inclusively, or a repeated row) is kept once, in its
 /// first place; two different rows for one ticket's value line refuse the listing.
-/// Sorts an index (4 bytes a row), not the rows, so a 100k-ticket listing costs little.
+/// Sorts an index (a u32 and a flag: 5 bytes a row), not the rows themselves.
 fn merge_listing(rows: Vec<(String, ValueLine)>) -> Result<Vec<(String, ValueLine)>, AtsError> {
     let mut order: Vec<u32> = (0..rows.len() as u32).collect();
     let key = |i: u32| {
@@ -701,7 +701,7 @@ fn merge_listing(rows: Vec<(String, ValueLine)>) -> Result<Vec<(String, ValueLin
         if key(first) != key(next) {
             continue;
         }
-        // `first` is the earliest row of this key still compared: same key, same row.
+        // Rows of one key sit side by side in `order`: each must equal its neighbour.
         if rows[first as usize].1 != rows[next as usize].1 {
             return Err(AtsError::decode(
                 "command1.av_barcodes",
@@ -748,6 +748,49 @@ mod tests {
     }
 
     use super::*;
+
+    fn row(barcode: &str, av_id: &str, cents: u64) -> (String, ValueLine) {
+        (
+            barcode.into(),
+            ValueLine {
+                av_id: av_id.into(),
+                kind: crate::ticket::ValueKind::Money,
+                description: "credit".into(),
+                loaded: cents,
+                balance: cents,
+                valid_from: None,
+                valid_until: None,
+            },
+        )
+    }
+
+    #[test]
+    fn overlapping_listing_rows_are_kept_once_in_their_first_place() {
+        let rows = vec![
+            row("2", "A", 1000),
+            row("1", "A", 500),
+            row("2", "B", 700),
+            row("2", "A", 1000), // the next page repeats ticket 2
+            row("2", "B", 700),
+            row("2", "A", 1000),
+            row("3", "A", 100),
+        ];
+        let merged = merge_listing(rows).unwrap();
+        assert_eq!(
+            merged,
+            vec![
+                row("2", "A", 1000),
+                row("1", "A", 500),
+                row("2", "B", 700),
+                row("3", "A", 100)
+            ]
+        );
+        let conflict = merge_listing(vec![row("2", "A", 1000), row("2", "A", 2000)]);
+        assert!(
+            matches!(conflict, Err(AtsError::Decode { .. })),
+            "{conflict:?}"
+        );
+    }
 
     #[test]
     fn scrubs_the_key_from_every_text() {
