@@ -73,6 +73,7 @@ impl Hit {
             policy: &self.policy,
             today: &self.today,
             events: &self.events,
+            clock_trusted: true,
         });
         (d, rec)
     }
@@ -236,6 +237,7 @@ fn main() {
             policy: &hit.policy,
             today: &hit.today,
             events: &hit.events,
+            clock_trusted: true,
         });
         s_decide_only.push(t.elapsed());
         assert!(d2.is_approve(), "{d2:?}");

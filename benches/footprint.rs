@@ -119,6 +119,7 @@ fn child_rss(n: usize, dir: &Path, fill: bool) {
             policy: &policy,
             today: &today,
             events: &[],
+            clock_trusted: true,
         });
         store
             .commit_decision(&NewDecision {

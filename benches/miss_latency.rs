@@ -71,6 +71,7 @@ fn decide_commit(store: &Store, rec: &TicketRecord, today: &str, policy: &Policy
         policy,
         today,
         events: &[],
+        clock_trusted: true,
     });
     store
         .commit_decision(&NewDecision {

@@ -116,9 +116,90 @@ impl Clock for ManualClock {
     }
 }
 
+/// No wall clock this agent runs under reads earlier than this (2024-01-01 UTC): a
+/// board whose clock reset to 1970 is wrong before any server is asked.
+pub const EARLIEST_PLAUSIBLE_WALL_MS: u64 = 1_704_067_200_000;
+
+/// The default largest disagreement with ATS's clock still trusted
+/// (`health.max_clock_skew_ms`): 5 minutes.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// What the terminal knows about its own wall clock.
+///
+/// Ages of cached records, offline windows and "today" are read from the wall clock;
+/// a clock that stepped (a board without a battery at 1970, an NTP correction of
+/// hours) would make old data young and move money. ATS's `ping` answers carry the
+/// server's time ([`crate::ats::wire::server_clock_ms`]); the client keeps the latest
+/// skew and [`ClockState::judge`] turns it into a verdict. Pure: time comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockState {
+    /// Never compared with ATS, and plausible: trusted (an agent that starts offline
+    /// must still serve), but reported as unchecked.
+    Unchecked,
+    /// Within `max_skew_ms` of ATS's clock at the last comparison.
+    Agrees {
+        /// Local minus server, ms.
+        skew_ms: i64,
+    },
+    /// Off by more than `max_skew_ms` from ATS's clock, or before
+    /// [`EARLIEST_PLAUSIBLE_WALL_MS`]: not trusted.
+    Wrong {
+        /// Local minus server, ms (`None`: no server reading, the clock is implausible).
+        skew_ms: Option<i64>,
+    },
+}
+
+impl ClockState {
+    /// Judges the clock from the latest skew (local minus server, ms) and the local
+    /// wall time now.
+    pub fn judge(skew_ms: Option<i64>, max_skew_ms: u64, wall_ms: u64) -> ClockState {
+        let too_far = |s: i64| s.unsigned_abs() > max_skew_ms;
+        match skew_ms {
+            Some(s) if too_far(s) => ClockState::Wrong { skew_ms: Some(s) },
+            _ if wall_ms < EARLIEST_PLAUSIBLE_WALL_MS => ClockState::Wrong { skew_ms },
+            Some(s) => ClockState::Agrees { skew_ms: s },
+            None => ClockState::Unchecked,
+        }
+    }
+
+    /// True unless the clock is known to be wrong.
+    pub fn is_trusted(self) -> bool {
+        !matches!(self, ClockState::Wrong { .. })
+    }
+
+    /// For status lines and logs: `ok`, `unchecked`, or `wrong (+36000 s)`.
+    pub fn describe(self) -> String {
+        match self {
+            ClockState::Unchecked => "unchecked".into(),
+            ClockState::Agrees { .. } => "ok".into(),
+            ClockState::Wrong { skew_ms: Some(s) } => {
+                format!("wrong ({:+} s against ATS)", s / 1000)
+            }
+            ClockState::Wrong { skew_ms: None } => "wrong (before 2024)".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_far_from_the_servers_or_at_1970_is_not_trusted() {
+        let now = 1_796_117_405_000;
+        let max = DEFAULT_MAX_CLOCK_SKEW_MS;
+        assert_eq!(ClockState::judge(None, max, now), ClockState::Unchecked);
+        assert!(ClockState::judge(Some(60_000), max, now).is_trusted());
+        assert!(ClockState::judge(Some(-299_000), max, now).is_trusted());
+        assert!(!ClockState::judge(Some(36_000_000), max, now).is_trusted());
+        assert!(!ClockState::judge(Some(-36_000_000), max, now).is_trusted());
+        assert!(!ClockState::judge(None, max, 5_000).is_trusted());
+        assert!(!ClockState::judge(Some(0), max, 5_000).is_trusted());
+        assert_eq!(
+            ClockState::judge(Some(36_000_000), max, now).describe(),
+            "wrong (+36000 s against ATS)"
+        );
+    }
 
     #[test]
     fn manual_clock_advances_on_sleep_and_records_it() {

@@ -79,6 +79,7 @@ pub struct RawConfig {
     pub terminal_id: Option<String>,
     pub store_dir: Option<PathBuf>,
     pub deadline_ms: Option<u64>,
+    pub max_transaction_cents: Option<Cents>,
     pub utc_offset_minutes: Option<i32>,
     pub events: Vec<String>,
     pub ats: RawAts,
@@ -141,6 +142,7 @@ pub struct RawHealth {
     pub slow_ms: Option<u64>,
     pub probe_interval_ms: Option<u64>,
     pub probes_to_online: Option<u32>,
+    pub max_clock_skew_ms: Option<u64>,
 }
 
 /// `[scanner]` as written.
@@ -262,6 +264,9 @@ pub struct HealthSettings {
     pub slow: Duration,
     pub probe_interval: Duration,
     pub probes_to_online: u32,
+    /// The largest disagreement with ATS's clock still trusted (see
+    /// `clock::ClockState`); beyond it cached evidence is refused (`clock_unsure`).
+    pub max_clock_skew: Duration,
 }
 
 /// Where scans come from.
@@ -308,6 +313,9 @@ pub struct Config {
     pub terminal_id: String,
     pub store_dir: PathBuf,
     pub deadline: Duration,
+    /// Most money one approval may hand over, online or offline
+    /// (`Policy::max_transaction_cents`).
+    pub max_transaction_cents: Cents,
     /// The venue's offset from UTC, for "today" (event dates, value validity).
     pub utc_offset_minutes: i32,
     pub events: Vec<String>,
@@ -569,6 +577,13 @@ impl Config {
                 1,
                 100,
             )? as u32,
+            max_clock_skew: ms(
+                "health.max_clock_skew_ms",
+                h.max_clock_skew_ms,
+                crate::clock::DEFAULT_MAX_CLOCK_SKEW_MS,
+                1_000,
+                86_400_000,
+            )?,
         };
         if health.failures_to_offline == 0 || health.failures_to_offline > health.window {
             return Err(invalid(
@@ -636,6 +651,13 @@ impl Config {
                 .store_dir
                 .unwrap_or_else(|| PathBuf::from("var/concession-agent")),
             deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            max_transaction_cents: ranged(
+                "max_transaction_cents",
+                raw.max_transaction_cents
+                    .unwrap_or(crate::decide::policy::DEFAULT_MAX_TRANSACTION_CENTS),
+                1,
+                crate::ats::wire::MAX_MONEY_CENTS,
+            )?,
             utc_offset_minutes: match raw.utc_offset_minutes.unwrap_or(0) {
                 m @ -900..=900 => m,
                 m => {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -322,8 +323,25 @@ fn run_agent(
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
     let demo = link.is_sandbox();
+    // One ping at start compares the wall clock with ATS's (`server_date`); it waits at
+    // most 2 s, and an unreachable ATS leaves the clock "unchecked", not wrong.
+    if let Err(e) = link
+        .client
+        .ping_with_deadline(clock.now() + Duration::from_secs(2))
+    {
+        log::warn!("start-up ping: {e}");
+    }
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
-    log::info!("ready");
+    let clock_state = agent.clock_state();
+    if clock_state.is_trusted() {
+        log::info!("ready (clock {})", clock_state.describe());
+    } else {
+        log::warn!(
+            "ready, but the clock is {}: cached records are not trusted (clock_unsure) \
+             until it agrees with ATS",
+            clock_state.describe()
+        );
+    }
     if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
         if demo {

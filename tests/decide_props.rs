@@ -60,9 +60,10 @@ fn policy() -> impl Strategy<Value = Policy> {
         0..8_000_000u64,
         any::<bool>(),
         0..60_000u64,
+        prop_oneof![1..3000u64, Just(u64::MAX)],
     )
         .prop_map(
-            |(tx, ticket, total, count, age, partial, online_age)| Policy {
+            |(tx, ticket, total, count, age, partial, online_age, max_tx)| Policy {
                 offline: OfflineCaps {
                     per_transaction_cents: tx,
                     per_ticket_cents: ticket,
@@ -72,6 +73,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 },
                 offline_partial: partial,
                 online_cache_max_age_ms: online_age,
+                max_transaction_cents: max_tx,
             },
         )
 }
@@ -197,6 +199,7 @@ impl World {
             policy,
             today: TODAY,
             events: &[],
+            clock_trusted: true,
         });
 
         // Shape.
@@ -237,6 +240,9 @@ impl World {
                 prop_assert_eq!(d.verdict, Verdict::Deny);
             }
         }
+
+        // The per-transaction maximum, online and offline.
+        prop_assert!(d.approved_cents <= policy.max_transaction_cents);
 
         // Offline caps.
         if d.offline && d.is_approve() {

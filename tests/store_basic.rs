@@ -91,6 +91,7 @@ fn scan(
         policy: &policy,
         today: TODAY,
         events: &[],
+        clock_trusted: true,
     });
     let entry = store
         .commit_decision(&NewDecision {
@@ -578,6 +579,7 @@ fn a_failed_commit_leaves_no_trace() {
         policy: &Policy::default(),
         today: TODAY,
         events: &[],
+        clock_trusted: true,
     });
     assert!(d.is_approve());
     let err = s

@@ -122,6 +122,7 @@ proptest! {
             },
             offline_partial: true,
             online_cache_max_age_ms: 30_000,
+            ..Policy::default()
         };
         let events = vec!["EVENT01".to_string()];
         // Net approved per value line, and approved ids (for voids).
@@ -151,6 +152,7 @@ proptest! {
                         policy: &policy,
                         today: TODAY,
                         events: &events,
+                        clock_trusted: true,
                     });
                     let entry = store.commit_decision(&NewDecision {
                         scan_time_ms: NOW_MS,

@@ -107,6 +107,7 @@ mod tests {
             slow: Duration::from_millis(1500),
             probe_interval: Duration::from_secs(5),
             probes_to_online: 2,
+            max_clock_skew: Duration::from_secs(300),
         }
     }
     const FAST: Duration = Duration::from_millis(20);

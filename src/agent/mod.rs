@@ -109,6 +109,7 @@ pub fn policy_from(config: &Config) -> Policy {
         },
         offline_partial: o.partial,
         online_cache_max_age_ms: config.cache.fresh.as_millis() as u64,
+        max_transaction_cents: config.max_transaction_cents,
     }
 }
 
@@ -157,6 +158,8 @@ pub struct Agent {
     mode: Mode,
     probe: Option<Receiver<bool>>,
     next_probe: Instant,
+    /// The clock's trust as last logged (see [`Agent::clock_state`]).
+    clock_trusted: bool,
 }
 
 impl Agent {
@@ -189,6 +192,7 @@ impl Agent {
             mode: Mode::Online,
             probe: None,
             next_probe,
+            clock_trusted: true,
         }
     }
 
@@ -213,6 +217,45 @@ impl Agent {
             h.force(mode);
         }
         self.check_mode();
+    }
+
+    /// The wall clock against ATS's (`health.max_clock_skew_ms`): while it is wrong,
+    /// nothing is approved from the cache (`clock_unsure`).
+    pub fn clock_state(&self) -> crate::clock::ClockState {
+        crate::clock::ClockState::judge(
+            self.ats.clock_skew_ms(),
+            self.config.health.max_clock_skew.as_millis() as u64,
+            self.clock.wall_ms(),
+        )
+    }
+
+    /// Now, for "today": the wall clock, or ATS's clock when ours is known to be wrong
+    /// (a board at 1970 would otherwise find every ticket's value expired).
+    fn venue_wall_ms(&self) -> u64 {
+        let wall = self.clock.wall_ms();
+        match self.clock_state() {
+            crate::clock::ClockState::Wrong { skew_ms: Some(s) } => {
+                u64::try_from(i128::from(wall) - i128::from(s)).unwrap_or(wall)
+            }
+            _ => wall,
+        }
+    }
+
+    /// Logs a change of the clock's state (at warn when it turns wrong, with the skew).
+    fn check_clock(&mut self) {
+        let now = self.clock_state();
+        if now.is_trusted() == self.clock_trusted {
+            return;
+        }
+        self.clock_trusted = now.is_trusted();
+        if self.clock_trusted {
+            log::info!("clock {} again: cached records are trusted", now.describe());
+        } else {
+            log::warn!(
+                "clock {}: no approvals from the cache (clock_unsure) until it agrees",
+                now.describe()
+            );
+        }
     }
 
     fn health_mode(&self) -> Mode {
@@ -263,10 +306,13 @@ impl Agent {
             })
         };
         // `fresh_ms = 0` disables online cache use (as `decide` reads it): always ask.
+        // A wrong clock makes every age meaningless: ask ATS instead.
+        let clock_trusted = self.clock_state().is_trusted();
         let fresh = self.policy.online_cache_max_age_ms > 0
-            && cached.as_ref().is_some_and(|r| {
-                now_ms.saturating_sub(r.fetched_at_ms) <= self.policy.online_cache_max_age_ms
-            });
+            && clock_trusted
+            && cached
+                .as_ref()
+                .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         let mut live: Option<TicketRecord> = None;
         let mut scan_mode = if online {
@@ -291,7 +337,7 @@ impl Agent {
             (Some(r), _) => Evidence::Live(r),
             (None, Some(r)) => Evidence::Cached {
                 record: r,
-                age_ms: self.clock.wall_ms().saturating_sub(r.fetched_at_ms),
+                age_ms: r.age_ms(self.clock.wall_ms()),
             },
             (None, None) => Evidence::None,
         };
@@ -324,7 +370,7 @@ impl Agent {
                 };
             }
         };
-        let today = local_date(self.clock.wall_ms(), self.config.utc_offset_minutes);
+        let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
@@ -335,6 +381,7 @@ impl Agent {
             policy: &self.policy,
             today: &today,
             events: &self.config.events,
+            clock_trusted,
         });
         Evaluation {
             barcode,
@@ -502,6 +549,7 @@ impl Agent {
     /// Re-reads the connectivity mode; on a change, tells the outputs and, when back
     /// online, closes the offline window (its caps start afresh next outage).
     pub fn check_mode(&mut self) {
+        self.check_clock();
         let now = self.health_mode();
         if now == self.mode {
             return;

@@ -62,7 +62,7 @@ pub fn records_from_listing(
 ) -> Vec<TicketRecord> {
     let mut by_ticket: BTreeMap<String, Vec<ValueLine>> = BTreeMap::new();
     for (barcode, line) in rows {
-        by_ticket.entry(barcode).or_default().push(line);
+        crate::ticket::push_merged(by_ticket.entry(barcode).or_default(), line);
     }
     by_ticket
         .into_iter()

@@ -52,6 +52,9 @@ struct Inner {
     clock: SharedClock,
     budget: Mutex<RateBudget>,
     seq: AtomicU64,
+    /// ATS's clock (Unix ms) at the last answer that carried it (`ping`), and the
+    /// monotonic instant it arrived: for the clock sanity check.
+    server_clock: Mutex<Option<(u64, Instant)>>,
 }
 
 impl fmt::Debug for AtsClient {
@@ -89,6 +92,7 @@ impl AtsClient {
                 clock,
                 budget: Mutex::new(budget),
                 seq: AtomicU64::new(0),
+                server_clock: Mutex::new(None),
             }),
         })
     }
@@ -106,6 +110,40 @@ impl AtsClient {
     /// A deadline `call_timeout` from now on the client's clock.
     pub fn default_deadline(&self) -> Instant {
         after(self.inner.clock.now(), self.inner.cfg.call_timeout)
+    }
+
+    /// Local wall clock minus ATS's (ms) as of the last answer that carried the
+    /// server's time (`ping` sends `server_date` and `server_time`); `None` before one.
+    /// Judge it with [`crate::clock::ClockState::judge`].
+    ///
+    /// The server's time is carried forward on the monotonic clock, so the skew follows
+    /// the local wall clock: when NTP corrects a board that booted at 1970, the skew
+    /// falls to near zero without another call.
+    pub fn clock_skew_ms(&self) -> Option<i64> {
+        let (server_ms, at) = (*self
+            .inner
+            .server_clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))?;
+        let clock = &self.inner.clock;
+        let elapsed = clock.now().saturating_duration_since(at).as_millis();
+        let server_now = i128::from(server_ms) + elapsed as i128;
+        let skew = i128::from(clock.wall_ms()) - server_now;
+        Some(skew.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    }
+
+    /// Notes the server's clock from an answer that carries it.
+    fn note_server_clock(&self, env: &Envelope) {
+        let Some(server_ms) = wire::server_clock_ms(env.command1()) else {
+            return;
+        };
+        let at = self.inner.clock.now();
+        let mut last = self
+            .inner
+            .server_clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *last = Some((server_ms, at));
     }
 
     /// Calls left in the local budget now: (this minute, this day). Both are 0 while
@@ -212,7 +250,11 @@ impl AtsClient {
                         ));
                     }
                 }
-                lines.push(row.line);
+                // A repeated row is one line; two different rows for one line refuse
+                // the answer (the record would not say what the ticket holds).
+                crate::ticket::add_line(&mut lines, row.line).map_err(|e| {
+                    AtsError::decode(format!("av_barcodes[{i}].av_id"), e.to_string())
+                })?;
             }
             Ok(Some(lines))
         })
@@ -349,9 +391,9 @@ impl AtsClient {
                 chunk.more_data
             );
             if chunk.rows.is_empty() {
-                return Ok(out);
+                return merge_listing(out);
             }
-            let rows = chunk.rows.len();
+            let before = out.len();
             for (i, row) in chunk.rows.into_iter().enumerate() {
                 let Some(barcode) = row.barcode else {
                     return Err(AtsError::decode(
@@ -368,16 +410,13 @@ impl AtsClient {
                 ));
             }
             if chunk.more_data == Some(false) {
-                return Ok(out);
+                return merge_listing(out);
             }
             let last = out.last().map(|(b, _)| b.clone()).unwrap_or_default();
             if !seen.insert(last.clone()) {
                 return Err(AtsError::decode(
                     "command1.av_barcodes",
-                    format!(
-                        "event chunks do not advance after {} rows",
-                        out.len() - rows
-                    ),
+                    format!("event chunks do not advance after {before} rows"),
                 ));
             }
             prev = Some(last);
@@ -483,7 +522,11 @@ impl AtsClient {
                 }
             }
             match reply.status {
-                200 => return wire::parse_envelope(&reply.body, reference),
+                200 => {
+                    let env = wire::parse_envelope(&reply.body, reference)?;
+                    self.note_server_clock(&env);
+                    return Ok(env);
+                }
                 202 => {
                     polls += 1;
                     if polls > MAX_POLLS {
@@ -641,6 +684,50 @@ fn pace(minute: u32, day: u32, reserve: u32, per_minute: u32, per_day: u32) -> P
     }
 }
 
+/// Merges an event listing's rows: a row sent twice (pages that overlap because the
+/// server reads `prev_barcode` inclusively, or a repeated row) is kept once, in its
+/// first place; two different rows for one ticket's value line refuse the listing.
+/// Sorts an index (a u32 and a flag: 5 bytes a row), not the rows themselves.
+fn merge_listing(rows: Vec<(String, ValueLine)>) -> Result<Vec<(String, ValueLine)>, AtsError> {
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    let key = |i: u32| {
+        let (b, l) = &rows[i as usize];
+        (b.as_str(), l.av_id.as_str())
+    };
+    order.sort_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+    let mut drop = vec![false; rows.len()];
+    for w in order.windows(2) {
+        let (first, next) = (w[0], w[1]);
+        if key(first) != key(next) {
+            continue;
+        }
+        // Rows of one key sit side by side in `order`: each must equal its neighbour.
+        if rows[first as usize].1 != rows[next as usize].1 {
+            return Err(AtsError::decode(
+                "command1.av_barcodes",
+                format!(
+                    "ticket {}: {}",
+                    mask_barcode(&rows[next as usize].0),
+                    crate::ticket::ConflictingLine {
+                        av_id: rows[next as usize].1.av_id.clone()
+                    }
+                ),
+            ));
+        }
+        drop[next as usize] = true;
+    }
+    if !drop.contains(&true) {
+        return Ok(rows);
+    }
+    let dupes = drop.iter().filter(|d| **d).count();
+    debug!("event listing: {dupes} repeated rows merged");
+    Ok(rows
+        .into_iter()
+        .zip(drop)
+        .filter_map(|(r, d)| (!d).then_some(r))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -661,6 +748,49 @@ mod tests {
     }
 
     use super::*;
+
+    fn row(barcode: &str, av_id: &str, cents: u64) -> (String, ValueLine) {
+        (
+            barcode.into(),
+            ValueLine {
+                av_id: av_id.into(),
+                kind: crate::ticket::ValueKind::Money,
+                description: "credit".into(),
+                loaded: cents,
+                balance: cents,
+                valid_from: None,
+                valid_until: None,
+            },
+        )
+    }
+
+    #[test]
+    fn overlapping_listing_rows_are_kept_once_in_their_first_place() {
+        let rows = vec![
+            row("2", "A", 1000),
+            row("1", "A", 500),
+            row("2", "B", 700),
+            row("2", "A", 1000), // the next page repeats ticket 2
+            row("2", "B", 700),
+            row("2", "A", 1000),
+            row("3", "A", 100),
+        ];
+        let merged = merge_listing(rows).unwrap();
+        assert_eq!(
+            merged,
+            vec![
+                row("2", "A", 1000),
+                row("1", "A", 500),
+                row("2", "B", 700),
+                row("3", "A", 100)
+            ]
+        );
+        let conflict = merge_listing(vec![row("2", "A", 1000), row("2", "A", 2000)]);
+        assert!(
+            matches!(conflict, Err(AtsError::Decode { .. })),
+            "{conflict:?}"
+        );
+    }
 
     #[test]
     fn scrubs_the_key_from_every_text() {

@@ -54,8 +54,18 @@ impl ServerRate {
     }
 }
 
+/// The longest wait an absolute `Rate-Limit-Reset` (a Unix time) is believed for: the
+/// gateway's windows are a minute long, and a longer wait read against this terminal's
+/// wall clock says more about the clock (slow, reset to 1970) than about the gateway.
+pub const MAX_ABSOLUTE_RESET: Duration = Duration::from_secs(120);
+
 /// Turns a `Rate-Limit-Reset` value into a delay from now: Unix milliseconds (the
 /// Ticketmaster gateway's form), Unix seconds, or seconds from now for small values.
+///
+/// An absolute value is a relative wait only through the local wall clock, which may
+/// be wrong: a wait beyond [`MAX_ABSOLUTE_RESET`] is not believed (`None`, so the
+/// caller falls back to `Retry-After` or [`DEFAULT_SERVER_CLOSURE`]). The wait itself
+/// is then kept on the monotonic clock, so a later clock step cannot stretch it.
 pub fn reset_delay(value: &str, wall_ms: u64) -> Option<Duration> {
     let v: u64 = value.trim().parse().ok()?;
     let target_ms = if v >= 100_000_000_000 {
@@ -65,7 +75,8 @@ pub fn reset_delay(value: &str, wall_ms: u64) -> Option<Duration> {
     } else {
         return Some(Duration::from_secs(v).min(MAX_SERVER_CLOSURE));
     };
-    Some(Duration::from_millis(target_ms.saturating_sub(wall_ms)).min(MAX_SERVER_CLOSURE))
+    let wait = Duration::from_millis(target_ms.saturating_sub(wall_ms));
+    (wait <= MAX_ABSOLUTE_RESET).then_some(wait)
 }
 
 /// Rolling per-minute and per-day budgets plus what the server announced.
@@ -281,8 +292,35 @@ mod tests {
         );
         assert_eq!(reset_delay("30", wall), Some(Duration::from_secs(30)));
         assert_eq!(reset_delay("1600000000000", wall), Some(Duration::ZERO));
-        assert_eq!(reset_delay("99999999999999999", wall), Some(DAY));
+        // Absurdly far: not believed (the caller's default closure applies).
+        assert_eq!(reset_delay("99999999999999999", wall), None);
         assert_eq!(reset_delay("soon", wall), None);
+    }
+
+    #[test]
+    fn a_rate_reset_read_against_a_slow_clock_closes_the_budget_for_a_minute_not_an_hour() {
+        // The gateway says "reset in 5 s" as a Unix time; this terminal's clock is an
+        // hour slow, or at 1970.
+        let reset = "1700000005000";
+        for wall in [1_700_000_000_000 - 3_600_000, 5_000] {
+            let server = ServerRate::from_headers(
+                |n| match n {
+                    "rate-limit-reset" => Some(reset),
+                    "rate-limit-available" => Some("0"),
+                    _ => None,
+                },
+                wall,
+            );
+            assert_eq!(server.reset_in, None, "wall {wall}");
+            let t0 = Instant::now();
+            let mut b = RateBudget::new(80, 5000);
+            b.observe(t0, &server);
+            assert!(b.try_acquire(t0).is_err());
+            assert!(
+                b.try_acquire(t0 + DEFAULT_SERVER_CLOSURE).is_ok(),
+                "closed past a minute at wall {wall}"
+            );
+        }
     }
 
     #[test]

@@ -16,11 +16,14 @@
 //!    `cache`. Any other cached answer is judged under the offline rules (source
 //!    `offline`, `offline: true`): older than [`OfflineCaps::max_cache_age_ms`] →
 //!    `stale_cache`. No evidence → `offline_unknown` (whatever the mode: without an
-//!    answer there is nothing to approve).
+//!    answer there is nothing to approve). Cached evidence while the clock is not
+//!    trusted ([`DecideInput::clock_trusted`]) → `clock_unsure`, before any age is
+//!    read: an age measured by a wrong clock proves nothing.
 //! 3. The record: ATS does not know it (or the record is about another barcode) →
 //!    `unknown_ticket`; status not ACTIVE → `ticket_void`; not for an event this
 //!    terminal serves → `wrong_event` (with no events configured, the event date must
-//!    be today; a ticket without an event date is then refused).
+//!    be today; a ticket without an event date is then refused). Two different rows
+//!    for one value line (`av_id`) → `bad_record`; identical rows count once.
 //! 4. A POS amount of zero → `invalid_request`.
 //! 5. The value lines that count: money lines when the POS sent an amount, money and
 //!    item lines for a bare scan. None loaded → `no_value`; none valid today
@@ -29,7 +32,11 @@
 //! 6. Amounts. With a POS amount: money only, up to the amount, across the money lines
 //!    in the record's order. A bare scan: all available money plus one unit of each
 //!    available item line. Never more than available (`min(balance, baseline) -
-//!    unreflected`, see [`ledger`]).
+//!    unreflected`, see [`ledger`]), and never more on a line than was loaded on it
+//!    (a `balance` above the line's `amount` is capped at the amount; a line with
+//!    nothing loaded carries no value). Then at most
+//!    [`Policy::max_transaction_cents`] of money per approval, online or offline: more
+//!    asked (or available on a bare scan) is a `partial` approval of the maximum.
 //! 7. Offline caps (offline decisions only): the terminal's offline count must stay
 //!    within `total_count`, otherwise `offline_limit`. Money is limited to the smallest
 //!    of `per_transaction_cents`, what `per_ticket_cents` leaves for this ticket and what
@@ -163,6 +170,13 @@ pub enum Reason {
     StaleCache,
     /// The POS asked for zero.
     InvalidRequest,
+    /// The ATS answer contradicts itself (two different rows for one value line): it
+    /// cannot say what the ticket holds, so nothing is approved on it.
+    BadRecord,
+    /// The terminal's clock disagrees with ATS's by more than `health.max_clock_skew_ms`
+    /// (or was never checked against it): a cached record's age cannot be trusted, so
+    /// nothing is approved from the cache (live answers still are).
+    ClockUnsure,
     /// The terminal's own store could not be read or written: nothing is approved
     /// that cannot be accounted for. Produced by the agent, never by `decide`.
     StoreError,
@@ -170,7 +184,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for tables and tests.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Approved,
         Reason::Partial,
         Reason::Unreadable,
@@ -186,6 +200,8 @@ impl Reason {
         Reason::StaleCache,
         Reason::InvalidRequest,
         Reason::StoreError,
+        Reason::BadRecord,
+        Reason::ClockUnsure,
     ];
 
     /// The snake_case name used on the wire and in the journal.
@@ -206,6 +222,8 @@ impl Reason {
             Reason::StaleCache => "stale_cache",
             Reason::InvalidRequest => "invalid_request",
             Reason::StoreError => "store_error",
+            Reason::BadRecord => "bad_record",
+            Reason::ClockUnsure => "clock_unsure",
         }
     }
 
@@ -275,6 +293,10 @@ pub struct DecideInput<'a> {
     pub today: &'a str,
     /// Event names this terminal serves; empty = any event dated today.
     pub events: &'a [String],
+    /// The terminal's wall clock agrees with ATS's (see `agent::health::ClockCheck`).
+    /// When `false`, cached evidence is refused (`clock_unsure`): its age was measured
+    /// with a clock that may be hours off.
+    pub clock_trusted: bool,
 }
 
 /// The outcome of one scan.

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Cents;
 
+/// The default [`Policy::max_transaction_cents`]: $100.00.
+pub const DEFAULT_MAX_TRANSACTION_CENTS: Cents = 10_000;
+
 /// Limits that apply while a scan is decided offline (no fresh ATS answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -50,6 +53,11 @@ pub struct Policy {
     /// answer (source `cache`, no offline caps). Older cached evidence while online is
     /// judged under the offline rules. Default 30 s; 0 disables online cache use.
     pub online_cache_max_age_ms: u64,
+    /// Most money one approval may hand over, online or offline: a broken or hostile
+    /// answer (a balance of a million) cannot empty a till in one scan. More asked, or
+    /// more available on a bare scan, is approved up to this (`partial`). Default
+    /// $100.00.
+    pub max_transaction_cents: Cents,
 }
 
 impl Default for Policy {
@@ -58,6 +66,7 @@ impl Default for Policy {
             offline: OfflineCaps::default(),
             offline_partial: true,
             online_cache_max_age_ms: 30_000,
+            max_transaction_cents: DEFAULT_MAX_TRANSACTION_CENTS,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The decision rules themselves (see the module docs of `decide` for the list).
 
 use crate::money::Cents;
-use crate::ticket::{ValueKind, ValueLine};
+use crate::ticket::{merge_lines, ValueKind, ValueLine};
 
 use super::{DecideInput, Decision, Evidence, ItemGrant, Mode, Reason, ScanKind, Source, Verdict};
 
@@ -27,6 +27,9 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
 
     let (record, source, offline) = match input.evidence {
         Evidence::Live(r) => (r, Source::Live, false),
+        Evidence::Cached { .. } if !input.clock_trusted => {
+            return Decision::deny(Reason::ClockUnsure, Source::Offline, true)
+        }
         Evidence::Cached { record, age_ms } => {
             let fresh_enough =
                 policy.online_cache_max_age_ms > 0 && age_ms <= policy.online_cache_max_age_ms;
@@ -57,17 +60,22 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
     if !right_event {
         return deny(Reason::WrongEvent);
     }
+    // Builders merge repeated rows; a record cached by an older version may still
+    // hold them: count each line once, and trust no line ATS sent two ways.
+    let Ok(lines) = merge_lines(&record.value) else {
+        return deny(Reason::BadRecord);
+    };
     if input.requested == Some(0) {
         return deny(Reason::InvalidRequest);
     }
 
-    // The value lines that count for this request.
+    // The value lines that count for this request. A line with nothing loaded carries
+    // no value, whatever its balance says.
     let money_only = input.requested.is_some();
-    let loaded: Vec<&ValueLine> = record
-        .value
+    let loaded: Vec<&ValueLine> = lines
         .iter()
         .filter(|v| !money_only || v.kind == ValueKind::Money)
-        .filter(|v| v.loaded > 0 || v.balance > 0)
+        .filter(|v| v.loaded > 0)
         .collect();
     if loaded.is_empty() {
         return deny(Reason::NoValue);
@@ -85,7 +93,9 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
     ledger.reconcile(record);
     let available: Vec<(&ValueLine, u64)> = valid
         .into_iter()
-        .map(|v| (v, ledger.available(v)))
+        // Never more than was loaded on the line: a balance above the amount is a
+        // broken answer, not value.
+        .map(|v| (v, ledger.available(v).min(v.loaded)))
         .filter(|(_, a)| *a > 0)
         .collect();
     if available.is_empty() {
@@ -98,7 +108,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
         .map(|(_, a)| *a)
         .fold(0, Cents::saturating_add);
     let asked = input.requested.unwrap_or(money_available);
-    let mut grant = asked.min(money_available);
+    let mut grant = asked.min(money_available).min(policy.max_transaction_cents);
     let items: Vec<ItemGrant> = if money_only {
         Vec::new()
     } else {

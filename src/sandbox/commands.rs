@@ -75,6 +75,12 @@ pub(crate) struct Ctx<'a> {
     pub today: i64,
     pub active_requests: usize,
     pub wall_ms: u64,
+    /// Fault: `get_av_barcodes` sends every row twice.
+    pub duplicate_av_rows: bool,
+    /// Fault: event chunks start at `prev_barcode`, not after it.
+    pub inclusive_prev_barcode: bool,
+    /// Fault: `ping` reports the server's time this far off (ms).
+    pub server_clock_offset_ms: i64,
 }
 
 type Out = Map<String, Value>;
@@ -147,7 +153,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
 }
 
 fn ping(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
-    let secs = ctx.wall_ms / 1000 % 86_400;
+    let server_ms = (i128::from(ctx.wall_ms) + i128::from(ctx.server_clock_offset_ms)).max(0);
+    let server_ms = u64::try_from(server_ms).unwrap_or(u64::MAX);
+    let secs = server_ms / 1000 % 86_400;
     let mut o = ok(0);
     o.extend(obj(vec![
         ("system_available", json!("Y")),
@@ -158,7 +166,7 @@ fn ping(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
         ("unscheduled_requests", json!("0")),
         (
             "server_date",
-            json!(format_day((ctx.wall_ms / 86_400_000) as i64)),
+            json!(format_day((server_ms / 86_400_000) as i64)),
         ),
         (
             "server_time",
@@ -554,12 +562,21 @@ fn av_row(ctx: &Ctx<'_>, t: &Ticket, v: &AddedValue) -> Value {
     })
 }
 
+/// Fault `duplicate_av_rows`: every row twice, each copy right after its original.
+fn doubled(ctx: &Ctx<'_>, rows: Vec<Value>) -> Vec<Value> {
+    if !ctx.duplicate_av_rows {
+        return rows;
+    }
+    rows.into_iter().flat_map(|r| [r.clone(), r]).collect()
+}
+
 fn get_av_barcodes(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
     if let Some(bc) = text(c, "barcode") {
         let Some(t) = ctx.data.ticket(&bc) else {
             return error_out(5311, 100, "Barcode not found");
         };
         let rows: Vec<Value> = t.value.iter().map(|v| av_row(ctx, t, v)).collect();
+        let rows = doubled(ctx, rows);
         let mut o = ok(if rows.is_empty() { 100 } else { 0 });
         o.insert("count".into(), json!(rows.len()));
         o.insert("more_data".into(), json!("N"));
@@ -579,9 +596,18 @@ fn get_av_barcodes(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
     let prev = text(c, "prev_barcode");
     let mut rows = Vec::new();
     let mut more = false;
-    let eligible = ctx.data.tickets_after(prev.as_deref()).filter(|t| {
+    let served = |t: &&Ticket| {
         t.event_name == event.event_name && t.status == "ACTIVE" && !t.value.is_empty()
-    });
+    };
+    // Fault: the previous chunk's last ticket comes again first.
+    let repeated = prev
+        .as_deref()
+        .filter(|_| ctx.inclusive_prev_barcode)
+        .and_then(|p| ctx.data.ticket(p))
+        .filter(served);
+    let eligible = repeated
+        .into_iter()
+        .chain(ctx.data.tickets_after(prev.as_deref()).filter(served));
     for t in eligible {
         // Whole tickets only, so prev_barcode resumes cleanly; at least one per chunk.
         if !rows.is_empty() && rows.len() + t.value.len() > max_rows {
@@ -590,6 +616,7 @@ fn get_av_barcodes(ctx: &Ctx<'_>, c: &Map<String, Value>) -> Out {
         }
         rows.extend(t.value.iter().map(|v| av_row(ctx, t, v)));
     }
+    let rows = doubled(ctx, rows);
     let mut o = ok(if rows.is_empty() { 100 } else { 0 });
     o.insert("count".into(), json!(rows.len().to_string()));
     o.insert("more_data".into(), json!(if more { "Y" } else { "N" }));
@@ -607,6 +634,9 @@ mod tests {
             today: 20_000,
             active_requests: 1,
             wall_ms: 20_000 * 86_400_000,
+            duplicate_av_rows: false,
+            inclusive_prev_barcode: false,
+            server_clock_offset_ms: 0,
         };
         match c {
             Value::Object(m) => run(&ctx, &m),

@@ -37,6 +37,14 @@ pub struct Faults {
     pub fail_next: u32,
     /// Every 202 answer hands out a new `QTKN`; the old one is forgotten.
     pub rotate_qtkn: bool,
+    /// `get_av_barcodes` answers send every row twice (a broken or hostile server).
+    pub duplicate_av_rows: bool,
+    /// Event listings read `prev_barcode` inclusively: each chunk starts with the last
+    /// ticket of the previous one (pages overlap by one ticket).
+    pub inclusive_prev_barcode: bool,
+    /// `ping`'s `server_date` / `server_time` are this far from the sandbox's clock
+    /// (ms, either sign): the terminal's clock then looks that far off.
+    pub server_clock_offset_ms: i64,
 }
 
 impl Faults {

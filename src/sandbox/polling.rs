@@ -206,11 +206,15 @@ pub(crate) fn handle(
 fn run(st: &State, header: Option<&Value>, cmd1: &Map<String, Value>) -> Response {
     let out = {
         let data = lock(&st.data);
+        let faults = lock(&st.faults).faults.clone();
         let ctx = commands::Ctx {
             data: &data,
             today: st.today,
             active_requests: st.active_requests(),
             wall_ms: st.clock.wall_ms(),
+            duplicate_av_rows: faults.duplicate_av_rows,
+            inclusive_prev_barcode: faults.inclusive_prev_barcode,
+            server_clock_offset_ms: faults.server_clock_offset_ms,
         };
         commands::run(&ctx, cmd1)
     };

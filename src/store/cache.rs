@@ -26,7 +26,7 @@ pub struct CacheStats {
 
 fn is_newer(new: &TicketRecord, old: Option<&[u8]>) -> bool {
     match old.map(|b| codec::decode::<TicketRecord>("cache", b)) {
-        Some(Ok(old)) => new.fetched_at_ms >= old.fetched_at_ms,
+        Some(Ok(old)) => new.supersedes(&old),
         // Nothing there, or something unreadable: replace it.
         _ => true,
     }

@@ -118,6 +118,7 @@ impl Case {
             policy: &self.policy,
             today: &self.today,
             events: &self.events,
+            clock_trusted: true,
         })
     }
 }
@@ -641,11 +642,105 @@ fn a_reload_upstream_moves_the_baseline_up_without_forgetting_redemptions() {
     let d = Case::new(r.clone()).run();
     let mut ledger = TicketLedger::default();
     ledger.record_decision(&d, Some(&r));
+    // A reload adds to what was loaded as well as to the balance (a balance above the
+    // loaded amount is refused as a broken answer: see
+    // `a_balance_above_the_loaded_amount_is_approved_only_up_to_the_amount`).
     let mut reloaded = r.clone();
+    reloaded.value[0].loaded = 3000;
     reloaded.value[0].balance = 3000;
     reloaded.fetched_at_ms = 2_000;
     ledger.reconcile(&reloaded);
     let mut c = Case::new(reloaded);
     c.ledger = ledger;
     assert_eq!(c.run().approved_cents, 2000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile input (issue 11)
+
+#[test]
+fn a_duplicated_value_line_is_spent_once() {
+    // A record cached before builders merged repeated rows still holds both.
+    let d = Case::new(rec(vec![money("A", 1000, 1000), money("A", 1000, 1000)])).run();
+    assert_eq!(d.reason, Reason::Approved);
+    assert_eq!(d.approved_cents, 1000);
+    assert_eq!(d.money, vec![("A".to_string(), 1000)]);
+    let d = Case::new(rec(vec![money("A", 1000, 1000), money("A", 1000, 1000)]))
+        .offline(0)
+        .run();
+    assert_eq!(d.approved_cents, 1000);
+}
+
+#[test]
+fn two_different_rows_for_one_value_line_are_not_approved() {
+    let r = rec(vec![money("A", 1000, 1000), money("A", 2000, 2000)]);
+    assert_deny(&Case::new(r.clone()).run(), Reason::BadRecord);
+    assert_deny(&Case::new(r).offline(0).run(), Reason::BadRecord);
+}
+
+#[test]
+fn a_balance_above_the_loaded_amount_is_approved_only_up_to_the_amount() {
+    let d = Case::new(rec(vec![money("A", 1000, 3000)])).run();
+    assert_eq!(d.approved_cents, 1000);
+    assert_eq!(d.reason, Reason::Approved);
+    let d = Case::new(rec(vec![money("A", 1000, 3000)])).ask(3000).run();
+    assert_eq!((d.approved_cents, d.reason), (1000, Reason::Partial));
+    // Nothing loaded: no value, whatever the balance says.
+    assert_deny(
+        &Case::new(rec(vec![money("A", 0, 3000)])).run(),
+        Reason::NoValue,
+    );
+    // Items too: one unit loaded, a balance of 50 still hands over one.
+    let mut hot_dog = item("I", "Hot Dog", 1);
+    hot_dog.balance = 50;
+    let d = Case::new(rec(vec![hot_dog])).run();
+    assert_eq!(d.items.len(), 1);
+}
+
+#[test]
+fn a_million_dollar_balance_is_approved_only_up_to_the_transaction_maximum() {
+    let million = rec(vec![money("A", 100_000_000, 100_000_000)]);
+    let d = Case::new(million.clone()).run();
+    assert_eq!(d.verdict, Verdict::Approve);
+    assert_eq!((d.approved_cents, d.reason), (10_000, Reason::Partial));
+    assert_eq!(d.money, vec![("A".to_string(), 10_000)]);
+    let d = Case::new(million.clone()).ask(50_000).run();
+    assert_eq!((d.approved_cents, d.reason), (10_000, Reason::Partial));
+    let d = Case::new(million.clone()).ask(2_500).run();
+    assert_eq!((d.approved_cents, d.reason), (2_500, Reason::Approved));
+    let mut c = Case::new(million);
+    c.policy.max_transaction_cents = 500;
+    assert_eq!(c.run().approved_cents, 500);
+}
+
+#[test]
+fn cached_evidence_is_refused_while_the_clock_is_unsure_and_live_is_not() {
+    let run = |mut c: Case| {
+        let evidence = match c.ev {
+            Ev::Live => Evidence::Live(&c.record),
+            Ev::Cached(age_ms) => Evidence::Cached {
+                record: &c.record,
+                age_ms,
+            },
+            Ev::Nothing => Evidence::None,
+        };
+        c.today = TODAY.into();
+        decide(&DecideInput {
+            scan: &c.scan,
+            requested: c.requested,
+            evidence,
+            mode: c.mode,
+            ledger: &c.ledger,
+            usage: c.usage,
+            policy: &c.policy,
+            today: &c.today,
+            events: &c.events,
+            clock_trusted: false,
+        })
+    };
+    assert_deny(&run(Case::new(twenty()).offline(0)), Reason::ClockUnsure);
+    let mut online_cache = Case::new(twenty());
+    online_cache.ev = Ev::Cached(0);
+    assert_deny(&run(online_cache), Reason::ClockUnsure);
+    assert_eq!(run(Case::new(twenty())).approved_cents, 2000);
 }
