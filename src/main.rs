@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
-use concession_agent::agent::{local_date, Agent, Outputs};
+use concession_agent::agent::{local_date, Agent, AgentError, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
@@ -395,6 +395,10 @@ fn run_agent(
     agent.shutdown();
     match ended {
         Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ AgentError::OutputLost(_)) => {
+            log::error!("stopping: {e}");
+            Ok(ExitCode::FAILURE)
+        }
         Err(e) => {
             log::error!("stopping: {e}; a restart recovers the store from its redo log");
             Ok(ExitCode::FAILURE)

@@ -102,6 +102,14 @@ pub struct VoidEvent {
 pub trait VoidSignal {
     /// Reports the answer to a void request.
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError>;
+
+    /// True when this output is how the one who made a scan from `origin` learns the
+    /// decision. An approval that no answering output took is reversed by the agent
+    /// (`undelivered`, issue 11). Default: stdout-like outputs answer every scan that
+    /// did not come over the POS link (the link answers those itself).
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,25 +478,32 @@ impl Shared {
     }
 
     /// Sends an answer to the client waiting on `request` (or everyone, for local scans).
-    fn route(&self, request: Option<&str>, conn: Option<ConnId>, line: String) {
+    /// Returns false when the answer was for one client and it is gone.
+    fn route(&self, request: Option<&str>, conn: Option<ConnId>, line: String) -> bool {
         let line: Arc<str> = Arc::from(line);
         match request {
             Some(id) => {
                 let target = lock(&self.pending).take(id, conn).or(conn);
                 match target {
                     Some(c) => {
-                        if !self.send_to(c, &line) {
+                        let sent = self.send_to(c, &line);
+                        if !sent {
                             log::info!("pos#{c} gone: answer to {id:?} not delivered");
                         }
+                        sent
                     }
-                    None => log::info!("no pos client waiting on {id:?}: answer not delivered"),
+                    None => {
+                        log::info!("no pos client waiting on {id:?}: answer not delivered");
+                        false
+                    }
                 }
             }
             None => match conn {
-                Some(c) => {
-                    self.send_to(c, &line);
+                Some(c) => self.send_to(c, &line),
+                None => {
+                    self.broadcast(&line);
+                    true
                 }
-                None => self.broadcast(&line),
             },
         }
     }
