@@ -14,6 +14,7 @@ use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
+use concession_agent::pos::JournalLookup;
 use concession_agent::scan::barcode::classify;
 use concession_agent::store::{self, Format};
 
@@ -352,6 +353,11 @@ fn run_agent(
     concession_agent::hardening::ignore_hangup().map_err(|e| format!("signal handler: {e}"))?;
     let link: AtsLink = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
     let store = app::open_store(&config).map_err(|e| e.to_string())?;
+    // Void ownership on the POS link: ids it never saw are checked against the journal.
+    let journal = store.clone();
+    wiring.pos_link.journal = Some(JournalLookup(Arc::new(move |id| {
+        journal.journal_entry(id).is_ok_and(|e| e.is_some())
+    })));
     let (tx, rx) = crossbeam_channel::bounded(256);
     let (running, outputs) =
         app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).map_err(|e| e.to_string())?;
