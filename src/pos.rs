@@ -19,6 +19,13 @@
 //! Threads: one accept thread, and per client a reader and a writer. Signals never
 //! block: lines go to the writer through a bounded queue, and a client whose queue is
 //! full (it stopped reading) is disconnected.
+//!
+//! Hostile clients (issue 11): a void is taken only from a connection that was told of
+//! the decision, or one that presented the link's token (`auth`); a non-loopback
+//! address needs a token; a request line (and, with a token, `auth`) must come within
+//! the line timeout; a client idle that long may be closed to make room at the cap; and
+//! each connection's scans go through its own token bucket, so one client cannot spend
+//! the stand's ATS budget.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -228,7 +235,7 @@ impl fmt::Display for RequestError {
             RequestError::Stopped => f.write_str("agent stopped"),
             RequestError::TooManyClients => f.write_str("too many clients"),
             RequestError::AuthRequired => f.write_str("authentication required: send auth first"),
-            RequestError::BadToken => f.write_str("invalid token"),
+            RequestError::BadToken => f.write_str("wrong token"),
             RequestError::AuthNotConfigured => f.write_str("this link has no token"),
             RequestError::AuthTimeout(t) => {
                 write!(f, "no auth within {} ms: closing", t.as_millis())

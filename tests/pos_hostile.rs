@@ -217,7 +217,7 @@ fn with_a_token_nothing_but_auth_and_ping_is_taken_before_auth_and_a_wrong_token
     assert!(rx.try_recv().is_err());
 
     let e = c.auth("not-the-token-at-all");
-    assert_eq!(e["error"], "invalid token");
+    assert_eq!(e["error"], "wrong token");
     assert!(!e.to_string().contains("not-the-token"), "the token is not echoed: {e}");
     assert!(c.closed());
 
