@@ -367,9 +367,7 @@ fn pos_token(p: &RawPos) -> Result<Option<Secret>, ConfigError> {
         // The value itself never appears in the message.
         return Err(invalid(
             "pos.token",
-            format!(
-                "the token must be at least {MIN_POS_TOKEN} printable characters (it has {n})"
-            ),
+            format!("the token must be at least {MIN_POS_TOKEN} printable characters (it has {n})"),
         ));
     }
     Ok(Some(token))
@@ -698,7 +696,13 @@ impl Config {
                 .map(|l| addr("pos.listen", l))
                 .transpose()?,
             token: pos_token(&p)?,
-            line_timeout: ms("pos.line_timeout_ms", p.line_timeout_ms, 10_000, 100, 600_000)?,
+            line_timeout: ms(
+                "pos.line_timeout_ms",
+                p.line_timeout_ms,
+                10_000,
+                100,
+                600_000,
+            )?,
             client_scans_per_minute: ranged(
                 "pos.client_scans_per_minute",
                 p.client_scans_per_minute

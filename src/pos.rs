@@ -241,7 +241,11 @@ impl fmt::Display for RequestError {
                 write!(f, "no auth within {} ms: closing", t.as_millis())
             }
             RequestError::LineTimeout(t) => {
-                write!(f, "request line not finished within {} ms: closing", t.as_millis())
+                write!(
+                    f,
+                    "request line not finished within {} ms: closing",
+                    t.as_millis()
+                )
             }
             RequestError::ScanRate(per_minute) => write!(
                 f,
@@ -373,8 +377,7 @@ pub fn error_line(request_id: Option<&str>, error: &RequestError) -> String {
 
 /// `{"type":"auth_result","request_id":...,"ok":true}` (no trailing newline).
 pub fn auth_line(request_id: Option<&str>) -> String {
-    serde_json::json!({ "type": "auth_result", "request_id": request_id, "ok": true })
-        .to_string()
+    serde_json::json!({ "type": "auth_result", "request_id": request_id, "ok": true }).to_string()
 }
 
 /// Compares two secrets in time that depends on their lengths only.
@@ -645,7 +648,12 @@ impl Shared {
         let victim = clients
             .iter()
             .filter(|(_, c)| idle(c) && !(token && c.authed))
-            .min_by_key(|(_, c)| (c.last_request.is_some(), c.last_request.unwrap_or(c.connected)))
+            .min_by_key(|(_, c)| {
+                (
+                    c.last_request.is_some(),
+                    c.last_request.unwrap_or(c.connected),
+                )
+            })
             .map(|(id, _)| *id);
         let Some(id) = victim else { return false };
         if let Some(c) = clients.remove(&id) {
@@ -1162,11 +1170,17 @@ fn handle_frame(
                 return Next::Continue;
             }
             log::warn!("pos#{conn} ({}): wrong token: closing", state.peer);
-            reply(out, error_line(request_id.as_deref(), &RequestError::BadToken));
+            reply(
+                out,
+                error_line(request_id.as_deref(), &RequestError::BadToken),
+            );
             return Next::Close("wrong token");
         }
         PosRequest::Scan { request_id, .. } | PosRequest::Void { request_id, .. } if locked => {
-            reply(out, error_line(request_id.as_deref(), &RequestError::AuthRequired));
+            reply(
+                out,
+                error_line(request_id.as_deref(), &RequestError::AuthRequired),
+            );
             return Next::Continue;
         }
         PosRequest::Scan {
@@ -1204,7 +1218,10 @@ fn handle_frame(
                 log::warn!("pos#{conn}: refused a void of {decision_id:?}: not its sale");
                 let why = "this decision was not made on this connection: only the client \
                            that made the sale, or one authenticated with the link's token, may void it";
-                reply(out, refused_void(shared, &decision_id, request_id.as_deref(), why));
+                reply(
+                    out,
+                    refused_void(shared, &decision_id, request_id.as_deref(), why),
+                );
                 return Next::Continue;
             }
             let id = assign(request_id);

@@ -140,9 +140,17 @@ fn an_approval_the_stdout_pos_never_saw_is_voided_and_the_agent_stops() {
     let journal = stand.journal();
     let decisions: Vec<&Value> = journal.iter().filter(|e| e["kind"] == "decision").collect();
     let voids: Vec<&Value> = journal.iter().filter(|e| e["kind"] == "void").collect();
-    assert_eq!(decisions.len(), 2, "nothing after the failure was decided: {journal:?}");
+    assert_eq!(
+        decisions.len(),
+        2,
+        "nothing after the failure was decided: {journal:?}"
+    );
     assert_eq!(decisions[0]["id"], first["id"]);
-    assert_eq!(decisions[0]["voided_by"], Value::Null, "the one it saw stands");
+    assert_eq!(
+        decisions[0]["voided_by"],
+        Value::Null,
+        "the one it saw stands"
+    );
     assert_eq!(voids.len(), 1, "{journal:?}");
     assert_eq!(voids[0]["reason"], "undelivered");
     assert_eq!(voids[0]["void_of"], decisions[1]["id"]);
@@ -158,10 +166,17 @@ fn an_approval_the_stdout_pos_never_saw_is_voided_and_the_agent_stops() {
         .spawn()
         .unwrap();
     let mut out = out;
-    out.stdin.take().unwrap().write_all(b"100000000003\n").unwrap();
+    out.stdin
+        .take()
+        .unwrap()
+        .write_all(b"100000000003\n")
+        .unwrap();
     let rx = lines_of(out.stdout.take().unwrap());
     let d = next_json(&rx, "decision");
-    assert_eq!((d["decision"].as_str(), d["approved_cents"].as_u64()), (Some("approve"), Some(1500)));
+    assert_eq!(
+        (d["decision"].as_str(), d["approved_cents"].as_u64()),
+        (Some("approve"), Some(1500))
+    );
     assert_eq!(exited(&mut out, Duration::from_secs(20)).code(), Some(0));
 }
 
@@ -170,7 +185,11 @@ fn an_approval_the_stdout_pos_never_saw_is_voided_and_the_agent_stops() {
 fn an_approval_for_a_pos_client_that_left_is_voided() {
     let sandbox = support::sandbox();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::config(&sandbox.base_url(), &dir.path().join("store"), "events = [\"EVENT01\"]");
+    let config = support::config(
+        &sandbox.base_url(),
+        &dir.path().join("store"),
+        "events = [\"EVENT01\"]",
+    );
     let clock = concession_agent::clock::system();
     let (tx, rx) = crossbeam_channel::unbounded();
     let srv = PosServer::bind_with(
@@ -196,7 +215,11 @@ fn an_approval_for_a_pos_client_that_left_is_voided() {
         panic!("a scan")
     };
     drop(c);
-    assert!(wait_for(Duration::from_secs(5), || (srv.client_count() == 0).then_some(())).is_some());
+    assert!(
+        wait_for(Duration::from_secs(5), || (srv.client_count() == 0)
+            .then_some(()))
+        .is_some()
+    );
     let d = agent.handle_scan(&scan).unwrap();
     assert_eq!(d.decision, Verdict::Approve);
     let entry = agent.store().journal_entry(&d.id).unwrap().unwrap();
@@ -226,7 +249,11 @@ fn a_command_writing_into_a_closed_pipe_ends_quietly_without_abort() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            c.stdin.take().unwrap().write_all(b"999999999999\n").unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"999999999999\n")
+                .unwrap();
             assert_eq!(exited(&mut c, Duration::from_secs(20)).code(), Some(0));
         }
         let mut child = stand
@@ -241,7 +268,10 @@ fn a_command_writing_into_a_closed_pipe_ends_quietly_without_abort() {
         let status = exited(&mut child, Duration::from_secs(20));
         let log: Vec<String> = stderr.iter().collect();
         assert_eq!(status.code(), Some(141), "{args:?}: {status:?} {log:?}");
-        assert!(!log.iter().any(|l| l.contains("panicked")), "{args:?}: {log:?}");
+        assert!(
+            !log.iter().any(|l| l.contains("panicked")),
+            "{args:?}: {log:?}"
+        );
     }
 }
 
@@ -262,7 +292,11 @@ fn sighup_is_ignored_and_sigterm_still_stops_cleanly() {
     let err = lines_of(child.stderr.take().unwrap());
     next_json(&out, "status");
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
     let logged = wait_for(Duration::from_secs(10), || {
         err.try_iter().find(|l| l.contains("SIGHUP ignored"))
     });
@@ -271,7 +305,11 @@ fn sighup_is_ignored_and_sigterm_still_stops_cleanly() {
     stdin.write_all(b"100000000001\n").unwrap();
     stdin.flush().unwrap();
     assert_eq!(next_json(&out, "decision")["approved_cents"], 2000);
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = exited(&mut child, Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{status:?}");
     let rest: Vec<Value> = out

@@ -64,11 +64,16 @@ impl Client {
     fn ping(&mut self, id: &str) {
         self.send(&format!(r#"{{"type":"ping","request_id":"{id}"}}"#));
         let v = self.answer();
-        assert_eq!((v["type"].as_str(), v["request_id"].as_str()), (Some("pong"), Some(id)));
+        assert_eq!(
+            (v["type"].as_str(), v["request_id"].as_str()),
+            (Some("pong"), Some(id))
+        );
     }
 
     fn auth(&mut self, token: &str) -> Value {
-        self.send(&format!(r#"{{"type":"auth","token":"{token}","request_id":"a"}}"#));
+        self.send(&format!(
+            r#"{{"type":"auth","token":"{token}","request_id":"a"}}"#
+        ));
         self.answer()
     }
 
@@ -149,7 +154,10 @@ fn a_void_from_another_client_is_refused() {
     assert_eq!(v["request_id"], "v-b");
     assert_eq!(v["terminal"], "stand-12");
     assert!(
-        v["error"].as_str().unwrap().contains("not made on this connection"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not made on this connection"),
         "{v}"
     );
     assert!(rx.try_recv().is_err(), "nothing reached the agent");
@@ -174,7 +182,10 @@ fn a_void_with_the_token_reaches_the_agent_and_the_client_that_made_the_sale_is_
     // A manager's POS (or the same POS after a reconnect) holds the token.
     let mut m = Client::connect(srv.local_addr());
     let ok = m.auth(TOKEN);
-    assert_eq!((ok["type"].as_str(), ok["ok"].as_bool()), (Some("auth_result"), Some(true)));
+    assert_eq!(
+        (ok["type"].as_str(), ok["ok"].as_bool()),
+        (Some("auth_result"), Some(true))
+    );
     m.send(r#"{"type":"void","decision_id":"d-1","request_id":"v-m"}"#);
     let AgentRequest::Void { origin, .. } = rx.recv_timeout(WAIT).unwrap() else {
         panic!("a void")
@@ -196,7 +207,10 @@ fn a_void_with_the_token_reaches_the_agent_and_the_client_that_made_the_sale_is_
     // The first client learns its sale was reversed (it would otherwise hand over the
     // goods again on a re-scan without knowing why the value came back).
     let told = a.answer();
-    assert_eq!((told["type"].as_str(), told["decision_id"].as_str()), (Some("void_result"), Some("d-1")));
+    assert_eq!(
+        (told["type"].as_str(), told["decision_id"].as_str()),
+        (Some("void_result"), Some("d-1"))
+    );
     assert_eq!(told["outcome"], "voided");
 }
 
@@ -210,15 +224,24 @@ fn with_a_token_nothing_but_auth_and_ping_is_taken_before_auth_and_a_wrong_token
     c.ping("p");
     c.send(r#"{"type":"scan","barcode":"100000000001","request_id":"s"}"#);
     let e = c.answer();
-    assert_eq!((e["type"].as_str(), e["request_id"].as_str()), (Some("error"), Some("s")));
+    assert_eq!(
+        (e["type"].as_str(), e["request_id"].as_str()),
+        (Some("error"), Some("s"))
+    );
     assert_eq!(e["error"], "authentication required: send auth first");
     c.send(r#"{"type":"void","decision_id":"d-1","request_id":"v"}"#);
-    assert_eq!(c.answer()["error"], "authentication required: send auth first");
+    assert_eq!(
+        c.answer()["error"],
+        "authentication required: send auth first"
+    );
     assert!(rx.try_recv().is_err());
 
     let e = c.auth("not-the-token-at-all");
     assert_eq!(e["error"], "wrong token");
-    assert!(!e.to_string().contains("not-the-token"), "the token is not echoed: {e}");
+    assert!(
+        !e.to_string().contains("not-the-token"),
+        "the token is not echoed: {e}"
+    );
     assert!(c.closed());
 
     // Without a token on the link, auth says so.
@@ -231,8 +254,13 @@ fn with_a_token_nothing_but_auth_and_ping_is_taken_before_auth_and_a_wrong_token
 fn a_non_loopback_listen_address_without_a_token_is_refused() {
     let (tx, _rx) = unbounded();
     let clock = ManualClock::new(START_MS).shared();
-    let err = PosServer::bind_with("0.0.0.0:0", tx.clone(), clock.clone(), PosOptions::default())
-        .unwrap_err();
+    let err = PosServer::bind_with(
+        "0.0.0.0:0",
+        tx.clone(),
+        clock.clone(),
+        PosOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, PosError::NoToken(_)), "{err}");
     assert!(err.to_string().contains("pos.token"), "{err}");
     let srv = PosServer::bind_with(
@@ -260,7 +288,10 @@ fn a_non_loopback_listen_address_without_a_token_is_refused() {
     let err = cfg("listen = \"0.0.0.0:7401\"\ntoken = \"short-secret\"")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("at least 16") && !err.contains("short-secret"), "{err}");
+    assert!(
+        err.contains("at least 16") && !err.contains("short-secret"),
+        "{err}"
+    );
 }
 
 #[cfg(unix)]
@@ -278,7 +309,10 @@ fn a_token_file_readable_by_others_is_refused() {
     );
     let parse = || Config::from_raw(RawConfig::parse(&text, std::path::Path::new("t")).unwrap());
     let err = parse().unwrap_err().to_string();
-    assert!(err.contains("pos.token_file") && err.contains("644"), "{err}");
+    assert!(
+        err.contains("pos.token_file") && err.contains("644"),
+        "{err}"
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = parse().expect("a private token file is fine");
     assert_eq!(config.pos.token.unwrap().expose(), TOKEN);
@@ -289,13 +323,17 @@ fn a_request_line_that_never_ends_is_closed_after_the_line_timeout() {
     let (srv, rx, clock) = server_with(PosOptions::default());
     let mut slow = Client::connect(srv.local_addr());
     slow.ping("s");
-    slow.w.write_all(br#"{"type":"scan","barcode":"1000"#).unwrap();
+    slow.w
+        .write_all(br#"{"type":"scan","barcode":"1000"#)
+        .unwrap();
     // Time moves only here; each step is past the timeout, so the link closes the
     // connection on the first look after it saw the partial line.
     let mut closed = None;
     for _ in 0..500 {
         clock.advance(Duration::from_secs(11));
-        slow.w.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        slow.w
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
         let mut line = String::new();
         match slow.r.read_line(&mut line) {
             Ok(n) if n > 0 => {
@@ -307,7 +345,10 @@ fn a_request_line_that_never_ends_is_closed_after_the_line_timeout() {
     }
     let line = closed.expect("an error line before the close");
     let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["error"], "request line not finished within 10000 ms: closing");
+    assert_eq!(
+        v["error"],
+        "request line not finished within 10000 ms: closing"
+    );
     slow.w.set_read_timeout(Some(WAIT)).unwrap();
     assert!(slow.closed());
     assert!(rx.try_recv().is_err(), "the partial line was no request");
@@ -378,7 +419,10 @@ fn a_flooding_client_spends_only_its_own_scan_share() {
     let mut refused = 0;
     for _ in 0..17 {
         let e = flood.answer();
-        assert_eq!(e["error"], "scan rate limit: this connection may send 6 scans per minute");
+        assert_eq!(
+            e["error"],
+            "scan rate limit: this connection may send 6 scans per minute"
+        );
         refused += 1;
     }
     assert_eq!(refused, 17);
@@ -437,7 +481,13 @@ impl Stand {
     }
 
     fn pos_addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().pos.as_ref().unwrap().local_addr()
+        self.running
+            .as_ref()
+            .unwrap()
+            .pos
+            .as_ref()
+            .unwrap()
+            .local_addr()
     }
 
     fn stop(mut self) -> Agent {
@@ -455,9 +505,14 @@ fn a_void_from_another_client_is_refused_and_the_sale_stays_spent_end_to_end() {
     let mut b = Client::connect(stand.pos_addr());
     a.send(r#"{"type":"scan","barcode":"100000000008","amount_cents":1500,"request_id":"a1"}"#);
     let d = a.answer();
-    assert_eq!((d["decision"].as_str(), d["approved_cents"].as_u64()), (Some("approve"), Some(1500)));
+    assert_eq!(
+        (d["decision"].as_str(), d["approved_cents"].as_u64()),
+        (Some("approve"), Some(1500))
+    );
     let id = d["id"].as_str().unwrap().to_string();
-    b.send(&format!(r#"{{"type":"void","decision_id":"{id}","request_id":"b1"}}"#));
+    b.send(&format!(
+        r#"{{"type":"void","decision_id":"{id}","request_id":"b1"}}"#
+    ));
     assert_eq!(b.answer()["outcome"], "refused");
     // An unknown id still gets the agent's own answer.
     b.send(r#"{"type":"void","decision_id":"nope-000000000077","request_id":"b2"}"#);
