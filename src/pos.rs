@@ -656,7 +656,10 @@ impl Shared {
             })
             .map(|(id, _)| *id);
         let Some(id) = victim else { return false };
-        if let Some(c) = clients.remove(&id) {
+        let gone = clients.remove(&id);
+        // Written outside the lock: the signal side must never wait on this socket.
+        drop(clients);
+        if let Some(c) = gone {
             log::warn!("pos#{id} ({}) idle longest: closed to make room", c.peer);
             let mut s = &c.stream;
             let line = error_line(None, &RequestError::Evicted) + "\n";
@@ -1520,6 +1523,65 @@ mod tests {
         assert_eq!(v["error"], "amount_cents must be a positive integer");
         let v: Value = serde_json::from_str(&error_line(None, &RequestError::InvalidJson)).unwrap();
         assert_eq!(v["request_id"], Value::Null);
+    }
+
+    #[test]
+    fn a_chunk_tells_whether_it_leaves_a_line_unfinished() {
+        assert_eq!(ends_inside_line(b"1000"), None);
+        assert_eq!(ends_inside_line(b"1000\n"), Some(false));
+        assert_eq!(ends_inside_line(b"1000\r\n"), Some(false));
+        assert_eq!(ends_inside_line(b"1\n2"), Some(true));
+    }
+
+    #[test]
+    fn the_scan_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(2, 6, t0);
+        assert!(b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + Duration::from_secs(9)));
+        assert!(b.take(t0 + Duration::from_secs(10)));
+        // Idle time refills up to the burst only.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.take(later) && b.take(later) && !b.take(later));
+    }
+
+    #[test]
+    fn owners_are_kept_for_a_bounded_number_of_decisions() {
+        let mut o = Owners::default();
+        for i in 0..OWNERS_KEPT + 10 {
+            o.record(&format!("d-{i}"), vec![1]);
+        }
+        assert_eq!(o.by_id.len(), OWNERS_KEPT);
+        assert!(!o.owns("d-0", 1));
+        assert!(o.owns(&format!("d-{}", OWNERS_KEPT + 9), 1));
+        assert!(!o.owns(&format!("d-{}", OWNERS_KEPT + 9), 2));
+        o.record("", vec![1]);
+        o.record("d-none", vec![]);
+        assert!(!o.by_id.contains_key("d-none"));
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+    }
+
+    #[test]
+    fn auth_requests_parse_and_their_token_is_not_printed() {
+        let r = parse_line(r#"{"type":"auth","token":"s3cret-s3cret-s3cret","request_id":"a"}"#)
+            .unwrap();
+        assert!(format!("{r:?}").contains("Secret(***)"), "{r:?}");
+        assert!(!format!("{r:?}").contains("s3cret"));
+        assert_eq!(
+            rejected(r#"{"type":"auth"}"#).error,
+            RequestError::Missing("token")
+        );
+        assert_eq!(
+            rejected(r#"{"type":"auth","token":5}"#).error,
+            RequestError::Invalid("token")
+        );
     }
 
     #[test]
