@@ -338,3 +338,97 @@ fn the_service_unit_forbids_core_dumps_and_documents_sighup() {
     assert!(service.contains(&"LimitCORE=0"), "{service:?}");
     assert!(!service.iter().any(|l| l.starts_with("ExecReload")));
 }
+
+/// The binary: a non-loopback POS link without a token does not start; with one, a
+/// client must `auth`, and the token never reaches the log (even at debug level).
+#[test]
+fn the_binary_guards_its_pos_link_with_the_token_and_never_logs_it() {
+    let sandbox = support::sandbox();
+    let stand = Stand::new(&sandbox.base_url());
+    let base = std::fs::read_to_string(&stand.config).unwrap();
+    let open = format!("{base}[pos]\nlisten = \"0.0.0.0:0\"\n");
+    std::fs::write(&stand.config, &open).unwrap();
+    let out = stand
+        .cmd(&["run", "--pos", "jsonl"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pos.listen") && err.contains("token"), "{err}");
+
+    let token = "pos-link-token-0123456789";
+    let guarded = format!("{base}[pos]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n");
+    std::fs::write(&stand.config, guarded).unwrap();
+    let mut c = stand.cmd(&["run", "--pos", "jsonl"]);
+    c.env("RUST_LOG", "debug");
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines_of(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = err
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a log line");
+        log.push(line.clone());
+        if let Some(rest) = line.split("POS link listening on ").nth(1) {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (s.try_clone().unwrap(), BufReader::new(s))
+    };
+    let recv = |r: &mut BufReader<std::net::TcpStream>| -> Value {
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "closed");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["type"] != "status" {
+                return v;
+            }
+        }
+    };
+    let (mut w, mut r) = connect();
+    w.write_all(b"{\"type\":\"scan\",\"barcode\":\"100000000001\",\"request_id\":\"s0\"}\n")
+        .unwrap();
+    assert_eq!(
+        recv(&mut r)["error"],
+        "authentication required: send auth first"
+    );
+    w.write_all(b"{\"type\":\"auth\",\"token\":\"guess-guess-guess-guess\"}\n")
+        .unwrap();
+    assert_eq!(recv(&mut r)["error"], "wrong token");
+    let (mut w, mut r) = connect();
+    w.write_all(format!("{{\"type\":\"auth\",\"token\":\"{token}\"}}\n").as_bytes())
+        .unwrap();
+    assert_eq!(recv(&mut r)["ok"], true);
+    w.write_all(b"{\"type\":\"scan\",\"barcode\":\"100000000001\",\"request_id\":\"s1\"}\n")
+        .unwrap();
+    let d = recv(&mut r);
+    assert_eq!(
+        (d["request"].as_str(), d["approved_cents"].as_u64()),
+        (Some("s1"), Some(2000))
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(exited(&mut child, Duration::from_secs(15)).code(), Some(0));
+    drop(child.stdin.take());
+    log.extend(err.iter());
+    let log = log.join("\n");
+    assert!(log.contains("authenticated"), "{log}");
+    assert!(!log.contains(token), "the token is in the log");
+    assert!(
+        !log.contains("guess-guess"),
+        "a presented token is in the log"
+    );
+}
