@@ -17,7 +17,7 @@ use crate::ats::{AtsClient, AtsConfig, AtsError};
 use crate::board::{AckSetting, BoardError, BoardProfile, GpioProfile, JsonlTarget};
 use crate::clock::SharedClock;
 use crate::config::{AtsEndpoint, Config, PosOutput as StdoutFormat, ScannerKind};
-use crate::pos::{PosError, PosServer};
+use crate::pos::{PosError, PosOptions, PosServer};
 use crate::scan::frame::{FrameConfig, FrameConfigError};
 use crate::scan::source::{self, SourceError, SourceHandle, SourceOptions, TcpScannerSource};
 use crate::scan::AgentRequest;
@@ -182,6 +182,8 @@ pub struct Wiring {
     pub jsonl_stdout: bool,
     /// JSON-lines POS link listening here.
     pub pos_listen: Option<SocketAddr>,
+    /// The POS link's limits and credential (`[pos]`).
+    pub pos_link: PosOptions,
     /// JSON lines over a serial line to the POS.
     pub pos_serial: Option<(PathBuf, u32)>,
     /// Good/bad beeps back to a serial scanner.
@@ -213,6 +215,14 @@ impl Wiring {
             console: config.pos.output == StdoutFormat::Console,
             jsonl_stdout: config.pos.output == StdoutFormat::JsonLines,
             pos_listen: config.pos.listen,
+            pos_link: PosOptions {
+                token: config.pos.token.clone(),
+                line_timeout: config.pos.line_timeout,
+                scans_per_minute: Some(config.pos.client_scans_per_minute),
+                scan_burst: config.pos.client_scan_burst,
+                terminal: config.terminal_id.clone(),
+                ..PosOptions::default()
+            },
             pos_serial: None,
             ack: AckSetting::None,
             gpio: None,
@@ -290,7 +300,10 @@ pub fn start_io(
         outputs.pos.push(Box::new(JsonlSignal::stdout()));
     }
     if let Some(addr) = wiring.pos_listen {
-        let server = PosServer::bind(addr, tx.clone(), clock.clone()).map_err(StartError::Pos)?;
+        // Its own stop flag (from the options): the link stays up while the loop
+        // answers what it took, and closes when `Running` is dropped.
+        let server = PosServer::bind_with(addr, tx.clone(), clock.clone(), wiring.pos_link.clone())
+            .map_err(StartError::Pos)?;
         log::info!("POS link listening on {}", server.local_addr());
         outputs
             .pos

@@ -164,6 +164,13 @@ pub struct RawScanner {
 pub struct RawPos {
     pub output: Option<String>,
     pub listen: Option<String>,
+    /// The POS link's credential (docs/pos-protocol.md, `auth`). Secret.
+    pub token: Option<String>,
+    /// A file holding the credential (mode 0600 or stricter).
+    pub token_file: Option<PathBuf>,
+    pub line_timeout_ms: Option<u64>,
+    pub client_scans_per_minute: Option<u32>,
+    pub client_scan_burst: Option<u32>,
 }
 
 impl RawConfig {
@@ -305,6 +312,70 @@ pub enum PosOutput {
 pub struct PosSettings {
     pub output: PosOutput,
     pub listen: Option<SocketAddr>,
+    /// The link's credential; required for a non-loopback `listen`.
+    pub token: Option<Secret>,
+    /// Longest time a request line may take from its first byte to its end, and an
+    /// unauthenticated client to send `auth` when a token is set (default 10 s).
+    pub line_timeout: Duration,
+    /// Scans per minute one POS connection may send (default: a quarter of
+    /// `ats.rate_per_minute`), after a burst of `client_scan_burst` (default 10).
+    pub client_scans_per_minute: u32,
+    pub client_scan_burst: u32,
+}
+
+/// Shortest accepted `[pos] token`.
+pub const MIN_POS_TOKEN: usize = 16;
+
+/// Reads the POS link token from a file only its owner may read.
+pub fn read_token_file(path: &Path) -> Result<Secret, ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                "pos.token_file",
+                format!(
+                    "{} has mode {:o}: it must not be readable by group or others (run `chmod 600 {}`)",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Secret::new(text.trim()))
+}
+
+fn pos_token(p: &RawPos) -> Result<Option<Secret>, ConfigError> {
+    let token = match (&p.token, &p.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "pos.token",
+                "set pos.token or pos.token_file, not both",
+            ))
+        }
+        (Some(t), None) => Secret::new(t.trim()),
+        (None, Some(path)) => read_token_file(path)?,
+        (None, None) => return Ok(None),
+    };
+    let n = token.expose().chars().count();
+    if n < MIN_POS_TOKEN || token.expose().chars().any(char::is_control) {
+        // The value itself never appears in the message.
+        return Err(invalid(
+            "pos.token",
+            format!("the token must be at least {MIN_POS_TOKEN} printable characters (it has {n})"),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// The validated configuration.
@@ -639,7 +710,40 @@ impl Config {
                 .as_deref()
                 .map(|l| addr("pos.listen", l))
                 .transpose()?,
+            token: pos_token(&p)?,
+            line_timeout: ms(
+                "pos.line_timeout_ms",
+                p.line_timeout_ms,
+                10_000,
+                100,
+                600_000,
+            )?,
+            client_scans_per_minute: ranged(
+                "pos.client_scans_per_minute",
+                p.client_scans_per_minute
+                    .map(u64::from)
+                    .unwrap_or((u64::from(ats.rate_per_minute) / 4).max(1)),
+                1,
+                100_000,
+            )? as u32,
+            client_scan_burst: ranged(
+                "pos.client_scan_burst",
+                p.client_scan_burst.unwrap_or(10).into(),
+                1,
+                10_000,
+            )? as u32,
         };
+        if let Some(l) = pos.listen {
+            if !l.ip().is_loopback() && pos.token.is_none() {
+                return Err(invalid(
+                    "pos.listen",
+                    format!(
+                        "{l} is not a loopback address: anyone on the network could scan and void; \
+                         set pos.token_file (or pos.token) and have the POS send it (docs/pos-protocol.md)"
+                    ),
+                ));
+            }
+        }
         for e in &raw.events {
             if e.is_empty() || e.len() > 64 || e.chars().any(char::is_control) {
                 return Err(invalid("events", format!("{e:?} is not an event name")));

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod date;
 pub mod decide;
+pub mod hardening;
 pub mod money;
 pub mod pos;
 pub mod redact;

@@ -1,6 +1,6 @@
 //! `concession-agent`: the command line. Parsing only; the work is in the library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -10,11 +10,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
-use concession_agent::agent::{local_date, Agent, Outputs};
+use concession_agent::agent::{local_date, Agent, AgentError, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
+use concession_agent::pos::JournalLookup;
 use concession_agent::scan::barcode::classify;
 use concession_agent::store::{self, Format};
 
@@ -134,28 +135,74 @@ fn main() -> ExitCode {
         .filter_module("ureq_proto::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
+    // Before anything reads the API key: a core dump (or a ptrace attach by the same
+    // user) would otherwise hold it and the barcodes in memory (issue 11, item 8).
+    concession_agent::hardening::set_non_dumpable();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("concession-agent: {e}");
+        // The reader of stdout went away (`... | head -1`): end quietly, with the status
+        // a shell reports for a command killed by SIGPIPE.
+        Err(Failure::BrokenPipe) => ExitCode::from(BROKEN_PIPE_STATUS),
+        Err(Failure::Message(e)) => {
+            let _ = writeln!(std::io::stderr(), "concession-agent: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+/// Exit status when stdout is a pipe whose reader has gone: 128 + SIGPIPE, what a
+/// shell shows for tools that die by the signal (Rust ignores SIGPIPE, so the write
+/// fails with EPIPE instead, and `println!` would panic: abort, 134).
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Why a command ended without success.
+enum Failure {
+    /// A message for stderr.
+    Message(String),
+    /// Stdout's reader is gone: nothing more to say to anyone.
+    BrokenPipe,
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Message(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Message(format!("write stdout: {e}"))
+        }
+    }
+}
+
+/// Writes `text` and a newline to stdout; a closed pipe is [`Failure::BrokenPipe`].
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes a JSON value, pretty-printed, to stdout.
+fn out_json(value: &serde_json::Value) -> Result<(), Failure> {
+    out(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(cli.config.as_deref())?;
     let clock = clock::system();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run_agent(config, cli.board.as_deref(), cli.pos, clock),
+        Command::Run => Ok(run_agent(config, cli.board.as_deref(), cli.pos, clock)?),
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
             let answer = link.client.ping().map_err(|e| format!("ping: {e}"))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&answer).unwrap_or_default()
-            );
+            out_json(&answer)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Call { cmd, fields } => {
@@ -175,10 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .client
                 .call_raw(&cmd, map)
                 .map_err(|e| format!("{cmd}: {e}"))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&answer).unwrap_or_default()
-            );
+            out_json(&answer)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Lookup {
@@ -206,8 +250,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 "offline": d.offline,
                 "ticket": eval.record,
             });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             agent.shutdown();
+            out_json(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache { action } => {
@@ -222,12 +266,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
                         "journal_entries": store.journal_len(),
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                    out_json(&out)?;
                 }
                 CacheAction::Clear => {
                     store.cache_clear().map_err(|e| e.to_string())?;
                     store.flush().map_err(|e| e.to_string())?;
-                    println!("cache cleared");
+                    out("cache cleared")?;
                 }
                 CacheAction::Prefetch { event } => {
                     let link =
@@ -241,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     let events = events_to_prefetch(&link.client, &names, &today)
                         .map_err(|e| e.to_string())?;
                     if events.is_empty() {
-                        println!("no events today");
+                        out("no events today")?;
                     }
                     for ev in &events {
                         let n = prefetch::prefetch_event(
@@ -252,7 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                             None,
                         )
                         .map_err(|e| e.to_string())?;
-                        println!("{}: {n} tickets cached", ev.event_name);
+                        out(&format!("{}: {n} tickets cached", ev.event_name))?;
                     }
                 }
             }
@@ -268,8 +312,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = store::export(&store, format, since.as_deref(), &mut out)
-                .map_err(|e| e.to_string())?;
+            let n = match store::export(&store, format, since.as_deref(), &mut out) {
+                Ok(n) => n,
+                Err(store::StoreError::Io(e)) => return Err(e.into()),
+                Err(e) => return Err(e.to_string().into()),
+            };
+            // BufWriter's drop would swallow a failed final write: flush it here.
+            out.flush()?;
             drop(out);
             log::info!("exported {n} entries");
             Ok(ExitCode::SUCCESS)
@@ -301,8 +350,15 @@ fn run_agent(
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    // A hang-up must not kill the agent mid-shift (src/hardening.rs).
+    concession_agent::hardening::ignore_hangup().map_err(|e| format!("signal handler: {e}"))?;
     let link: AtsLink = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
     let store = app::open_store(&config).map_err(|e| e.to_string())?;
+    // Void ownership on the POS link: ids it never saw are checked against the journal.
+    let journal = store.clone();
+    wiring.pos_link.journal = Some(JournalLookup(Arc::new(move |id| {
+        journal.journal_entry(id).is_ok_and(|e| e.is_some())
+    })));
     let (tx, rx) = crossbeam_channel::bounded(256);
     let (running, outputs) =
         app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -363,6 +419,10 @@ fn run_agent(
     agent.shutdown();
     match ended {
         Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ AgentError::OutputLost(_)) => {
+            log::error!("stopping: {e}");
+            Ok(ExitCode::FAILURE)
+        }
         Err(e) => {
             log::error!("stopping: {e}; a restart recovers the store from its redo log");
             Ok(ExitCode::FAILURE)

@@ -19,6 +19,13 @@
 //! Threads: one accept thread, and per client a reader and a writer. Signals never
 //! block: lines go to the writer through a bounded queue, and a client whose queue is
 //! full (it stopped reading) is disconnected.
+//!
+//! Hostile clients (issue 11): a void is taken only from a connection that was told of
+//! the decision, or one that presented the link's token (`auth`); a non-loopback
+//! address needs a token; a request line (and, with a token, `auth`) must come within
+//! the line timeout; a client idle that long may be closed to make room at the cap; and
+//! each connection's scans go through its own token bucket, so one client cannot spend
+//! the stand's ATS budget.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -28,7 +35,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
@@ -36,6 +43,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::money::Cents;
+use crate::redact::Secret;
 use crate::scan::frame::{strip_aim, Frame, FrameConfig, Framer};
 use crate::scan::source::wait_readable;
 use crate::scan::{
@@ -54,6 +62,10 @@ pub const MAX_DECISION_ID: usize = 128;
 pub const MAX_BARCODE_FIELD: usize = 256;
 /// Largest `amount_cents` accepted ($100,000.00).
 pub const MAX_AMOUNT_CENTS: Cents = 10_000_000;
+/// Longest `token` accepted in an `auth` request, in bytes.
+pub const MAX_TOKEN: usize = 256;
+/// Decisions whose owning connection the link remembers (for void ownership).
+pub const OWNERS_KEPT: usize = 4096;
 
 // ---------------------------------------------------------------------------------------
 // Void answers
@@ -102,6 +114,14 @@ pub struct VoidEvent {
 pub trait VoidSignal {
     /// Reports the answer to a void request.
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError>;
+
+    /// True when this output is how the one who made a scan from `origin` learns the
+    /// decision. An approval that no answering output took is reversed by the agent
+    /// (`undelivered`, issue 11). Default: stdout-like outputs answer every scan that
+    /// did not come over the POS link (the link answers those itself).
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -130,6 +150,13 @@ pub enum PosRequest {
     },
     /// Liveness check, answered by the link itself with `{"type":"pong"}`.
     Ping {
+        /// The client's request id.
+        request_id: Option<String>,
+    },
+    /// Presents the link's credential (`[pos] token`), answered by the link itself.
+    Auth {
+        /// The credential (never logged or echoed).
+        token: Secret,
         /// The client's request id.
         request_id: Option<String>,
     },
@@ -169,6 +196,21 @@ pub enum RequestError {
     Stopped,
     /// The server already has its maximum number of clients.
     TooManyClients,
+    /// The link has a token and this connection has not sent `auth` yet.
+    AuthRequired,
+    /// `auth` with the wrong token (the connection is closed).
+    BadToken,
+    /// `auth` on a link without a token.
+    AuthNotConfigured,
+    /// No `auth` within the line timeout (the connection is closed).
+    AuthTimeout(Duration),
+    /// A request line was not finished within the line timeout (the connection is
+    /// closed).
+    LineTimeout(Duration),
+    /// This connection sent scans faster than its share.
+    ScanRate(u32),
+    /// Closed to make room for a new client.
+    Evicted,
 }
 
 impl fmt::Display for RequestError {
@@ -192,6 +234,26 @@ impl fmt::Display for RequestError {
             RequestError::Busy => f.write_str("agent busy"),
             RequestError::Stopped => f.write_str("agent stopped"),
             RequestError::TooManyClients => f.write_str("too many clients"),
+            RequestError::AuthRequired => f.write_str("authentication required: send auth first"),
+            RequestError::BadToken => f.write_str("wrong token"),
+            RequestError::AuthNotConfigured => f.write_str("this link has no token"),
+            RequestError::AuthTimeout(t) => {
+                write!(f, "no auth within {} ms: closing", t.as_millis())
+            }
+            RequestError::LineTimeout(t) => {
+                write!(
+                    f,
+                    "request line not finished within {} ms: closing",
+                    t.as_millis()
+                )
+            }
+            RequestError::ScanRate(per_minute) => write!(
+                f,
+                "scan rate limit: this connection may send {per_minute} scans per minute"
+            ),
+            RequestError::Evicted => {
+                f.write_str("closed to make room for a new client (this one was idle longest)")
+            }
         }
     }
 }
@@ -285,6 +347,14 @@ fn parse_object(obj: &Map<String, Value>) -> Result<PosRequest, Rejected> {
             })
         }
         "ping" => Ok(PosRequest::Ping { request_id }),
+        "auth" => match obj.get("token") {
+            None | Some(Value::Null) => fail(RequestError::Missing("token")),
+            Some(Value::String(t)) if t.len() <= MAX_TOKEN => Ok(PosRequest::Auth {
+                token: Secret::new(t.as_str()),
+                request_id,
+            }),
+            Some(_) => fail(RequestError::Invalid("token")),
+        },
         _ => fail(RequestError::UnknownType),
     }
 }
@@ -305,6 +375,17 @@ pub fn error_line(request_id: Option<&str>, error: &RequestError) -> String {
     .to_string()
 }
 
+/// `{"type":"auth_result","request_id":...,"ok":true}` (no trailing newline).
+pub fn auth_line(request_id: Option<&str>) -> String {
+    serde_json::json!({ "type": "auth_result", "request_id": request_id, "ok": true }).to_string()
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// `{"type":"pong","request_id":...}` (no trailing newline).
 pub fn pong_line(request_id: Option<&str>) -> String {
     serde_json::json!({ "type": "pong", "request_id": request_id }).to_string()
@@ -321,6 +402,8 @@ pub enum PosError {
     Bind(io::Error),
     /// Starting a thread failed.
     Spawn(io::Error),
+    /// A non-loopback listen address without a token.
+    NoToken(SocketAddr),
 }
 
 impl fmt::Display for PosError {
@@ -328,6 +411,11 @@ impl fmt::Display for PosError {
         match self {
             PosError::Bind(e) => write!(f, "bind pos listener: {e}"),
             PosError::Spawn(e) => write!(f, "start pos thread: {e}"),
+            PosError::NoToken(a) => write!(
+                f,
+                "{a} is not a loopback address: set pos.token_file (or pos.token) so that \
+                 only a POS holding it can scan and void"
+            ),
         }
     }
 }
@@ -336,6 +424,7 @@ impl std::error::Error for PosError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PosError::Bind(e) | PosError::Spawn(e) => Some(e),
+            PosError::NoToken(_) => None,
         }
     }
 }
@@ -356,6 +445,34 @@ pub struct PosOptions {
     pub write_timeout: Duration,
     /// Stops the server when set (share the agent's flag, or use [`PosServer::shutdown`]).
     pub stop: Arc<AtomicBool>,
+    /// The link's credential. Required to listen on a non-loopback address; when set,
+    /// every client must `auth` before anything but `ping`, and an authenticated client
+    /// may void any decision (a POS that reconnected voids its earlier sale).
+    pub token: Option<Secret>,
+    /// A request line must end within this time of its first byte, and with a token
+    /// an unauthenticated client must `auth` within it of connecting (default 10 s).
+    pub line_timeout: Duration,
+    /// Scans per minute one connection may send (`None`: no limit).
+    pub scans_per_minute: Option<u32>,
+    /// Scans one connection may send at once before the per-minute rate applies.
+    pub scan_burst: u32,
+    /// Terminal id, for the `void_result` lines the link answers itself.
+    pub terminal: String,
+    /// Tells whether a decision id is in the journal, so that a void of a decision the
+    /// link never saw (made before a restart, or long ago) is refused unless it does
+    /// not exist at all (then the agent answers `not_found`). Without it, such voids
+    /// go to the agent unchecked; the binary always sets it.
+    pub journal: Option<JournalLookup>,
+}
+
+/// Whether a decision id exists in the journal (see [`PosOptions::journal`]).
+#[derive(Clone)]
+pub struct JournalLookup(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl fmt::Debug for JournalLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JournalLookup")
+    }
 }
 
 impl Default for PosOptions {
@@ -367,6 +484,12 @@ impl Default for PosOptions {
             poll_interval: Duration::from_millis(100),
             write_timeout: Duration::from_secs(2),
             stop: Arc::new(AtomicBool::new(false)),
+            token: None,
+            line_timeout: Duration::from_secs(10),
+            scans_per_minute: None,
+            scan_burst: 10,
+            terminal: String::new(),
+            journal: None,
         }
     }
 }
@@ -375,6 +498,73 @@ struct Client {
     peer: SocketAddr,
     lines: Sender<Arc<str>>,
     stream: TcpStream,
+    connected: Instant,
+    /// When its last complete request arrived.
+    last_request: Option<Instant>,
+    /// Presented the link's token.
+    authed: bool,
+}
+
+/// Which connections were told of a decision: who may void it without the token.
+#[derive(Default)]
+struct Owners {
+    by_id: HashMap<String, Vec<ConnId>>,
+    order: VecDeque<String>,
+}
+
+impl Owners {
+    fn record(&mut self, id: &str, conns: Vec<ConnId>) {
+        if id.is_empty() || conns.is_empty() {
+            return;
+        }
+        if self.by_id.insert(id.to_string(), conns).is_none() {
+            self.order.push_back(id.to_string());
+        }
+        while self.order.len() > OWNERS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+
+    fn owns(&self, id: &str, conn: ConnId) -> bool {
+        self.by_id.get(id).is_some_and(|c| c.contains(&conn))
+    }
+
+    fn of(&self, id: &str) -> Vec<ConnId> {
+        self.by_id.get(id).cloned().unwrap_or_default()
+    }
+}
+
+/// A token bucket: `burst` scans at once, then `per_minute`.
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(burst: u32, per_minute: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(burst.max(1)),
+            burst: f64::from(burst.max(1)),
+            per_sec: f64::from(per_minute) / 60.0,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Default)]
@@ -424,6 +614,7 @@ impl Pending {
 struct Shared {
     clients: Mutex<HashMap<ConnId, Client>>,
     pending: Mutex<Pending>,
+    owners: Mutex<Owners>,
     agent: Sender<AgentRequest>,
     clock: SharedClock,
     opts: PosOptions,
@@ -439,6 +630,82 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn stopped(&self) -> bool {
         self.opts.stop.load(Ordering::Relaxed)
+    }
+
+    /// Makes room for a new client: closes one that has sent no complete request for
+    /// the line timeout (one that never finished a request first, then the least
+    /// recently active), so sockets that sit silent cannot lock the POS out. With a
+    /// token only unauthenticated clients are evicted: a stranger must not push an
+    /// authenticated POS off. False when none may go (the newcomer is refused).
+    fn evict_one(&self) -> bool {
+        let mut clients = lock(&self.clients);
+        let token = self.opts.token.is_some();
+        let now = self.clock.now();
+        let idle = |c: &Client| {
+            now.saturating_duration_since(c.last_request.unwrap_or(c.connected))
+                >= self.opts.line_timeout
+        };
+        let victim = clients
+            .iter()
+            .filter(|(_, c)| idle(c) && !(token && c.authed))
+            .min_by_key(|(_, c)| {
+                (
+                    c.last_request.is_some(),
+                    c.last_request.unwrap_or(c.connected),
+                )
+            })
+            .map(|(id, _)| *id);
+        let Some(id) = victim else { return false };
+        let gone = clients.remove(&id);
+        // Written outside the lock: the signal side must never wait on this socket.
+        drop(clients);
+        if let Some(c) = gone {
+            log::warn!("pos#{id} ({}) idle longest: closed to make room", c.peer);
+            let mut s = &c.stream;
+            let line = error_line(None, &RequestError::Evicted) + "\n";
+            let _ = s.write_all(line.as_bytes());
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        true
+    }
+
+    /// Notes a complete request from `conn`; returns whether it is authenticated.
+    fn touch(&self, conn: ConnId) -> bool {
+        let now = self.clock.now();
+        match lock(&self.clients).get_mut(&conn) {
+            Some(c) => {
+                c.last_request = Some(now);
+                c.authed
+            }
+            None => false,
+        }
+    }
+
+    /// An unauthenticated client may void what it was told of, and ask about ids the
+    /// link never saw when the journal does not have them either (`not_found`).
+    fn may_void(&self, decision_id: &str, conn: ConnId) -> bool {
+        let owners = lock(&self.owners);
+        if owners.owns(decision_id, conn) {
+            return true;
+        }
+        if owners.by_id.contains_key(decision_id) {
+            return false;
+        }
+        drop(owners);
+        self.opts
+            .journal
+            .as_ref()
+            .is_none_or(|known| !(known.0)(decision_id))
+    }
+
+    fn touch_authed(&self, conn: ConnId) -> bool {
+        lock(&self.clients).get(&conn).is_some_and(|c| c.authed)
+    }
+
+    fn set_authed(&self, conn: ConnId) {
+        if let Some(c) = lock(&self.clients).get_mut(&conn) {
+            c.authed = true;
+        }
     }
 
     /// Queues a line for one client; a client that stopped reading is dropped.
@@ -462,34 +729,58 @@ impl Shared {
         }
     }
 
-    fn broadcast(&self, line: &Arc<str>) {
+    /// Sends a line to every client; returns those that took it.
+    fn broadcast(&self, line: &Arc<str>) -> Vec<ConnId> {
         let ids: Vec<ConnId> = lock(&self.clients).keys().copied().collect();
-        for conn in ids {
-            self.send_to(conn, line);
-        }
+        ids.into_iter().filter(|c| self.send_to(*c, line)).collect()
     }
 
     /// Sends an answer to the client waiting on `request` (or everyone, for local scans).
-    fn route(&self, request: Option<&str>, conn: Option<ConnId>, line: String) {
+    /// Returns the connections it went to; empty when it was for one client that is
+    /// gone.
+    fn route(&self, request: Option<&str>, conn: Option<ConnId>, line: String) -> Vec<ConnId> {
         let line: Arc<str> = Arc::from(line);
-        match request {
-            Some(id) => {
-                let target = lock(&self.pending).take(id, conn).or(conn);
-                match target {
-                    Some(c) => {
-                        if !self.send_to(c, &line) {
-                            log::info!("pos#{c} gone: answer to {id:?} not delivered");
-                        }
-                    }
-                    None => log::info!("no pos client waiting on {id:?}: answer not delivered"),
+        let target = match request {
+            Some(id) => match lock(&self.pending).take(id, conn).or(conn) {
+                Some(c) => c,
+                None => {
+                    log::info!("no pos client waiting on {id:?}: answer not delivered");
+                    return Vec::new();
+                }
+            },
+            None => match conn {
+                Some(c) => c,
+                None => return self.broadcast(&line),
+            },
+        };
+        if self.send_to(target, &line) {
+            vec![target]
+        } else {
+            log::info!("pos#{target} gone: answer not delivered");
+            Vec::new()
+        }
+    }
+
+    /// Routes a decision and remembers who was told of it (they may void it).
+    fn decision(&self, conn: Option<ConnId>, event: &DecisionEvent) -> bool {
+        let to = self.route(event.request.as_deref(), conn, decision_line(event));
+        let delivered = !to.is_empty();
+        lock(&self.owners).record(&event.id, to);
+        delivered
+    }
+
+    /// Routes a void answer; a reversal also goes to the clients that were told of the
+    /// decision (when someone else voided it with the token, they must know).
+    fn void_result(&self, conn: Option<ConnId>, event: &VoidEvent) {
+        let line = void_line(event);
+        let to = self.route(event.request_id.as_deref(), conn, line.clone());
+        if event.outcome == VoidOutcome::Voided {
+            let line: Arc<str> = Arc::from(line);
+            for owner in lock(&self.owners).of(&event.decision_id) {
+                if !to.contains(&owner) {
+                    self.send_to(owner, &line);
                 }
             }
-            None => match conn {
-                Some(c) => {
-                    self.send_to(c, &line);
-                }
-                None => self.broadcast(&line),
-            },
         }
     }
 }
@@ -526,12 +817,19 @@ impl PosServer {
         clock: SharedClock,
         opts: PosOptions,
     ) -> Result<PosServer, PosError> {
-        let listener = TcpListener::bind(addr).map_err(PosError::Bind)?;
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(PosError::Bind)?.collect();
+        if opts.token.is_none() {
+            if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(PosError::NoToken(*open));
+            }
+        }
+        let listener = TcpListener::bind(&addrs[..]).map_err(PosError::Bind)?;
         listener.set_nonblocking(true).map_err(PosError::Bind)?;
         let local_addr = listener.local_addr().map_err(PosError::Bind)?;
         let shared = Arc::new(Shared {
             clients: Mutex::new(HashMap::new()),
             pending: Mutex::new(Pending::default()),
+            owners: Mutex::new(Owners::default()),
             agent,
             clock,
             opts,
@@ -624,7 +922,7 @@ fn admit(
     stream.set_read_timeout(Some(
         shared.opts.poll_interval.max(Duration::from_millis(1)),
     ))?;
-    if lock(&shared.clients).len() >= shared.opts.max_clients.max(1) {
+    if lock(&shared.clients).len() >= shared.opts.max_clients.max(1) && !shared.evict_one() {
         let mut s = stream;
         let line = error_line(None, &RequestError::TooManyClients) + "\n";
         let _ = s.write_all(line.as_bytes());
@@ -641,6 +939,9 @@ fn admit(
             peer,
             lines: tx.clone(),
             stream: control_stream,
+            connected: shared.clock.now(),
+            last_request: None,
+            authed: false,
         },
     );
     log::info!("pos#{conn}: connected from {peer}");
@@ -684,6 +985,24 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
     }
 }
 
+/// What the reader knows about its connection.
+struct ConnState {
+    conn: ConnId,
+    peer: SocketAddr,
+    connected: Instant,
+    /// When the unfinished line in the framer got its first byte.
+    partial_since: Option<Instant>,
+    scans: Option<Bucket>,
+}
+
+/// Where a chunk leaves the line being read: `Some(true)` when it ends inside a line
+/// (bytes after the last line end), `Some(false)` when it ends on a line end, `None`
+/// when it has no line end at all (the line in progress goes on).
+fn ends_inside_line(chunk: &[u8]) -> Option<bool> {
+    let last_end = chunk.iter().rposition(|b| *b == b'\n' || *b == b'\r')?;
+    Some(last_end + 1 < chunk.len())
+}
+
 fn read_loop(
     mut stream: TcpStream,
     conn: ConnId,
@@ -697,9 +1016,32 @@ fn read_loop(
     };
     let mut framer: Framer<MAX_LINE> = Framer::new(cfg);
     let mut buf = [0u8; 1024];
+    let now = shared.clock.now();
+    let mut state = ConnState {
+        conn,
+        peer,
+        connected: now,
+        partial_since: None,
+        scans: shared
+            .opts
+            .scans_per_minute
+            .map(|r| Bucket::new(shared.opts.scan_burst, r, now)),
+    };
+    let timeout = shared.opts.line_timeout;
     let why = loop {
         if shared.stopped() {
             break "stopping".to_string();
+        }
+        // Slow or silent clients must not hold a slot for ever (issue 11).
+        let now = shared.clock.now();
+        let late = |since: Instant| now.saturating_duration_since(since) >= timeout;
+        if state.partial_since.is_some_and(late) {
+            reply(&out, error_line(None, &RequestError::LineTimeout(timeout)));
+            break "line timeout".to_string();
+        }
+        if shared.opts.token.is_some() && late(state.connected) && !shared.touch_authed(conn) {
+            reply(&out, error_line(None, &RequestError::AuthTimeout(timeout)));
+            break "no auth in time".to_string();
         }
         let n = match stream.read(&mut buf) {
             Ok(0) => break "closed".to_string(),
@@ -716,12 +1058,28 @@ fn read_loop(
             }
             Err(e) => break e.to_string(),
         };
+        match ends_inside_line(&buf[..n]) {
+            Some(true) => state.partial_since = Some(shared.clock.now()),
+            Some(false) => state.partial_since = None,
+            None => {
+                state.partial_since.get_or_insert(shared.clock.now());
+            }
+        }
         let mut frames = Vec::new();
         framer.feed(&buf[..n], |f| frames.push(f));
+        let mut go_on = true;
         for f in frames {
-            if !handle_frame(f, conn, peer, &out, &shared) {
-                break;
+            match handle_frame(f, &mut state, &out, &shared) {
+                Next::Continue => {}
+                Next::Close(why) => {
+                    go_on = false;
+                    log::info!("pos#{conn}: {why}");
+                    break;
+                }
             }
+        }
+        if !go_on {
+            break "closed by the link".to_string();
         }
     };
     // A partial line at the end is not a request: nobody would hear the answer.
@@ -732,19 +1090,39 @@ fn read_loop(
     }
 }
 
+/// What the reader does after a line.
+enum Next {
+    Continue,
+    Close(&'static str),
+}
+
 fn reply(out: &Sender<Arc<str>>, line: String) {
     // Full queue: the client is not reading; the signal side will drop it.
     let _ = out.try_send(Arc::from(line));
 }
 
-/// Handles one framed line. Returns false when the agent has stopped.
+/// A `void_result` the link answers itself (the agent is not asked).
+fn refused_void(shared: &Shared, decision_id: &str, request_id: Option<&str>, why: &str) -> String {
+    void_line(&VoidEvent {
+        decision_id: decision_id.to_string(),
+        request_id: request_id.map(str::to_string),
+        outcome: VoidOutcome::Refused,
+        reversed_cents: 0,
+        items: Vec::new(),
+        error: Some(why.to_string()),
+        time: crate::store::rfc3339_ms(shared.clock.wall_ms()),
+        terminal: shared.opts.terminal.clone(),
+    })
+}
+
+/// Handles one framed line.
 fn handle_frame(
     frame: Frame<MAX_LINE>,
-    conn: ConnId,
-    peer: SocketAddr,
+    state: &mut ConnState,
     out: &Sender<Arc<str>>,
     shared: &Shared,
-) -> bool {
+) -> Next {
+    let conn = state.conn;
     let text = match frame {
         Frame::Text(t) => t,
         Frame::Noise(u) => {
@@ -753,32 +1131,77 @@ fn handle_frame(
                 r => RequestError::Unreadable(r),
             };
             reply(out, error_line(None, &err));
-            return true;
+            return Next::Continue;
         }
     };
+    let authed = shared.touch(conn);
     let req = match parse_line(&text) {
         Ok(r) => r,
         Err(rej) => {
             log::info!("pos#{conn}: refused request: {}", rej.error);
             reply(out, error_line(rej.request_id.as_deref(), &rej.error));
-            return true;
+            return Next::Continue;
         }
     };
-    let origin = Origin::Pos { conn, peer };
+    let origin = Origin::Pos {
+        conn,
+        peer: state.peer,
+    };
     let now = shared.clock.wall_ms();
     let assign = |id: Option<String>| {
         id.unwrap_or_else(|| format!("pos{conn}-{}", shared.seq.fetch_add(1, Ordering::Relaxed)))
     };
+    // With a token, nothing but `auth` and `ping` before authenticating.
+    let locked = shared.opts.token.is_some() && !authed;
     let (request_id, agent_req) = match req {
         PosRequest::Ping { request_id } => {
             reply(out, pong_line(request_id.as_deref()));
-            return true;
+            return Next::Continue;
+        }
+        PosRequest::Auth { token, request_id } => {
+            let Some(want) = &shared.opts.token else {
+                reply(
+                    out,
+                    error_line(request_id.as_deref(), &RequestError::AuthNotConfigured),
+                );
+                return Next::Continue;
+            };
+            if same_secret(token.expose(), want.expose()) {
+                shared.set_authed(conn);
+                log::info!("pos#{conn}: authenticated");
+                reply(out, auth_line(request_id.as_deref()));
+                return Next::Continue;
+            }
+            log::warn!("pos#{conn} ({}): wrong token: closing", state.peer);
+            reply(
+                out,
+                error_line(request_id.as_deref(), &RequestError::BadToken),
+            );
+            return Next::Close("wrong token");
+        }
+        PosRequest::Scan { request_id, .. } | PosRequest::Void { request_id, .. } if locked => {
+            reply(
+                out,
+                error_line(request_id.as_deref(), &RequestError::AuthRequired),
+            );
+            return Next::Continue;
         }
         PosRequest::Scan {
             barcode: text,
             amount_cents,
             request_id,
         } => {
+            // A flooding client spends its own share of the ATS budget, not the stand's.
+            if let Some(bucket) = &mut state.scans {
+                if !bucket.take(shared.clock.now()) {
+                    let per_minute = shared.opts.scans_per_minute.unwrap_or(0);
+                    reply(
+                        out,
+                        error_line(request_id.as_deref(), &RequestError::ScanRate(per_minute)),
+                    );
+                    return Next::Continue;
+                }
+            }
             let id = assign(request_id);
             let ev = ScanEvent {
                 input: barcode::classify(&text),
@@ -793,6 +1216,17 @@ fn handle_frame(
             decision_id,
             request_id,
         } => {
+            // Only who was told of the sale may reverse it, or a holder of the token.
+            if !authed && !shared.may_void(&decision_id, conn) {
+                log::warn!("pos#{conn}: refused a void of {decision_id:?}: not its sale");
+                let why = "this decision was not made on this connection: only the client \
+                           that made the sale, or one authenticated with the link's token, may void it";
+                reply(
+                    out,
+                    refused_void(shared, &decision_id, request_id.as_deref(), why),
+                );
+                return Next::Continue;
+            }
             let id = assign(request_id);
             let req = AgentRequest::Void {
                 decision_id,
@@ -811,22 +1245,22 @@ fn handle_frame(
             out,
             error_line(Some(&request_id), &RequestError::TooManyPending),
         );
-        return true;
+        return Next::Continue;
     }
     match shared.agent.try_send(agent_req) {
         Ok(()) => {
             pending.push(&request_id, conn);
-            true
+            Next::Continue
         }
         Err(TrySendError::Full(_)) => {
             drop(pending);
             reply(out, error_line(Some(&request_id), &RequestError::Busy));
-            true
+            Next::Continue
         }
         Err(TrySendError::Disconnected(_)) => {
             drop(pending);
             reply(out, error_line(Some(&request_id), &RequestError::Stopped));
-            false
+            Next::Close("agent stopped")
         }
     }
 }
@@ -843,27 +1277,25 @@ impl fmt::Debug for PosSignal {
     }
 }
 
+fn pos_conn(origin: &Origin) -> Option<ConnId> {
+    match origin {
+        Origin::Pos { conn, .. } => Some(*conn),
+        _ => None,
+    }
+}
+
 impl PosSignal {
     /// Sends a decision to the client behind `origin` (a POS request), or to every
     /// client (a local scan). Use this when the loop still has the request's origin;
-    /// [`Signal::decision`] routes by `event.request` alone.
-    pub fn decision_to(&mut self, origin: &Origin, event: &DecisionEvent) {
-        let conn = match origin {
-            Origin::Pos { conn, .. } => Some(*conn),
-            _ => None,
-        };
-        self.shared
-            .route(event.request.as_deref(), conn, decision_line(event));
+    /// [`Signal::decision`] routes by `event.request` alone. Returns false when the
+    /// client that asked is gone.
+    pub fn decision_to(&mut self, origin: &Origin, event: &DecisionEvent) -> bool {
+        self.shared.decision(pos_conn(origin), event)
     }
 
     /// Sends a void answer to the client behind `origin` (or routes by request id).
     pub fn void_result_to(&mut self, origin: &Origin, event: &VoidEvent) {
-        let conn = match origin {
-            Origin::Pos { conn, .. } => Some(*conn),
-            _ => None,
-        };
-        self.shared
-            .route(event.request_id.as_deref(), conn, void_line(event));
+        self.shared.void_result(pos_conn(origin), event);
     }
 
     /// Clients connected now.
@@ -874,12 +1306,16 @@ impl PosSignal {
 
 impl Signal for PosSignal {
     /// Routes by `event.request`: to the client waiting on that id; without one (a local
-    /// scan), to every client. Never blocks; an undeliverable answer is logged, not an
-    /// error.
+    /// scan), to every client. Never blocks. When the client that asked is gone the
+    /// answer is [`SignalError::Undelivered`]: the agent reverses such an approval.
     fn decision(&mut self, event: &DecisionEvent) -> Result<(), SignalError> {
-        self.shared
-            .route(event.request.as_deref(), None, decision_line(event));
-        Ok(())
+        if self.shared.decision(None, event) || event.request.is_none() {
+            Ok(())
+        } else {
+            Err(SignalError::Undelivered(
+                "the pos client that asked has disconnected".into(),
+            ))
+        }
     }
 
     /// Sends a status line to every client.
@@ -890,11 +1326,16 @@ impl Signal for PosSignal {
 }
 
 impl VoidSignal for PosSignal {
-    /// Routes by `event.request_id` like [`Signal::decision`].
+    /// Routes by `event.request_id` like [`Signal::decision`]; a reversal also reaches
+    /// the clients that were told of the decision.
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
-        self.shared
-            .route(event.request_id.as_deref(), None, void_line(event));
+        self.shared.void_result(None, event);
         Ok(())
+    }
+
+    /// The link answers the scans it forwarded.
+    fn answers(&self, origin: &Origin) -> bool {
+        origin.is_pos()
     }
 }
 
@@ -1082,6 +1523,65 @@ mod tests {
         assert_eq!(v["error"], "amount_cents must be a positive integer");
         let v: Value = serde_json::from_str(&error_line(None, &RequestError::InvalidJson)).unwrap();
         assert_eq!(v["request_id"], Value::Null);
+    }
+
+    #[test]
+    fn a_chunk_tells_whether_it_leaves_a_line_unfinished() {
+        assert_eq!(ends_inside_line(b"1000"), None);
+        assert_eq!(ends_inside_line(b"1000\n"), Some(false));
+        assert_eq!(ends_inside_line(b"1000\r\n"), Some(false));
+        assert_eq!(ends_inside_line(b"1\n2"), Some(true));
+    }
+
+    #[test]
+    fn the_scan_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(2, 6, t0);
+        assert!(b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + Duration::from_secs(9)));
+        assert!(b.take(t0 + Duration::from_secs(10)));
+        // Idle time refills up to the burst only.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.take(later) && b.take(later) && !b.take(later));
+    }
+
+    #[test]
+    fn owners_are_kept_for_a_bounded_number_of_decisions() {
+        let mut o = Owners::default();
+        for i in 0..OWNERS_KEPT + 10 {
+            o.record(&format!("d-{i}"), vec![1]);
+        }
+        assert_eq!(o.by_id.len(), OWNERS_KEPT);
+        assert!(!o.owns("d-0", 1));
+        assert!(o.owns(&format!("d-{}", OWNERS_KEPT + 9), 1));
+        assert!(!o.owns(&format!("d-{}", OWNERS_KEPT + 9), 2));
+        o.record("", vec![1]);
+        o.record("d-none", vec![]);
+        assert!(!o.by_id.contains_key("d-none"));
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+    }
+
+    #[test]
+    fn auth_requests_parse_and_their_token_is_not_printed() {
+        let r = parse_line(r#"{"type":"auth","token":"s3cret-s3cret-s3cret","request_id":"a"}"#)
+            .unwrap();
+        assert!(format!("{r:?}").contains("Secret(***)"), "{r:?}");
+        assert!(!format!("{r:?}").contains("s3cret"));
+        assert_eq!(
+            rejected(r#"{"type":"auth"}"#).error,
+            RequestError::Missing("token")
+        );
+        assert_eq!(
+            rejected(r#"{"type":"auth","token":5}"#).error,
+            RequestError::Invalid("token")
+        );
     }
 
     #[test]

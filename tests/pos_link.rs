@@ -9,7 +9,7 @@ use std::time::Duration;
 use concession_agent::clock::ManualClock;
 use concession_agent::pos::{PosOptions, PosServer, VoidEvent, VoidOutcome, VoidSignal};
 use concession_agent::scan::{AgentRequest, Origin, ScanEvent, ScanInput};
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, Verdict};
+use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::Value;
 
@@ -327,7 +327,11 @@ fn answers_for_a_client_that_left_are_dropped_quietly() {
         b.ping(&format!("w{i}"));
     }
     assert_eq!(srv.client_count(), 1);
-    sig.decision(&decision(Some("gone"), "d-x", 1)).unwrap();
+    // The signal says so: the agent reverses an approval nobody was told of.
+    assert!(matches!(
+        sig.decision(&decision(Some("gone"), "d-x", 1)),
+        Err(SignalError::Undelivered(_))
+    ));
     b.ping("after"); // b did not get a's answer
 }
 

@@ -7,6 +7,7 @@
 //! ATS calls run on the [`lookup::Lookups`] worker pool; background prefetch and
 //! refresh on their own thread ([`prefetch`]).
 
+mod deliver;
 pub mod health;
 pub mod lookup;
 pub mod prefetch;
@@ -41,12 +42,19 @@ use lookup::Lookups;
 pub enum AgentError {
     /// The store refused a write: nothing was approved.
     Store(StoreError),
+    /// The output that tells the POS of local scans failed for good (stdout closed):
+    /// what it could not report was voided, and no more scans are taken.
+    OutputLost(String),
 }
 
 impl fmt::Display for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AgentError::Store(e) => write!(f, "store: {e}"),
+            AgentError::OutputLost(e) => write!(
+                f,
+                "pos output lost ({e}): approvals it could not report were voided; no more scans are taken"
+            ),
         }
     }
 }
@@ -58,7 +66,10 @@ impl AgentError {
     /// it is reopened, so the process should end and let the service manager restart
     /// it (the restart recovers the store from its redo log).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, AgentError::Store(StoreError::Stopped(_)))
+        matches!(
+            self,
+            AgentError::Store(StoreError::Stopped(_)) | AgentError::OutputLost(_)
+        )
     }
 }
 
@@ -160,6 +171,8 @@ pub struct Agent {
     next_probe: Instant,
     /// The clock's trust as last logged (see [`Agent::clock_state`]).
     clock_trusted: bool,
+    /// Set when the output answering local scans failed for good (see `deliver`).
+    output_lost: Option<String>,
 }
 
 impl Agent {
@@ -193,6 +206,7 @@ impl Agent {
             probe: None,
             next_probe,
             clock_trusted: true,
+            output_lost: None,
         }
     }
 
@@ -462,7 +476,7 @@ impl Agent {
             event.source,
             event.latency_ms
         );
-        self.outputs.each(|s| s.decision(&event));
+        self.signal_decision(scan, &event);
         Ok(event)
     }
 
@@ -533,8 +547,13 @@ impl Agent {
 
     /// Handles one request from the scanner or POS channel.
     pub fn handle(&mut self, request: &AgentRequest) -> Result<(), AgentError> {
+        // Nothing is decided that could not be reported.
+        self.outputs_ok()?;
         match request {
-            AgentRequest::Scan(scan) => self.handle_scan(scan).map(|_| ()),
+            AgentRequest::Scan(scan) => {
+                self.handle_scan(scan)?;
+                self.outputs_ok()
+            }
             AgentRequest::Void {
                 decision_id,
                 request_id,

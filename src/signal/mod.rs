@@ -84,6 +84,8 @@ pub enum SignalError {
     Io(std::io::Error),
     /// A GPIO pin refused a level change.
     Pin(String),
+    /// The POS client the answer was for is gone (the output itself still works).
+    Undelivered(String),
 }
 
 impl fmt::Display for SignalError {
@@ -91,6 +93,7 @@ impl fmt::Display for SignalError {
         match self {
             SignalError::Io(e) => write!(f, "signal output failed: {e}"),
             SignalError::Pin(e) => write!(f, "gpio pin failed: {e}"),
+            SignalError::Undelivered(why) => write!(f, "answer not delivered: {why}"),
         }
     }
 }

@@ -304,6 +304,19 @@ impl Store {
         now_ms: u64,
         request: Option<&str>,
     ) -> Result<VoidOutcome, StoreError> {
+        self.void_for(decision_id, now_ms, request, "void")
+    }
+
+    /// [`Store::void`] with the void entry's `reason`: `void` when the POS asked,
+    /// `undelivered` when the agent reverses an approval no POS output could be told of
+    /// (issue 11). Any short name; it is the entry's `reason` in exports.
+    pub fn void_for(
+        &self,
+        decision_id: &str,
+        now_ms: u64,
+        request: Option<&str>,
+        reason: &str,
+    ) -> Result<VoidOutcome, StoreError> {
         let target = seq_of(decision_id)?;
         let mut wal = self.lock_wal();
         let unknown = || StoreError::UnknownDecision(decision_id.to_string());
@@ -357,7 +370,7 @@ impl Store {
             scan_time_ms: now_ms,
             scan_time: super::time::rfc3339_ms(now_ms),
             terminal: self.terminal.clone(),
-            reason: "void".into(),
+            reason: reason.into(),
             offline_window: off.window,
             latency_ms: 0,
             request: request.map(str::to_string),
