@@ -163,10 +163,23 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
         StoreOptions {
             cache_capacity_bytes: config.cache.capacity_bytes,
             terminal_id: config.terminal_id.clone(),
-            ..StoreOptions::default()
+            ..store_options(config)
         },
     )
     .map_err(StartError::Store)
+}
+
+/// The store options the configuration gives (cache size, terminal, machine id,
+/// headroom).
+pub fn store_options(config: &Config) -> StoreOptions {
+    let defaults = StoreOptions::default();
+    StoreOptions {
+        cache_capacity_bytes: config.cache.capacity_bytes,
+        terminal_id: config.terminal_id.clone(),
+        machine_id: config.machine_id.clone().or(defaults.machine_id),
+        min_free_bytes: config.store_min_free_bytes,
+        ..defaults
+    }
 }
 
 /// The input and output plan: the configuration, overridden by a board profile.

@@ -72,13 +72,28 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// The store itself.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Make a store that another machine recorded this terminal's own (a replaced
+    /// board, a restored backup): new decision ids get a new issuer tag, so they differ
+    /// from every id any other copy of the store issued. Never for a store that another
+    /// running terminal also uses: give that terminal its own store instead.
+    Adopt,
 }
 
 #[derive(Subcommand)]
 enum CacheAction {
-    /// Load an event's (or today's events') loaded value into the cache.
+    /// Load an event's (or the configured events') loaded value into the cache.
     Prefetch {
-        /// Event name (default: every event today).
+        /// Event name (default: the configured `events`; every event today when that
+        /// list is empty).
         #[arg(long)]
         event: Option<String>,
     },
@@ -90,14 +105,25 @@ enum CacheAction {
 
 #[derive(Subcommand)]
 enum JournalAction {
-    /// Every entry after `--since`, exactly once, in order.
+    /// Every entry after `--since`, exactly once, in order. Holds full barcodes
+    /// (customer data) unless `--mask-barcodes`. Sum `net_cents` for the takings
+    /// (void rows are negative). Reads a copy of the store, so it works with the disk
+    /// full and never writes the store.
     Export {
         /// jsonl or csv.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
-        /// Export entries after this decision id.
+        /// Export entries after this decision id of this journal (the last id of the
+        /// previous export).
         #[arg(long)]
         since: Option<String>,
+        /// Leave the full barcode out (the masked one stays).
+        #[arg(long)]
+        mask_barcodes: bool,
+        /// Where the temporary copy of the store goes (default: the system's
+        /// temporary directory). Must have room for the store.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
     },
 }
 
@@ -143,10 +169,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The demo's throw-away store directory, removed when the command ends.
+struct TempStore(PathBuf);
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("could not remove the demo store {}: {e}", self.0.display()),
+        }
+    }
+}
+
+/// What `journal export` and `store adopt` say for the demo's store, which is gone.
+const NO_DEMO_STORE: &str = "the demo configuration keeps no store between runs \
+    (store_dir is unset and ats.url is \"sandbox\"): set store_dir in the config, or \
+    CONCESSION_STORE_DIR, for the run and for this command";
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     let config = load_config(cli.config.as_deref())?;
     let clock = clock::system();
-    match cli.command.unwrap_or(Command::Run) {
+    let _temp_store = config
+        .store_temporary
+        .then(|| TempStore(config.store_dir.clone()));
+    let command = cli.command.unwrap_or(Command::Run);
+    if config.store_temporary && matches!(command, Command::Journal { .. } | Command::Store { .. })
+    {
+        return Err(NO_DEMO_STORE.into());
+    }
+    match command {
         Command::Run => run_agent(config, cli.board.as_deref(), cli.pos, clock),
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
@@ -258,19 +310,45 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal {
-            action: JournalAction::Export { format, since },
+            action:
+                JournalAction::Export {
+                    format,
+                    since,
+                    mask_barcodes,
+                    scratch,
+                },
         } => {
-            let store = app::open_store(&config).map_err(|e| e.to_string())?;
+            let scratch = scratch.unwrap_or_else(std::env::temp_dir);
+            let snap =
+                store::Snapshot::open(&config.store_dir, &scratch, app::store_options(&config))
+                    .map_err(|e| e.to_string())?;
             let format = match format {
                 ExportFormat::Jsonl => Format::Jsonl,
                 ExportFormat::Csv => Format::Csv,
             };
+            let opts = store::ExportOptions {
+                since,
+                mask_barcodes,
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = store::export(&store, format, since.as_deref(), &mut out)
+            let n = store::export_with(snap.store(), format, &opts, &mut out)
                 .map_err(|e| e.to_string())?;
             drop(out);
             log::info!("exported {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            action: StoreAction::Adopt,
+        } => {
+            let (store, prefix) =
+                store::Store::adopt(&config.store_dir, app::store_options(&config))
+                    .map_err(|e| e.to_string())?;
+            drop(store);
+            println!(
+                "store {} adopted by this machine: new decision ids are {prefix}-NNNNNNNNNNNN",
+                config.store_dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -322,10 +400,19 @@ fn run_agent(
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
     let demo = link.is_sandbox();
+    let config_store_temporary = config.store_temporary;
+    let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
     log::info!("ready");
     if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
+        if config_store_temporary {
+            eprintln!(
+                "Demo store: fresh for this run, removed at exit ({}). To keep one, set \
+                 CONCESSION_STORE_DIR (e.g. /tmp/demo-store).",
+                store_dir.display()
+            );
+        }
         if demo {
             eprintln!(
                 "Sandbox barcodes: 100000000001 ($20), 100000000002 (pizza and a coke), \

@@ -227,6 +227,10 @@ impl Store {
     /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
+        if d.is_approve() {
+            // Before a full disk stops the journal, stop approving (`headroom.rs`).
+            super::headroom::check(&self.dir, self.min_free)?;
+        }
         let evidence = new.evidence.filter(|r| r.barcode == new.barcode);
         let mut wal = self.lock_wal();
         let mut w = Writes::default();
@@ -257,7 +261,7 @@ impl Store {
             );
         }
         let entry = JournalEntry {
-            id: make_id(&self.terminal, seq),
+            id: make_id(&self.issuer, seq),
             seq,
             kind: EntryKind::Decision,
             scan_time_ms: new.scan_time_ms,
@@ -349,7 +353,7 @@ impl Store {
             );
         }
 
-        let id = make_id(&self.terminal, seq);
+        let id = make_id(&self.issuer, seq);
         let entry = JournalEntry {
             id: id.clone(),
             seq,
@@ -395,6 +399,14 @@ impl Store {
                 let e: JournalEntry = codec::decode("journal", &v)?;
                 Ok((e.id == id).then_some(e))
             }
+        }
+    }
+
+    /// The journal entry with sequence number `seq`, whatever its id.
+    pub fn journal_entry_at(&self, seq: u64) -> Result<Option<JournalEntry>, StoreError> {
+        match self.journal.get(u64_key(seq)).map_err(db_err)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode("journal", &v)?)),
         }
     }
 
