@@ -1,0 +1,93 @@
+//! Issue 16: what a newcomer and an operator trip on, through the real binary.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Waits for a child with a time limit (killing it on overrun), collecting its output.
+fn finish(child: Child, limit: Duration) -> Output {
+    let id = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+            panic!("concession-agent (pid {id}) still running after {limit:?}");
+        }
+    }
+}
+
+/// The binary in `cwd` (where no config/agent.toml is: the built-in demo config),
+/// with `TMPDIR` at `tmp`, `input` on stdin.
+fn demo(cwd: &Path, tmp: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = support::agent_command("warn")
+        .args(args)
+        .current_dir(cwd)
+        .env("TMPDIR", tmp)
+        .env_remove("CONCESSION_MACHINE_ID")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    finish(child, Duration::from_secs(30))
+}
+
+fn decisions(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "decision")
+        .collect()
+}
+
+/// Issue 16.1: the README's run command kept its store in `var/` of the checkout, so
+/// `100000000001` was `already_redeemed` on every run after the first while the hint
+/// still offered it as "$20". The demo's store is now fresh per run, outside the
+/// checkout, and removed at exit.
+#[test]
+fn the_demo_approves_its_first_ticket_on_every_run_and_leaves_no_state_behind() {
+    let checkout = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let out = demo(
+            checkout.path(),
+            tmp.path(),
+            &["--pos", "jsonl"],
+            b"100000000001\n100000000001\n",
+        );
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d = decisions(&out);
+        assert_eq!(d.len(), 2, "run {run}: {d:?}");
+        assert_eq!(d[0]["decision"], "approve", "run {run}: {d:?}");
+        assert_eq!(d[0]["approved_cents"], 2000, "run {run}: {d:?}");
+        assert_eq!(d[1]["reason"], "already_redeemed", "run {run}: {d:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(checkout.path()).unwrap().collect();
+    assert!(left.is_empty(), "state left in the checkout: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "demo store not removed: {left:?}");
+
+    // The demo's journal is gone with it: `journal export` says so and how to keep one.
+    let out = demo(checkout.path(), tmp.path(), &["journal", "export"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CONCESSION_STORE_DIR"), "{err}");
+}
