@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
+use concession_agent::agent::health::Mode;
 use concession_agent::agent::{local_date, Agent, Outputs};
+use concession_agent::ats::AtsError;
 use concession_agent::app::{self, AtsLink, Wiring};
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
@@ -202,7 +205,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Run => run_agent(config, cli.board.as_deref(), cli.pos, clock),
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
-            let answer = link.client.ping().map_err(|e| format!("ping: {e}"))?;
+            let answer = match link.client.ping() {
+                Ok(a) => a,
+                Err(e @ AtsError::Unauthorized { .. }) => {
+                    eprintln!("concession-agent: ping: {UNAUTHORIZED} ({e})");
+                    return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+                }
+                Err(e) => return Err(format!("ping: {e}")),
+            };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&answer).unwrap_or_default()
@@ -354,6 +364,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// What the agent says when ATS refuses its key.
+const UNAUTHORIZED: &str = "unauthorized: check ats.apikey / CONCESSION_ATS_APIKEY";
+/// The exit code when ATS refuses the key (sysexits' EX_NOPERM): the unit does not
+/// restart on it (`RestartPreventExitStatus=77`), since a restart cannot fix a key.
+const EXIT_UNAUTHORIZED: u8 = 77;
+
+/// One `ping` before the first scan, bounded so that a black-holed ATS delays the
+/// start by at most the connect and read timeouts.
+fn start_up_ping(link: &AtsLink, clock: &SharedClock) -> Result<(), AtsError> {
+    let bound = Duration::from_secs(5);
+    link.client.ping_with_deadline(clock.now() + bound).map(drop)
+}
+
 fn run_agent(
     config: Config,
     board: Option<&Path>,
@@ -379,6 +402,22 @@ fn run_agent(
             .map_err(|e| format!("signal handler: {e}"))?;
     }
     let link: AtsLink = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+    // Credentials first: a wrong key used to look like "every ticket unknown".
+    let online_at_start = match start_up_ping(&link, &clock) {
+        Ok(()) => Ok(()),
+        Err(e @ AtsError::Unauthorized { .. }) => {
+            let msg = format!("{UNAUTHORIZED} (ATS refused the key: {e})");
+            if wiring.jsonl_stdout {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "status", "status": "unauthorized", "message": msg})
+                );
+            }
+            eprintln!("concession-agent: {msg}");
+            return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+        }
+        Err(e) => Err(e),
+    };
     let store = app::open_store(&config).map_err(|e| e.to_string())?;
     let (tx, rx) = crossbeam_channel::bounded(256);
     let (running, outputs) =
@@ -403,7 +442,14 @@ fn run_agent(
     let config_store_temporary = config.store_temporary;
     let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
-    log::info!("ready");
+    match online_at_start {
+        Ok(()) => log::info!("ready"),
+        Err(e) => {
+            // Known offline before the first scan: no `ready` until ATS answers.
+            log::warn!("ATS did not answer at start ({e}): offline rules apply until it does");
+            agent.force_mode(Mode::Offline);
+        }
+    }
     if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
         if config_store_temporary {

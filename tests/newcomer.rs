@@ -91,3 +91,88 @@ fn the_demo_approves_its_first_ticket_on_every_run_and_leaves_no_state_behind() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CONCESSION_STORE_DIR"), "{err}");
 }
+
+/// A config file in a temp dir pointing at `url` with `apikey`; the store inside.
+fn stand(url: &str, apikey: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let text = format!(
+        "terminal_id = \"t\"\nstore_dir = {store:?}\nevents = [\"EVENT01\"]\n\
+         [ats]\nurl = {url:?}\napikey = {apikey:?}\nconnect_timeout_ms = 500\n\
+         [cache]\nprefetch_at_start = false\n",
+        store = dir.path().join("store").display().to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+fn run_with(config: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = support::agent_command("info")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    finish(child, Duration::from_secs(30))
+}
+
+fn statuses(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "status")
+        .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Issue 16.2: with a wrong API key the agent printed `ready`, stayed ready and denied
+/// every scan `offline_unknown`. It now pings at start and stops, saying what to fix,
+/// in the status, on the console and in the exit code (77, which the unit does not
+/// restart on).
+#[test]
+fn a_wrong_api_key_stops_the_agent_at_start_saying_unauthorized() {
+    let sandbox = support::sandbox();
+    let (_dir, config) = stand(&sandbox.base_url(), "wrong-key");
+    let out = run_with(&config, &["--pos", "jsonl"], b"100000000001\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{err}");
+    assert!(
+        err.contains("unauthorized: check ats.apikey / CONCESSION_ATS_APIKEY"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-key"), "the key is never shown: {err}");
+    assert!(!err.contains(" ready"), "{err}");
+    assert_eq!(statuses(&out), ["unauthorized"]);
+    assert!(decisions(&out).is_empty());
+    let out = run_with(&config, &["ping"], b"");
+    assert_eq!(out.status.code(), Some(77));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check ats.apikey"));
+}
+
+/// Issue 16.2: with ATS down at start the agent said `ready` before it knew it was
+/// offline. Its first status is now `offline`, and no `ready` is logged.
+#[test]
+fn with_ats_down_at_start_the_first_status_is_offline_not_ready() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_dir, config) = stand(&format!("http://127.0.0.1:{port}"), "sandbox-key");
+    let out = run_with(&config, &["--pos", "jsonl"], b"100000000001\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let st = statuses(&out);
+    assert_eq!(st.first().map(String::as_str), Some("offline"), "{st:?}");
+    assert!(!st.iter().any(|s| s == "ready"), "{st:?}");
+    assert!(!err.contains("] ready"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "names the URL: {err}");
+    let d = decisions(&out);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["decision"], "deny");
+}

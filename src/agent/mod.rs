@@ -550,7 +550,12 @@ impl Agent {
         stop: &AtomicBool,
     ) -> Result<(), AgentError> {
         let mut fatal = None;
-        self.outputs.each(|s| s.status(AgentStatus::Ready));
+        // Started offline (ATS did not answer the start-up ping): say so, not `ready`.
+        let first = match self.mode {
+            Mode::Online => AgentStatus::Ready,
+            Mode::Offline => AgentStatus::Offline,
+        };
+        self.outputs.each(|s| s.status(first));
         let tick = self
             .config
             .health
