@@ -821,6 +821,51 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret-key"));
     }
 
+    /// Issue 16.4: an invalid value from an environment override was reported as the
+    /// config field, which the file may not even set.
+    #[test]
+    fn an_invalid_environment_override_names_the_variable() {
+        let mut raw = RawConfig::parse("[ats]\nurl = \"sandbox\"", Path::new("t")).unwrap();
+        raw.apply_env(|k| match k {
+            "CONCESSION_ATS_URL" => Some("http://192.0.2.10:8080".into()),
+            "CONCESSION_ATS_APIKEY" => Some("k".into()),
+            _ => None,
+        });
+        let e = Config::from_raw(raw).unwrap_err().to_string();
+        assert!(e.contains("CONCESSION_ATS_URL") && e.contains("ats.url"), "{e}");
+        let mut raw = RawConfig::parse("", Path::new("t")).unwrap();
+        raw.apply_env(|k| (k == "CONCESSION_TERMINAL_ID").then(|| "a b".into()));
+        let e = Config::from_raw(raw).unwrap_err().to_string();
+        assert!(e.contains("CONCESSION_TERMINAL_ID"), "{e}");
+        // From the file, the field is named as before.
+        let e = parse("terminal_id = \"a b\"").unwrap_err().to_string();
+        assert!(e.contains("`terminal_id`") && !e.contains("CONCESSION"), "{e}");
+    }
+
+    /// Issue 16.1 and 16.5: the demo (sandbox, no store_dir) gets a fresh store outside
+    /// the working directory; a relative store_dir resolves against systemd's
+    /// $STATE_DIRECTORY when it is set; a real deployment defaults there.
+    #[test]
+    fn store_dir_is_temporary_for_the_demo_and_relative_to_the_state_directory() {
+        let c = parse("").unwrap();
+        assert!(c.store_temporary);
+        assert!(c.store_dir.starts_with(std::env::temp_dir()), "{:?}", c.store_dir);
+        assert_ne!(parse("").unwrap().store_dir, c.store_dir, "fresh per run");
+        let c = parse("store_dir = \"/s\"").unwrap();
+        assert!(!c.store_temporary);
+        let mut raw = RawConfig::parse(
+            "store_dir = \"store\"\n[ats]\nurl = \"https://a.example\"\napikey = \"k\"",
+            Path::new("t"),
+        )
+        .unwrap();
+        raw.apply_env(|k| (k == "STATE_DIRECTORY").then(|| "/var/lib/concession-agent".into()));
+        let c = Config::from_raw(raw).unwrap();
+        assert_eq!(c.store_dir, Path::new("/var/lib/concession-agent/store"));
+        let c = parse("[ats]\nurl = \"https://a.example\"\napikey = \"k\"").unwrap();
+        assert_eq!(c.store_dir, Path::new("/var/lib/concession-agent"));
+        assert!(!c.store_temporary);
+    }
+
     #[test]
     fn environment_overrides_the_file() {
         let mut raw = RawConfig::parse("[ats]\nurl = \"sandbox\"", Path::new("t")).unwrap();

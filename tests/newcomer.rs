@@ -176,3 +176,79 @@ fn with_ats_down_at_start_the_first_status_is_offline_not_ready() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["decision"], "deny");
 }
+
+/// Issue 16.4: store errors named no path (`File exists (os error 17)`). The path is
+/// now in the error type, whichever file or directory failed.
+#[test]
+fn store_errors_name_the_path_that_failed() {
+    use concession_agent::store::{Store, StoreOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for dir in [file.clone(), file.join("store")] {
+        let err = Store::open(&dir, StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&dir.display().to_string()), "{err}");
+    }
+}
+
+/// Issue 16.4: connection refused named no URL, and a certificate no trusted CA signed
+/// (`UnknownIssuer`) did not point at `ats.ca_file`.
+#[test]
+fn ats_connect_and_certificate_errors_say_what_to_check() {
+    use concession_agent::ats::{AtsClient, AtsConfig};
+    use concession_agent::redact::Secret;
+    use concession_agent::sandbox::{generate_self_signed, SandboxConfig};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = |url: String, ca: Option<std::path::PathBuf>| AtsConfig {
+        base_url: url,
+        apikey: Secret::new("sandbox-key"),
+        ca_file: ca,
+        connect_timeout: Duration::from_secs(2),
+        ..AtsConfig::default()
+    };
+    let c = AtsClient::new(cfg(format!("http://127.0.0.1:{port}"), None)).unwrap();
+    let e = c.ping().unwrap_err().to_string();
+    assert!(e.contains(&format!("http://127.0.0.1:{port}")), "{e}");
+    assert!(e.contains("ats.url"), "{e}");
+
+    let served = generate_self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let sandbox = support::sandbox_with(SandboxConfig {
+        tls: Some(served.tls_pem()),
+        ..SandboxConfig::default()
+    });
+    let other = generate_self_signed(&["localhost"]).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("other-ca.pem");
+    std::fs::write(&ca, &other.ca_pem).unwrap();
+    let c = AtsClient::new(cfg(sandbox.base_url(), Some(ca))).unwrap();
+    let e = c.ping().unwrap_err().to_string();
+    assert!(e.contains("ats.ca_file"), "{e}");
+    assert!(e.contains(&sandbox.base_url()), "{e}");
+}
+
+/// Issue 16.4: the sandbox's `bind: Address already in use` named no address, and a
+/// serial scanner that cannot be opened named no device.
+#[test]
+fn bind_and_device_errors_name_the_address_and_the_device() {
+    use concession_agent::sandbox::{Sandbox, SandboxConfig};
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = Sandbox::start(SandboxConfig {
+        listen: addr,
+        ..SandboxConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&addr.to_string()), "{err}");
+
+    let dev = Path::new("/dev/ttyNOPE-concession-test");
+    let err = concession_agent::scan::source::open_serial(dev, 9600)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&dev.display().to_string()), "{err}");
+}

@@ -165,9 +165,10 @@ fn with_fix(e: AtsError, url: &str) -> AtsError {
             phase: phase @ (Phase::Connect | Phase::Tls),
             detail,
         } => {
-            let hint = if detail.contains("UnknownIssuer") || detail.contains("unknown issuer") {
-                "; the server's certificate is not signed by a trusted CA: set ats.ca_file \
-                 to that CA's PEM, or add it to the system trust store"
+            // BadSignature: signed by another CA of the same name (a test CA).
+            let hint = if detail.contains("UnknownIssuer") || detail.contains("BadSignature") {
+                "; the server's certificate is not signed by a CA this agent trusts: set \
+                 ats.ca_file to that CA's PEM, or add it to the system trust store"
             } else if phase == Phase::Connect {
                 "; check ats.url / CONCESSION_ATS_URL and that ATS is reachable"
             } else {
