@@ -201,6 +201,8 @@ pub struct Wiring {
     pub ack: AckSetting,
     /// Lights, buzzer and relay.
     pub gpio: Option<GpioProfile>,
+    /// The venue's offset from UTC: console times are shown in it.
+    pub utc_offset_minutes: i32,
 }
 
 fn strip_line_ends(bytes: &[u8]) -> Vec<u8> {
@@ -229,6 +231,7 @@ impl Wiring {
             pos_serial: None,
             ack: AckSetting::None,
             gpio: None,
+            utc_offset_minutes: config.utc_offset_minutes,
         };
         let Some(b) = board else { return Ok(w) };
         let sp = &b.scanner;
@@ -297,7 +300,9 @@ pub fn start_io(
     opts.frame = wiring.frame.clone();
 
     if wiring.console {
-        outputs.pos.push(Box::new(ConsoleSignal::stdout()));
+        outputs
+            .pos
+            .push(Box::new(ConsoleSignal::stdout().with_utc_offset(wiring.utc_offset_minutes)));
     }
     if wiring.jsonl_stdout {
         outputs.pos.push(Box::new(JsonlSignal::stdout()));

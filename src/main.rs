@@ -155,8 +155,24 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
     Config::from_raw(raw).map_err(|e| e.to_string())
 }
 
+/// The log filter for a `RUST_LOG` value. A bare `debug` is scoped to this crate (the
+/// library and the binaries), other crates staying at `info`: at debug, ureq's and
+/// sled's internals were nine lines in ten. Anything else is taken as written
+/// (env_logger syntax: `trace` is everything, `debug,ureq=debug` adds ureq).
+fn log_filter(rust_log: Option<&str>) -> String {
+    match rust_log.map(str::trim) {
+        None | Some("") => "info".into(),
+        Some(l) if l.eq_ignore_ascii_case("debug") => {
+            "info,concession_agent=debug,ats_sandbox=debug".into()
+        }
+        Some(other) => other.into(),
+    }
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    env_logger::Builder::new()
+        .parse_filters(&filter)
         // At trace level ureq dumps every byte on the wire, the apikey header and
         // full barcodes included: never, whatever RUST_LOG says.
         .filter_module("ureq_proto::util", log::LevelFilter::Off)
@@ -488,6 +504,33 @@ fn run_agent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16.6: `RUST_LOG=debug` was 90% ureq and sled internals.
+    #[test]
+    fn a_bare_debug_log_level_is_scoped_to_this_crate() {
+        assert_eq!(log_filter(None), "info");
+        assert_eq!(
+            log_filter(Some("debug")),
+            "info,concession_agent=debug,ats_sandbox=debug"
+        );
+        assert_eq!(log_filter(Some("trace")), "trace");
+        assert_eq!(log_filter(Some("debug,ureq=debug")), "debug,ureq=debug");
+        let mut b = env_logger::Builder::new();
+        b.parse_filters(&log_filter(Some("debug")));
+        let logger = b.build();
+        let enabled = |target: &str| {
+            log::Log::enabled(
+                &logger,
+                &log::Metadata::builder()
+                    .level(log::Level::Debug)
+                    .target(target)
+                    .build(),
+            )
+        };
+        assert!(enabled("concession_agent::agent"));
+        assert!(!enabled("ureq::unversioned::transport"));
+        assert!(!enabled("sled::pagecache"));
+    }
 
     #[test]
     fn pos_jsonl_works_with_and_without_the_run_subcommand() {
