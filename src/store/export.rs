@@ -174,10 +174,11 @@ fn check_since(store: &Store, since: &str) -> Result<(), StoreError> {
 }
 
 /// What a row adds to the takings, and for a void what it gives back.
-fn amounts(e: &JournalEntry) -> (i128, u64) {
+fn amounts(e: &JournalEntry) -> (i64, u64) {
+    let c = i64::try_from(e.approved_cents).unwrap_or(i64::MAX);
     match (e.kind, e.verdict) {
-        (EntryKind::Void, _) => (-i128::from(e.approved_cents), e.approved_cents),
-        (EntryKind::Decision, Verdict::Approve) => (i128::from(e.approved_cents), 0),
+        (EntryKind::Void, _) => (-c, e.approved_cents),
+        (EntryKind::Decision, Verdict::Approve) => (c, 0),
         (EntryKind::Decision, _) => (0, 0),
     }
 }
@@ -194,7 +195,7 @@ fn jsonl_row(e: &JournalEntry) -> serde_json::Value {
         obj.insert("refunded_cents".into(), refunded.into());
         obj.insert(
             "net_cents".into(),
-            serde_json::Value::from(i64::try_from(net).unwrap_or(i64::MIN)),
+            serde_json::Value::from(net),
         );
     }
     v

@@ -433,9 +433,13 @@ impl Store {
 
     /// The id of the newest journal entry, if any.
     pub fn last_decision_id(&self) -> Result<Option<String>, StoreError> {
-        match self.journal.last().map_err(db_err)? {
-            None => Ok(None),
-            Some((_, v)) => Ok(Some(codec::decode::<JournalEntry>("journal", &v)?.id)),
-        }
+        // The entry the decision sequence names (set in the same record as the entry),
+        // not `journal.last()`: sled's reverse iteration carries a 1 MiB constant key
+        // (`[255; 1 << 20]`), which made the terminal build 1 MB larger.
+        let seq = match self.meta.get(META_SEQ).map_err(db_err)? {
+            None => return Ok(None),
+            Some(v) => read_u64("meta/decision_seq", &v)?,
+        };
+        Ok(self.journal_entry_at(seq)?.map(|e| e.id))
     }
 }
