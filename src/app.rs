@@ -300,9 +300,9 @@ pub fn start_io(
     opts.frame = wiring.frame.clone();
 
     if wiring.console {
-        outputs
-            .pos
-            .push(Box::new(ConsoleSignal::stdout().with_utc_offset(wiring.utc_offset_minutes)));
+        outputs.pos.push(Box::new(
+            ConsoleSignal::stdout().with_utc_offset(wiring.utc_offset_minutes),
+        ));
     }
     if wiring.jsonl_stdout {
         outputs.pos.push(Box::new(JsonlSignal::stdout()));

@@ -832,14 +832,20 @@ mod tests {
             _ => None,
         });
         let e = Config::from_raw(raw).unwrap_err().to_string();
-        assert!(e.contains("CONCESSION_ATS_URL") && e.contains("ats.url"), "{e}");
+        assert!(
+            e.contains("CONCESSION_ATS_URL") && e.contains("ats.url"),
+            "{e}"
+        );
         let mut raw = RawConfig::parse("", Path::new("t")).unwrap();
         raw.apply_env(|k| (k == "CONCESSION_TERMINAL_ID").then(|| "a b".into()));
         let e = Config::from_raw(raw).unwrap_err().to_string();
         assert!(e.contains("CONCESSION_TERMINAL_ID"), "{e}");
         // From the file, the field is named as before.
         let e = parse("terminal_id = \"a b\"").unwrap_err().to_string();
-        assert!(e.contains("`terminal_id`") && !e.contains("CONCESSION"), "{e}");
+        assert!(
+            e.contains("`terminal_id`") && !e.contains("CONCESSION"),
+            "{e}"
+        );
     }
 
     /// Issue 16.1 and 16.5: the demo (sandbox, no store_dir) gets a fresh store outside
@@ -849,7 +855,11 @@ mod tests {
     fn store_dir_is_temporary_for_the_demo_and_relative_to_the_state_directory() {
         let c = parse("").unwrap();
         assert!(c.store_temporary);
-        assert!(c.store_dir.starts_with(std::env::temp_dir()), "{:?}", c.store_dir);
+        assert!(
+            c.store_dir.starts_with(std::env::temp_dir()),
+            "{:?}",
+            c.store_dir
+        );
         assert_ne!(parse("").unwrap().store_dir, c.store_dir, "fresh per run");
         let c = parse("store_dir = \"/s\"").unwrap();
         assert!(!c.store_temporary);

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
 use concession_agent::agent::health::Mode;
+use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
 use concession_agent::agent::{local_date, Agent, Outputs};
-use concession_agent::ats::AtsError;
 use concession_agent::app::{self, AtsLink, Wiring};
+use concession_agent::ats::AtsError;
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
@@ -390,7 +390,9 @@ const EXIT_UNAUTHORIZED: u8 = 77;
 /// start by at most the connect and read timeouts.
 fn start_up_ping(link: &AtsLink, clock: &SharedClock) -> Result<(), AtsError> {
     let bound = Duration::from_secs(5);
-    link.client.ping_with_deadline(clock.now() + bound).map(drop)
+    link.client
+        .ping_with_deadline(clock.now() + bound)
+        .map(drop)
 }
 
 fn run_agent(

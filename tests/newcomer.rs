@@ -171,7 +171,10 @@ fn with_ats_down_at_start_the_first_status_is_offline_not_ready() {
     assert_eq!(st.first().map(String::as_str), Some("offline"), "{st:?}");
     assert!(!st.iter().any(|s| s == "ready"), "{st:?}");
     assert!(!err.contains("] ready"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{port}")), "names the URL: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")),
+        "names the URL: {err}"
+    );
     let d = decisions(&out);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["decision"], "deny");

@@ -288,7 +288,10 @@ fn void_rows_do_not_add_to_the_takings_in_either_format() {
     export(&s, Format::Csv, None, &mut buf).unwrap();
     let csv = parse_csv(&String::from_utf8(buf).unwrap());
     let void = csv.iter().find(|r| r[2] == "void").unwrap();
-    assert_eq!((&*void[8], &*void[10], &*void[20], &*void[21]), ("void", "0", "100", "-100"));
+    assert_eq!(
+        (&*void[8], &*void[10], &*void[20], &*void[21]),
+        ("void", "0", "100", "-100")
+    );
 }
 
 /// Issue 16.3: full barcodes are in the export (documented), and `--mask-barcodes`

@@ -173,7 +173,9 @@ mod tests {
         write_self_signed(tmp.path()).unwrap();
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+        assert!(std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -393,10 +393,7 @@ impl TcpScannerSource {
         tx: Sender<AgentRequest>,
         opts: SourceOptions,
     ) -> Result<TcpScannerSource, SourceError> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(SourceError::Bind)?
-            .collect();
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(SourceError::Bind)?.collect();
         let shown = addrs
             .iter()
             .map(ToString::to_string)

@@ -412,7 +412,10 @@ mod tests {
         // Past midnight either way.
         assert_eq!(clock_part("2026-11-27T23:30:00.000Z", 90), "01:00:00.000");
         assert_eq!(clock_part("2026-11-27T00:15:00.000Z", -30), "23:45:00.000");
-        assert_eq!(format_time_note(330), "-- times are venue time, UTC+05:30 --");
+        assert_eq!(
+            format_time_note(330),
+            "-- times are venue time, UTC+05:30 --"
+        );
         assert_eq!(clock_part("garbage", 60), "garbage");
     }
 

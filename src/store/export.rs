@@ -193,10 +193,7 @@ fn jsonl_row(e: &JournalEntry) -> serde_json::Value {
             obj.insert("approved_cents".into(), 0.into());
         }
         obj.insert("refunded_cents".into(), refunded.into());
-        obj.insert(
-            "net_cents".into(),
-            serde_json::Value::from(net),
-        );
+        obj.insert("net_cents".into(), serde_json::Value::from(net));
     }
     v
 }
