@@ -1,5 +1,7 @@
 //! Issue 11's store holes: a cloned store (item 6) and a full disk (item 9).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -288,4 +290,73 @@ fn a_full_disk_stops_approvals_first_and_the_journal_can_still_be_exported() {
         commit(&s, "100000000002", &approve(2000)).unwrap(),
         "stand-7-000000000003"
     );
+}
+
+/// Issue 11.9 through the binary: `journal export` on a store whose filesystem is full
+/// prints every entry (rc 0), and `run` there says where and why it cannot open.
+#[test]
+fn journal_export_works_on_a_full_disk_through_the_binary() {
+    let Some(fs) = SmallFs::mount("6m") else {
+        return;
+    };
+    let dir = fs.path().join("store");
+    let config = fs.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "terminal_id = \"stand-7\"\nstore_dir = {:?}\n[ats]\nurl = \"http://127.0.0.1:9\"\n\
+             apikey = \"k\"\n[cache]\nprefetch_at_start = false\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = StoreOptions {
+        // The default headroom (8 MiB) is more than this whole filesystem.
+        min_free_bytes: 0,
+        ..opts(&machine())
+    };
+    let s = Store::open(&dir, o).unwrap();
+    let ids = vec![
+        commit(&s, "100000000001", &approve(2000)).unwrap(),
+        commit(&s, "100000000002", &approve(500)).unwrap(),
+    ];
+    drop(s);
+    fs.fill_leaving("filler", 0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let scratch = tempfile::tempdir().unwrap();
+    let out = support::agent_command("warn")
+        .arg("--config")
+        .arg(&config)
+        .args(["journal", "export", "--scratch"])
+        .arg(scratch.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, ids);
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    let out = support::agent_command("warn")
+        .arg("--config")
+        .arg(&config)
+        .args(["cache", "stats"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
+    assert!(stderr.contains("journal export"), "{stderr}");
+}
+
+/// The machine id the binary sees (what `StoreOptions::default` reads).
+fn machine() -> String {
+    StoreOptions::default().machine_id.unwrap_or_default()
 }
