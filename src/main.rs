@@ -263,6 +263,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             amount_cents,
         } => {
             let link = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+            // A refused key would otherwise show as an offline decision.
+            if let Err(e @ AtsError::Unauthorized { .. }) = start_up_ping(&link, &clock) {
+                eprintln!("concession-agent: lookup: {UNAUTHORIZED} ({e})");
+                return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+            }
             let store = app::open_store(&config).map_err(|e| e.to_string())?;
             let mut agent = Agent::new(
                 config,

@@ -150,9 +150,14 @@ fn a_wrong_api_key_stops_the_agent_at_start_saying_unauthorized() {
     assert!(!err.contains(" ready"), "{err}");
     assert_eq!(statuses(&out), ["unauthorized"]);
     assert!(decisions(&out).is_empty());
-    let out = run_with(&config, &["ping"], b"");
-    assert_eq!(out.status.code(), Some(77));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("check ats.apikey"));
+    for cmd in [&["ping"][..], &["lookup", "100000000001"][..]] {
+        let out = run_with(&config, cmd, b"");
+        assert_eq!(out.status.code(), Some(77), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("check ats.apikey"),
+            "{cmd:?}"
+        );
+    }
 }
 
 /// Issue 16.2: with ATS down at start the agent said `ready` before it knew it was
