@@ -360,3 +360,31 @@ fn journal_export_works_on_a_full_disk_through_the_binary() {
 fn machine() -> String {
     StoreOptions::default().machine_id.unwrap_or_default()
 }
+
+/// Issue 11.9 at the agent: with less free space than the headroom, an approval is
+/// denied `store_error` and that deny is journaled (with an id the POS gets); denies
+/// stay as they were, and the agent goes on.
+#[test]
+fn below_the_headroom_the_agent_journals_store_error_denies_and_goes_on() {
+    const TIB_IN_MB: u64 = 1 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    if headroom::free_bytes(tmp.path()).unwrap() >= TIB_IN_MB * 1024 * 1024 {
+        eprintln!("SKIPPED: more than 1 TiB free here, the largest headroom allowed");
+        return;
+    }
+    let mut h = support::Harness::start(&format!("store_min_free_mb = {TIB_IN_MB}"));
+    let d = h.scan("100000000001");
+    assert_eq!(
+        (d.decision.as_str(), d.reason.as_str()),
+        ("deny", "store_error")
+    );
+    assert!(!d.id.is_empty(), "journaled, so it has an id");
+    let unknown = h.scan("999999999999");
+    assert_eq!(unknown.reason, "unknown_ticket");
+    let store = h.agent.store();
+    assert_eq!(store.journal_len(), 2);
+    let e = store.journal_entry(&d.id).unwrap().unwrap();
+    assert_eq!((e.reason.as_str(), e.approved_cents), ("store_error", 0));
+    // Nothing was taken from the ticket: the ledger has no redemption.
+    assert!(store.ledger("100000000001").unwrap().lines.is_empty());
+}

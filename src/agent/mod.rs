@@ -397,6 +397,37 @@ impl Agent {
             request: scan.request_id.as_deref(),
         }) {
             Ok(entry) => entry,
+            Err(e @ StoreError::NoHeadroom { .. }) => {
+                // Low disk: the approval is refused before the disk could stop the
+                // journal (store/headroom.rs). The deny is journaled (it needs no new
+                // space) and the agent goes on; approvals resume when space is freed.
+                log::error!("approval refused, denying store_error: {e}");
+                let deny = Decision::deny(
+                    decide::Reason::StoreError,
+                    eval.decision.source,
+                    eval.decision.offline,
+                );
+                match self.store.commit_decision(&NewDecision {
+                    scan_time_ms: scan.received_at_ms,
+                    barcode: &eval.barcode,
+                    decision: &deny,
+                    evidence: eval.record.as_ref(),
+                    latency_ms,
+                    request: scan.request_id.as_deref(),
+                }) {
+                    Ok(entry) => {
+                        let event = entry.to_event();
+                        self.outputs.each(|s| s.decision(&event));
+                        return Ok(event);
+                    }
+                    Err(e) => {
+                        log::error!("journal write failed, denying: {e}");
+                        let event = self.unjournaled_deny(scan, latency_ms);
+                        self.outputs.each(|s| s.decision(&event));
+                        return Err(e.into());
+                    }
+                }
+            }
             Err(e) => {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
                 log::error!("journal write failed, denying: {e}");
