@@ -381,6 +381,17 @@ fn below_the_headroom_the_agent_journals_store_error_denies_and_goes_on() {
     assert!(!d.id.is_empty(), "journaled, so it has an id");
     let unknown = h.scan("999999999999");
     assert_eq!(unknown.reason, "unknown_ticket");
+    // The outputs were told why, once.
+    let lows = h
+        .seen
+        .0
+        .lock()
+        .unwrap()
+        .statuses
+        .iter()
+        .filter(|s| **s == concession_agent::signal::AgentStatus::LowDisk)
+        .count();
+    assert_eq!(lows, 1);
     let store = h.agent.store();
     assert_eq!(store.journal_len(), 2);
     let e = store.journal_entry(&d.id).unwrap().unwrap();

@@ -157,6 +157,8 @@ pub struct Agent {
     mode: Mode,
     probe: Option<Receiver<bool>>,
     next_probe: Instant,
+    /// The outputs were told `low_disk` (an approval was refused for disk headroom).
+    low_disk: bool,
 }
 
 impl Agent {
@@ -189,6 +191,7 @@ impl Agent {
             mode: Mode::Online,
             probe: None,
             next_probe,
+            low_disk: false,
         }
     }
 
@@ -402,6 +405,10 @@ impl Agent {
                 // journal (store/headroom.rs). The deny is journaled (it needs no new
                 // space) and the agent goes on; approvals resume when space is freed.
                 log::error!("approval refused, denying store_error: {e}");
+                if !self.low_disk {
+                    self.low_disk = true;
+                    self.outputs.each(|s| s.status(AgentStatus::LowDisk));
+                }
                 let deny = Decision::deny(
                     decide::Reason::StoreError,
                     eval.decision.source,
@@ -436,6 +443,16 @@ impl Agent {
                 return Err(e.into());
             }
         };
+        if self.low_disk && eval.decision.is_approve() {
+            // Space was freed: approvals go through again.
+            self.low_disk = false;
+            log::info!("disk space back above the headroom: approvals resume");
+            let status = match self.mode {
+                Mode::Online => AgentStatus::Ready,
+                Mode::Offline => AgentStatus::Offline,
+            };
+            self.outputs.each(|s| s.status(status));
+        }
         let event = entry.to_event();
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",

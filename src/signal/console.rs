@@ -155,11 +155,13 @@ pub fn format_status(status: AgentStatus, color: bool) -> String {
     let name = match status {
         AgentStatus::Ready => "ready",
         AgentStatus::Offline => "offline",
+        AgentStatus::LowDisk => "low_disk (approvals stop until disk space is freed)",
         AgentStatus::Stopping => "stopping",
     };
     let text = format!("-- status: {name} --");
     match status {
         AgentStatus::Offline => paint(&text, YELLOW, color),
+        AgentStatus::LowDisk => paint(&text, RED, color),
         _ => text,
     }
 }
@@ -396,6 +398,14 @@ mod tests {
         assert_eq!(
             lines[3],
             "18:00:05.000 VOID REFUSED not_found  decision d-1"
+        );
+    }
+
+    #[test]
+    fn low_disk_status_says_what_stops_and_why() {
+        assert_eq!(
+            format_status(AgentStatus::LowDisk, false),
+            "-- status: low_disk (approvals stop until disk space is freed) --"
         );
     }
 
