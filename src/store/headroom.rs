@@ -8,8 +8,9 @@
 //! restart cannot open sled until space is freed). So the store checks the free space
 //! of its filesystem (`statvfs`, the blocks available to an unprivileged user) before
 //! each approval and refuses it ([`StoreError::NoHeadroom`]) while less than the
-//! headroom is left: the agent denies with `store_error` and logs why, denies are still
-//! journaled, and approvals resume by themselves once space is freed.
+//! headroom is left: the agent journals a `store_error` deny in its place, logs why and
+//! signals the status `low_disk`; denies are still journaled, and approvals resume by
+//! themselves once space is freed.
 //!
 //! The default headroom, 8 MiB, is two redo logs of the default size: what sled may
 //! need to write out one full log of decisions, with room to spare.
