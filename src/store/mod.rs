@@ -164,6 +164,7 @@ impl Store {
         Ok((store, issuer))
     }
 
+    /// [`Store::open`] with the identity rule of `access` (`identity.rs`).
     pub(crate) fn open_as(
         dir: &Path,
         opts: StoreOptions,
