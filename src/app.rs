@@ -163,10 +163,23 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
         StoreOptions {
             cache_capacity_bytes: config.cache.capacity_bytes,
             terminal_id: config.terminal_id.clone(),
-            ..StoreOptions::default()
+            ..store_options(config)
         },
     )
     .map_err(StartError::Store)
+}
+
+/// The store options the configuration gives (cache size, terminal, machine id,
+/// headroom).
+pub fn store_options(config: &Config) -> StoreOptions {
+    let defaults = StoreOptions::default();
+    StoreOptions {
+        cache_capacity_bytes: config.cache.capacity_bytes,
+        terminal_id: config.terminal_id.clone(),
+        machine_id: config.machine_id.clone().or(defaults.machine_id),
+        min_free_bytes: config.store_min_free_bytes,
+        ..defaults
+    }
 }
 
 /// The input and output plan: the configuration, overridden by a board profile.
@@ -190,6 +203,8 @@ pub struct Wiring {
     pub ack: AckSetting,
     /// Lights, buzzer and relay.
     pub gpio: Option<GpioProfile>,
+    /// The venue's offset from UTC: console times are shown in it.
+    pub utc_offset_minutes: i32,
 }
 
 fn strip_line_ends(bytes: &[u8]) -> Vec<u8> {
@@ -226,6 +241,7 @@ impl Wiring {
             pos_serial: None,
             ack: AckSetting::None,
             gpio: None,
+            utc_offset_minutes: config.utc_offset_minutes,
         };
         let Some(b) = board else { return Ok(w) };
         let sp = &b.scanner;
@@ -294,7 +310,9 @@ pub fn start_io(
     opts.frame = wiring.frame.clone();
 
     if wiring.console {
-        outputs.pos.push(Box::new(ConsoleSignal::stdout()));
+        outputs.pos.push(Box::new(
+            ConsoleSignal::stdout().with_utc_offset(wiring.utc_offset_minutes),
+        ));
     }
     if wiring.jsonl_stdout {
         outputs.pos.push(Box::new(JsonlSignal::stdout()));

@@ -37,6 +37,14 @@ pub enum ConfigError {
     },
     /// The API key file is readable by group or others.
     KeyFilePermissions { path: PathBuf, mode: u32 },
+    /// A value from an environment override is out of range or inconsistent (the
+    /// variable is named, not the config field it overrides: the file may not even
+    /// set that field).
+    InvalidEnv {
+        var: &'static str,
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -51,6 +59,14 @@ impl fmt::Display for ConfigError {
             ConfigError::Invalid { field, message } => {
                 write!(f, "config field `{field}`: {message}")
             }
+            ConfigError::InvalidEnv {
+                var,
+                field,
+                message,
+            } => write!(
+                f,
+                "environment variable {var} (overrides config field `{field}`): {message}"
+            ),
             ConfigError::KeyFilePermissions { path, mode } => write!(
                 f,
                 "api key file {} has mode {:o}: it must not be readable by group or others \
@@ -78,6 +94,19 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 pub struct RawConfig {
     pub terminal_id: Option<String>,
     pub store_dir: Option<PathBuf>,
+    /// Free space kept on the store's filesystem, MiB (store/headroom.rs).
+    pub store_min_free_mb: Option<u64>,
+    /// This machine's name for the store's clone check (store/identity.rs); default
+    /// /etc/machine-id.
+    pub machine_id: Option<String>,
+    /// `$STATE_DIRECTORY` (systemd's StateDirectory=): relative store paths resolve
+    /// against it. From the environment only.
+    #[serde(skip)]
+    pub state_directory: Option<PathBuf>,
+    /// Fields set by environment overrides: (field, variable), to name the variable in
+    /// errors.
+    #[serde(skip)]
+    pub from_env: Vec<(&'static str, &'static str)>,
     pub deadline_ms: Option<u64>,
     pub max_transaction_cents: Option<Cents>,
     pub utc_offset_minutes: Option<i32>,
@@ -194,22 +223,44 @@ impl RawConfig {
     /// Applies `CONCESSION_*` overrides from `lookup` (the process environment in
     /// production, a map in tests).
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = lookup("CONCESSION_ATS_URL") {
+        let mut seen = |field: &'static str, var: &'static str| {
+            let v = lookup(var);
+            if v.is_some() {
+                self.from_env.push((field, var));
+            }
+            v
+        };
+        let url = seen("ats.url", "CONCESSION_ATS_URL");
+        let apikey = seen("ats.apikey", "CONCESSION_ATS_APIKEY");
+        let dsn = seen("ats.dsn", "CONCESSION_ATS_DSN");
+        let store = seen("store_dir", "CONCESSION_STORE_DIR");
+        let terminal = seen("terminal_id", "CONCESSION_TERMINAL_ID");
+        let machine = seen("machine_id", "CONCESSION_MACHINE_ID");
+        if let Some(v) = url {
             self.ats.url = Some(v);
         }
-        if let Some(v) = lookup("CONCESSION_ATS_APIKEY") {
+        if let Some(v) = apikey {
             self.ats.apikey = Some(v);
             // An explicit key in the environment wins over a key file in the config.
             self.ats.apikey_file = None;
         }
-        if let Some(v) = lookup("CONCESSION_ATS_DSN") {
+        if let Some(v) = dsn {
             self.ats.dsn = Some(v);
         }
-        if let Some(v) = lookup("CONCESSION_STORE_DIR") {
+        if let Some(v) = store {
             self.store_dir = Some(PathBuf::from(v));
         }
-        if let Some(v) = lookup("CONCESSION_TERMINAL_ID") {
+        if let Some(v) = terminal {
             self.terminal_id = Some(v);
+        }
+        if let Some(v) = machine {
+            self.machine_id = Some(v);
+        }
+        // systemd may list several directories, colon-separated: the store uses the first.
+        if let Some(v) = lookup("STATE_DIRECTORY") {
+            if let Some(first) = v.split(':').next().filter(|d| !d.is_empty()) {
+                self.state_directory = Some(PathBuf::from(first));
+            }
         }
     }
 }
@@ -382,7 +433,18 @@ fn pos_token(p: &RawPos) -> Result<Option<Secret>, ConfigError> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub terminal_id: String,
+    /// Where the store lives: absolute, or relative to `$STATE_DIRECTORY` (the unit's
+    /// StateDirectory) when set, else to the working directory. Unset with the
+    /// sandbox: a fresh directory under the system's temporary directory
+    /// (`store_temporary`).
     pub store_dir: PathBuf,
+    /// The store is the demo's throw-away store: fresh at start, removed at exit.
+    pub store_temporary: bool,
+    /// Free space kept on the store's filesystem, bytes (0: no check).
+    pub store_min_free_bytes: u64,
+    /// This machine's id for the store's clone check, when configured (else the store
+    /// reads /etc/machine-id).
+    pub machine_id: Option<String>,
     pub deadline: Duration,
     /// Most money one approval may hand over, online or offline
     /// (`Policy::max_transaction_cents`).
@@ -483,8 +545,26 @@ impl Config {
         Config::from_raw(raw)
     }
 
-    /// Validates a raw configuration.
+    /// Validates a raw configuration. An invalid value that came from an environment
+    /// override is reported as that variable ([`ConfigError::InvalidEnv`]).
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let from_env = raw.from_env.clone();
+        Config::validate(raw).map_err(|e| match e {
+            ConfigError::Invalid { field, message } => {
+                match from_env.iter().find(|(f, _)| *f == field) {
+                    Some((field, var)) => ConfigError::InvalidEnv {
+                        var,
+                        field,
+                        message,
+                    },
+                    None => ConfigError::Invalid { field, message },
+                }
+            }
+            e => e,
+        })
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let terminal_id = raw.terminal_id.unwrap_or_else(|| "terminal-1".into());
         if terminal_id.is_empty()
             || terminal_id.len() > 64
@@ -749,11 +829,47 @@ impl Config {
                 return Err(invalid("events", format!("{e:?} is not an event name")));
             }
         }
+        let store_temporary = raw.store_dir.is_none() && ats.endpoint == AtsEndpoint::Sandbox;
+        let store_dir = match (&raw.store_dir, &raw.state_directory) {
+            (Some(d), _) if d.as_os_str().is_empty() => {
+                return Err(invalid("store_dir", "is empty"));
+            }
+            (Some(d), Some(state)) if d.is_relative() => state.join(d),
+            (Some(d), _) => d.clone(),
+            // The demo: a store of its own per run, never in the checkout.
+            (None, _) if store_temporary => std::env::temp_dir().join(format!(
+                "concession-agent-demo.{}.{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros()
+            )),
+            (None, Some(state)) => state.clone(),
+            (None, None) => PathBuf::from("/var/lib/concession-agent"),
+        };
+        let store_min_free_bytes = ranged(
+            "store_min_free_mb",
+            raw.store_min_free_mb.unwrap_or(8),
+            0,
+            1 << 20,
+        )? * 1024
+            * 1024;
+        let machine_id = match &raw.machine_id {
+            None => None,
+            Some(m) => Some(crate::store::identity::usable(m).ok_or_else(|| {
+                invalid(
+                    "machine_id",
+                    "is empty (leave it out to use /etc/machine-id)",
+                )
+            })?),
+        };
         Ok(Config {
             terminal_id,
-            store_dir: raw
-                .store_dir
-                .unwrap_or_else(|| PathBuf::from("var/concession-agent")),
+            store_dir,
+            store_temporary,
+            store_min_free_bytes,
+            machine_id,
             deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
             max_transaction_cents: ranged(
                 "max_transaction_cents",
@@ -829,6 +945,61 @@ mod tests {
         assert!(e.to_string().contains("CONCESSION_ATS_APIKEY"));
         let c = parse("[ats]\nurl = \"https://a.example\"\napikey = \"s3cret-key\"").unwrap();
         assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+
+    /// Issue 16.4: an invalid value from an environment override was reported as the
+    /// config field, which the file may not even set.
+    #[test]
+    fn an_invalid_environment_override_names_the_variable() {
+        let mut raw = RawConfig::parse("[ats]\nurl = \"sandbox\"", Path::new("t")).unwrap();
+        raw.apply_env(|k| match k {
+            "CONCESSION_ATS_URL" => Some("http://192.0.2.10:8080".into()),
+            "CONCESSION_ATS_APIKEY" => Some("k".into()),
+            _ => None,
+        });
+        let e = Config::from_raw(raw).unwrap_err().to_string();
+        assert!(
+            e.contains("CONCESSION_ATS_URL") && e.contains("ats.url"),
+            "{e}"
+        );
+        let mut raw = RawConfig::parse("", Path::new("t")).unwrap();
+        raw.apply_env(|k| (k == "CONCESSION_TERMINAL_ID").then(|| "a b".into()));
+        let e = Config::from_raw(raw).unwrap_err().to_string();
+        assert!(e.contains("CONCESSION_TERMINAL_ID"), "{e}");
+        // From the file, the field is named as before.
+        let e = parse("terminal_id = \"a b\"").unwrap_err().to_string();
+        assert!(
+            e.contains("`terminal_id`") && !e.contains("CONCESSION"),
+            "{e}"
+        );
+    }
+
+    /// Issue 16.1 and 16.5: the demo (sandbox, no store_dir) gets a fresh store outside
+    /// the working directory; a relative store_dir resolves against systemd's
+    /// $STATE_DIRECTORY when it is set; a real deployment defaults there.
+    #[test]
+    fn store_dir_is_temporary_for_the_demo_and_relative_to_the_state_directory() {
+        let c = parse("").unwrap();
+        assert!(c.store_temporary);
+        assert!(
+            c.store_dir.starts_with(std::env::temp_dir()),
+            "{:?}",
+            c.store_dir
+        );
+        assert_ne!(parse("").unwrap().store_dir, c.store_dir, "fresh per run");
+        let c = parse("store_dir = \"/s\"").unwrap();
+        assert!(!c.store_temporary);
+        let mut raw = RawConfig::parse(
+            "store_dir = \"store\"\n[ats]\nurl = \"https://a.example\"\napikey = \"k\"",
+            Path::new("t"),
+        )
+        .unwrap();
+        raw.apply_env(|k| (k == "STATE_DIRECTORY").then(|| "/var/lib/concession-agent".into()));
+        let c = Config::from_raw(raw).unwrap();
+        assert_eq!(c.store_dir, Path::new("/var/lib/concession-agent/store"));
+        let c = parse("[ats]\nurl = \"https://a.example\"\napikey = \"k\"").unwrap();
+        assert_eq!(c.store_dir, Path::new("/var/lib/concession-agent"));
+        assert!(!c.store_temporary);
     }
 
     #[test]

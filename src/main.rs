@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use concession_agent::agent::health::Mode;
 use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
 use concession_agent::agent::{local_date, Agent, AgentError, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
+use concession_agent::ats::AtsError;
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
@@ -74,13 +76,28 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// The store itself.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Make a store that another machine recorded this terminal's own (a replaced
+    /// board, a restored backup): new decision ids get a new issuer tag, so they differ
+    /// from every id any other copy of the store issued. Never for a store that another
+    /// running terminal also uses: give that terminal its own store instead.
+    Adopt,
 }
 
 #[derive(Subcommand)]
 enum CacheAction {
-    /// Load an event's (or today's events') loaded value into the cache.
+    /// Load an event's (or the configured events') loaded value into the cache.
     Prefetch {
-        /// Event name (default: every event today).
+        /// Event name (default: the configured `events`; every event today when that
+        /// list is empty).
         #[arg(long)]
         event: Option<String>,
     },
@@ -92,14 +109,25 @@ enum CacheAction {
 
 #[derive(Subcommand)]
 enum JournalAction {
-    /// Every entry after `--since`, exactly once, in order.
+    /// Every entry after `--since`, exactly once, in order. Holds full barcodes
+    /// (customer data) unless `--mask-barcodes`. Sum `net_cents` for the takings
+    /// (void rows are negative). Reads a copy of the store, so it works with the disk
+    /// full and never writes the store.
     Export {
         /// jsonl or csv.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
-        /// Export entries after this decision id.
+        /// Export entries after this decision id of this journal (the last id of the
+        /// previous export).
         #[arg(long)]
         since: Option<String>,
+        /// Leave the full barcode out (the masked one stays).
+        #[arg(long)]
+        mask_barcodes: bool,
+        /// Where the temporary copy of the store goes (default: the system's
+        /// temporary directory). Must have room for the store.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
     },
 }
 
@@ -128,8 +156,24 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
     Config::from_raw(raw).map_err(|e| e.to_string())
 }
 
+/// The log filter for a `RUST_LOG` value. A bare `debug` is scoped to this crate (the
+/// library and the binaries), other crates staying at `info`: at debug, ureq's and
+/// sled's internals were nine lines in ten. Anything else is taken as written
+/// (env_logger syntax: `trace` is everything, `debug,ureq=debug` adds ureq).
+fn log_filter(rust_log: Option<&str>) -> String {
+    match rust_log.map(str::trim) {
+        None | Some("") => "info".into(),
+        Some(l) if l.eq_ignore_ascii_case("debug") => {
+            "info,concession_agent=debug,ats_sandbox=debug".into()
+        }
+        Some(other) => other.into(),
+    }
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    env_logger::Builder::new()
+        .parse_filters(&filter)
         // At trace level ureq dumps every byte on the wire, the apikey header and
         // full barcodes included: never, whatever RUST_LOG says.
         .filter_module("ureq_proto::util", log::LevelFilter::Off)
@@ -180,6 +224,19 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// The demo's throw-away store directory, removed when the command ends.
+struct TempStore(PathBuf);
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("could not remove the demo store {}: {e}", self.0.display()),
+        }
+    }
+}
+
 /// Writes `text` and a newline to stdout; a closed pipe is [`Failure::BrokenPipe`].
 fn out(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
@@ -194,14 +251,34 @@ fn out_json(value: &serde_json::Value) -> Result<(), Failure> {
     out(&serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
+/// What `journal export` and `store adopt` say for the demo's store, which is gone.
+const NO_DEMO_STORE: &str = "the demo configuration keeps no store between runs \
+    (store_dir is unset and ats.url is \"sandbox\"): set store_dir in the config, or \
+    CONCESSION_STORE_DIR, for the run and for this command";
+
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(cli.config.as_deref())?;
     let clock = clock::system();
-    match cli.command.unwrap_or(Command::Run) {
+    let _temp_store = config
+        .store_temporary
+        .then(|| TempStore(config.store_dir.clone()));
+    let command = cli.command.unwrap_or(Command::Run);
+    if config.store_temporary && matches!(command, Command::Journal { .. } | Command::Store { .. })
+    {
+        return Err(Failure::Message(NO_DEMO_STORE.into()));
+    }
+    match command {
         Command::Run => Ok(run_agent(config, cli.board.as_deref(), cli.pos, clock)?),
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
-            let answer = link.client.ping().map_err(|e| format!("ping: {e}"))?;
+            let answer = match link.client.ping() {
+                Ok(a) => a,
+                Err(e @ AtsError::Unauthorized { .. }) => {
+                    eprintln!("concession-agent: ping: {UNAUTHORIZED} ({e})");
+                    return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+                }
+                Err(e) => return Err(format!("ping: {e}").into()),
+            };
             out_json(&answer)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -230,6 +307,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             amount_cents,
         } => {
             let link = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+            // A refused key would otherwise show as an offline decision.
+            if let Err(e @ AtsError::Unauthorized { .. }) = start_up_ping(&link, &clock) {
+                eprintln!("concession-agent: lookup: {UNAUTHORIZED} ({e})");
+                return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+            }
             let store = app::open_store(&config).map_err(|e| e.to_string())?;
             let mut agent = Agent::new(
                 config,
@@ -303,16 +385,29 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal {
-            action: JournalAction::Export { format, since },
+            action:
+                JournalAction::Export {
+                    format,
+                    since,
+                    mask_barcodes,
+                    scratch,
+                },
         } => {
-            let store = app::open_store(&config).map_err(|e| e.to_string())?;
+            let scratch = scratch.unwrap_or_else(std::env::temp_dir);
+            let snap =
+                store::Snapshot::open(&config.store_dir, &scratch, app::store_options(&config))
+                    .map_err(|e| e.to_string())?;
             let format = match format {
                 ExportFormat::Jsonl => Format::Jsonl,
                 ExportFormat::Csv => Format::Csv,
             };
+            let opts = store::ExportOptions {
+                since,
+                mask_barcodes,
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = match store::export(&store, format, since.as_deref(), &mut out) {
+            let n = match store::export_with(snap.store(), format, &opts, &mut out) {
                 Ok(n) => n,
                 Err(store::StoreError::Io(e)) => return Err(e.into()),
                 Err(e) => return Err(e.to_string().into()),
@@ -323,7 +418,35 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             log::info!("exported {n} entries");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store {
+            action: StoreAction::Adopt,
+        } => {
+            let (store, prefix) =
+                store::Store::adopt(&config.store_dir, app::store_options(&config))
+                    .map_err(|e| e.to_string())?;
+            drop(store);
+            println!(
+                "store {} adopted by this machine: new decision ids are {prefix}-NNNNNNNNNNNN",
+                config.store_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// What the agent says when ATS refuses its key.
+const UNAUTHORIZED: &str = "unauthorized: check ats.apikey / CONCESSION_ATS_APIKEY";
+/// The exit code when ATS refuses the key (sysexits' EX_NOPERM): the unit does not
+/// restart on it (`RestartPreventExitStatus=77`), since a restart cannot fix a key.
+const EXIT_UNAUTHORIZED: u8 = 77;
+
+/// One `ping` before the first scan, bounded so that a black-holed ATS delays the
+/// start by at most the connect and read timeouts.
+fn start_up_ping(link: &AtsLink, clock: &SharedClock) -> Result<(), AtsError> {
+    let bound = Duration::from_secs(2);
+    link.client
+        .ping_with_deadline(clock.now() + bound)
+        .map(drop)
 }
 
 fn run_agent(
@@ -353,6 +476,22 @@ fn run_agent(
     // A hang-up must not kill the agent mid-shift (src/hardening.rs).
     concession_agent::hardening::ignore_hangup().map_err(|e| format!("signal handler: {e}"))?;
     let link: AtsLink = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
+    // Credentials first: a wrong key used to look like "every ticket unknown".
+    let online_at_start = match start_up_ping(&link, &clock) {
+        Ok(()) => Ok(()),
+        Err(e @ AtsError::Unauthorized { .. }) => {
+            let msg = format!("{UNAUTHORIZED} (ATS refused the key: {e})");
+            if wiring.jsonl_stdout {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "status", "status": "unauthorized", "message": msg})
+                );
+            }
+            eprintln!("concession-agent: {msg}");
+            return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+        }
+        Err(e) => Err(e),
+    };
     let store = app::open_store(&config).map_err(|e| e.to_string())?;
     // Void ownership on the POS link: ids it never saw are checked against the journal.
     let journal = store.clone();
@@ -379,27 +518,35 @@ fn run_agent(
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
     let demo = link.is_sandbox();
-    // One ping at start compares the wall clock with ATS's (`server_date`); it waits at
-    // most 2 s, and an unreachable ATS leaves the clock "unchecked", not wrong.
-    if let Err(e) = link
-        .client
-        .ping_with_deadline(clock.now() + Duration::from_secs(2))
-    {
-        log::warn!("start-up ping: {e}");
-    }
+    let config_store_temporary = config.store_temporary;
+    let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
+    // The start-up ping also compared the wall clock with ATS's (`server_date`).
     let clock_state = agent.clock_state();
-    if clock_state.is_trusted() {
-        log::info!("ready (clock {})", clock_state.describe());
-    } else {
-        log::warn!(
+    match online_at_start {
+        Ok(()) if clock_state.is_trusted() => {
+            log::info!("ready (clock {})", clock_state.describe())
+        }
+        Ok(()) => log::warn!(
             "ready, but the clock is {}: cached records are not trusted (clock_unsure) \
              until it agrees with ATS",
             clock_state.describe()
-        );
+        ),
+        Err(e) => {
+            // Known offline before the first scan: no `ready` until ATS answers.
+            log::warn!("ATS did not answer at start ({e}): offline rules apply until it does");
+            agent.force_mode(Mode::Offline);
+        }
     }
     if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
+        if config_store_temporary {
+            eprintln!(
+                "Demo store: fresh for this run, removed at exit ({}). To keep one, set \
+                 CONCESSION_STORE_DIR (e.g. /tmp/demo-store).",
+                store_dir.display()
+            );
+        }
         if demo {
             eprintln!(
                 "Sandbox barcodes: 100000000001 ($20), 100000000002 (pizza and a coke), \
@@ -433,6 +580,33 @@ fn run_agent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16.6: `RUST_LOG=debug` was 90% ureq and sled internals.
+    #[test]
+    fn a_bare_debug_log_level_is_scoped_to_this_crate() {
+        assert_eq!(log_filter(None), "info");
+        assert_eq!(
+            log_filter(Some("debug")),
+            "info,concession_agent=debug,ats_sandbox=debug"
+        );
+        assert_eq!(log_filter(Some("trace")), "trace");
+        assert_eq!(log_filter(Some("debug,ureq=debug")), "debug,ureq=debug");
+        let mut b = env_logger::Builder::new();
+        b.parse_filters(&log_filter(Some("debug")));
+        let logger = b.build();
+        let enabled = |target: &str| {
+            log::Log::enabled(
+                &logger,
+                &log::Metadata::builder()
+                    .level(log::Level::Debug)
+                    .target(target)
+                    .build(),
+            )
+        };
+        assert!(enabled("concession_agent::agent"));
+        assert!(!enabled("ureq::unversioned::transport"));
+        assert!(!enabled("sled::pagecache"));
+    }
 
     #[test]
     fn pos_jsonl_works_with_and_without_the_run_subcommand() {

@@ -182,9 +182,13 @@ fn csv_quotes_commas_quotes_and_newlines() {
     let rows = parse_csv(&String::from_utf8(buf).unwrap());
     assert_eq!(rows.len(), 11);
     assert_eq!(rows[0][0], "id");
-    assert_eq!(rows[0].len(), 20);
+    // 20 columns, then refunded_cents and net_cents (issue 16.3).
+    assert_eq!(rows[0].len(), 22);
+    assert_eq!(rows[0][20..], ["refunded_cents", "net_cents"]);
     for (row, e) in rows[1..].iter().zip(&entries) {
-        assert_eq!(row.len(), 20, "{row:?}");
+        assert_eq!(row.len(), 22, "{row:?}");
+        assert_eq!(row[20], "0");
+        assert_eq!(row[21], e.approved_cents.to_string());
         assert_eq!(row[0], e.id);
         assert_eq!(row[5], "gate,\"A\"");
         assert_eq!(row[7], e.barcode);
@@ -221,4 +225,89 @@ fn a_malformed_since_is_an_error() {
     let s = open(tmp.path());
     let mut buf = Vec::new();
     assert!(export(&s, Format::Jsonl, Some("nonsense"), &mut buf).is_err());
+}
+
+/// Issue 16.3: `--since` with another terminal's id exported from its sequence number,
+/// an id past the end printed nothing with rc 0, and `bogus` did not say the expected
+/// form. Each is now an error that says what it expected.
+#[test]
+fn a_since_that_is_not_an_id_of_this_journal_is_an_error_saying_what_was_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let entries: Vec<JournalEntry> = (0..3).map(|i| commit(&s, i, None)).collect();
+    let last = &entries[2].id;
+    let mut buf = Vec::new();
+    for (since, says) in [
+        ("bogus", "not a decision id"),
+        ("stand-9-000000000001", "another terminal"),
+        (&*format!("{}-000000000099", s.id_prefix()), "no entry 99"),
+    ] {
+        let err = export(&s, Format::Jsonl, Some(since), &mut buf).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(says), "{since}: {msg}");
+        assert!(msg.contains(last.as_str()), "names the newest id: {msg}");
+        assert!(buf.is_empty(), "nothing written for {since}");
+    }
+    // The last id of this journal is fine: nothing after it.
+    assert_eq!(export(&s, Format::Jsonl, Some(last), &mut buf).unwrap(), 0);
+}
+
+/// Issue 16.3: void rows exported as `"kind":"void","verdict":"approve",
+/// "approved_cents":5000`, which a script adding approvals counts as takings. A void
+/// row now says `verdict: void`, 0 approved, what it refunds, and every row carries
+/// `net_cents`, whose sum is the takings.
+#[test]
+fn void_rows_do_not_add_to_the_takings_in_either_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let a = commit(&s, 1, None); // approve 100
+    commit(&s, 2, None); // approve 100
+    commit(&s, 3, None); // deny
+    s.void(&a.id, 1_795_795_500_000, None).unwrap();
+    let mut buf = Vec::new();
+    export(&s, Format::Jsonl, None, &mut buf).unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let void = rows.iter().find(|r| r["kind"] == "void").unwrap();
+    assert_eq!(void["verdict"], "void");
+    assert_eq!(void["approved_cents"], 0);
+    assert_eq!(void["refunded_cents"], 100);
+    assert_eq!(void["net_cents"], -100);
+    let approved: u64 = rows
+        .iter()
+        .filter(|r| r["verdict"] == "approve")
+        .map(|r| r["approved_cents"].as_u64().unwrap())
+        .sum();
+    let net: i64 = rows.iter().map(|r| r["net_cents"].as_i64().unwrap()).sum();
+    assert_eq!((approved, net), (200, 100));
+
+    let mut buf = Vec::new();
+    export(&s, Format::Csv, None, &mut buf).unwrap();
+    let csv = parse_csv(&String::from_utf8(buf).unwrap());
+    let void = csv.iter().find(|r| r[2] == "void").unwrap();
+    assert_eq!(
+        (&*void[8], &*void[10], &*void[20], &*void[21]),
+        ("void", "0", "100", "-100")
+    );
+}
+
+/// Issue 16.3: full barcodes are in the export (documented), and `--mask-barcodes`
+/// leaves them out.
+#[test]
+fn an_export_with_masked_barcodes_holds_no_full_barcode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let e = commit(&s, 1, None);
+    let opts = concession_agent::store::ExportOptions {
+        since: None,
+        mask_barcodes: true,
+    };
+    let mut buf = Vec::new();
+    concession_agent::store::export_with(&s, Format::Jsonl, &opts, &mut buf).unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    assert!(!text.contains(&e.barcode), "{text}");
+    assert!(text.contains(&e.barcode_masked), "{text}");
 }

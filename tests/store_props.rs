@@ -94,6 +94,7 @@ fn open(dir: &Path) -> Store {
             // A 16 KiB redo log holds four records (one per page), so histories cross
             // its checkpoints and restarts.
             wal_capacity_bytes: 4 * 4096,
+            ..StoreOptions::default()
         },
     )
     .expect("store opens")

@@ -173,6 +173,8 @@ pub struct Agent {
     clock_trusted: bool,
     /// Set when the output answering local scans failed for good (see `deliver`).
     output_lost: Option<String>,
+    /// The outputs were told `low_disk` (an approval was refused for disk headroom).
+    low_disk: bool,
 }
 
 impl Agent {
@@ -207,6 +209,7 @@ impl Agent {
             next_probe,
             clock_trusted: true,
             output_lost: None,
+            low_disk: false,
         }
     }
 
@@ -458,6 +461,41 @@ impl Agent {
             request: scan.request_id.as_deref(),
         }) {
             Ok(entry) => entry,
+            Err(e @ StoreError::NoHeadroom { .. }) => {
+                // Low disk: the approval is refused before the disk could stop the
+                // journal (store/headroom.rs). The deny is journaled (it needs no new
+                // space) and the agent goes on; approvals resume when space is freed.
+                log::error!("approval refused, denying store_error: {e}");
+                if !self.low_disk {
+                    self.low_disk = true;
+                    self.outputs.each(|s| s.status(AgentStatus::LowDisk));
+                }
+                let deny = Decision::deny(
+                    decide::Reason::StoreError,
+                    eval.decision.source,
+                    eval.decision.offline,
+                );
+                match self.store.commit_decision(&NewDecision {
+                    scan_time_ms: scan.received_at_ms,
+                    barcode: &eval.barcode,
+                    decision: &deny,
+                    evidence: eval.record.as_ref(),
+                    latency_ms,
+                    request: scan.request_id.as_deref(),
+                }) {
+                    Ok(entry) => {
+                        let event = entry.to_event();
+                        self.outputs.each(|s| s.decision(&event));
+                        return Ok(event);
+                    }
+                    Err(e) => {
+                        log::error!("journal write failed, denying: {e}");
+                        let event = self.unjournaled_deny(scan, latency_ms);
+                        self.outputs.each(|s| s.decision(&event));
+                        return Err(e.into());
+                    }
+                }
+            }
             Err(e) => {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
                 log::error!("journal write failed, denying: {e}");
@@ -466,6 +504,16 @@ impl Agent {
                 return Err(e.into());
             }
         };
+        if self.low_disk && eval.decision.is_approve() {
+            // Space was freed: approvals go through again.
+            self.low_disk = false;
+            log::info!("disk space back above the headroom: approvals resume");
+            let status = match self.mode {
+                Mode::Online => AgentStatus::Ready,
+                Mode::Offline => AgentStatus::Offline,
+            };
+            self.outputs.each(|s| s.status(status));
+        }
         let event = entry.to_event();
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",
@@ -617,7 +665,12 @@ impl Agent {
         stop: &AtomicBool,
     ) -> Result<(), AgentError> {
         let mut fatal = None;
-        self.outputs.each(|s| s.status(AgentStatus::Ready));
+        // Started offline (ATS did not answer the start-up ping): say so, not `ready`.
+        let first = match self.mode {
+            Mode::Online => AgentStatus::Ready,
+            Mode::Offline => AgentStatus::Offline,
+        };
+        self.outputs.each(|s| s.status(first));
         let tick = self
             .config
             .health

@@ -106,7 +106,9 @@ impl Http {
             req = req.header("Cookie", c);
         }
         let req = req.config().timeout_global(Some(within)).build();
-        let mut resp = req.send(body).map_err(classify)?;
+        let mut resp = req
+            .send(body)
+            .map_err(|e| with_fix(classify(e), &self.url))?;
         let status = resp.status().as_u16();
         let set_cookies = resp
             .headers()
@@ -151,6 +153,33 @@ impl Http {
             headers,
             body,
         })
+    }
+}
+
+/// A connect or TLS failure, with what to check: the URL it was going to (the
+/// detail of a refused connection names no address) and, for a certificate no
+/// trusted CA signed, `ats.ca_file`.
+fn with_fix(e: AtsError, url: &str) -> AtsError {
+    match e {
+        AtsError::Transport {
+            phase: phase @ (Phase::Connect | Phase::Tls),
+            detail,
+        } => {
+            // BadSignature: signed by another CA of the same name (a test CA).
+            let hint = if detail.contains("UnknownIssuer") || detail.contains("BadSignature") {
+                "; the server's certificate is not signed by a CA this agent trusts: set \
+                 ats.ca_file to that CA's PEM, or add it to the system trust store"
+            } else if phase == Phase::Connect {
+                "; check ats.url / CONCESSION_ATS_URL and that ATS is reachable"
+            } else {
+                ""
+            };
+            AtsError::Transport {
+                phase,
+                detail: format!("{detail} (url {url}{hint})"),
+            }
+        }
+        e => e,
     }
 }
 

@@ -180,7 +180,13 @@ impl Sandbox {
             Some(pem) => Some(tls::server_config(pem)?),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen).map_err(SandboxError::Bind)?;
+        // The address in the error: `Address already in use` alone names no port.
+        let listener = TcpListener::bind(config.listen).map_err(|e| {
+            SandboxError::Bind(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", config.listen),
+            ))
+        })?;
         let addr = listener.local_addr().map_err(SandboxError::Bind)?;
         let state = Arc::new(State::new(&config));
         let handler: Arc<dyn server::Handler> = Arc::new(gateway::Service::new(state.clone()));

@@ -132,13 +132,51 @@ pub fn write_self_signed(dir: impl AsRef<Path>) -> Result<(PathBuf, TlsPem), San
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &ss.ca_pem).map_err(io)?;
     std::fs::write(dir.join("server.pem"), &ss.cert_pem).map_err(io)?;
-    std::fs::write(dir.join("server.key"), &ss.key_pem).map_err(io)?;
+    write_private(&dir.join("server.key"), ss.key_pem.as_bytes()).map_err(io)?;
     Ok((ca, ss.tls_pem()))
+}
+
+/// Writes a private key readable by its owner only (0600, also when the file existed
+/// with a wider mode): it used to be written world-readable.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let mut f = opts.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path)?.write_all(bytes)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16.5: `--tls-self-signed` wrote `server.key` world-readable.
+    #[cfg(unix)]
+    #[test]
+    fn the_self_signed_server_key_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("server.key");
+        std::fs::write(&key, "old").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_self_signed(tmp.path()).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
+    }
 
     #[test]
     fn self_signed_pem_loads_into_rustls() {

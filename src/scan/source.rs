@@ -336,6 +336,12 @@ pub fn spawn_stdin(
     spawn_fd(StdinFd(io::stdin()), Origin::Stdin, tx, opts)
 }
 
+/// The device or address in an i/o error (`No such file or directory` alone names
+/// nothing to check).
+fn named(what: impl fmt::Display, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
 /// Opens a serial device and sets it up for a scanner: raw mode, `baud`, receiver on,
 /// modem lines ignored, pending input discarded. Non-blocking; read it after `poll`.
 pub fn open_serial(path: &Path, baud: u32) -> Result<File, SourceError> {
@@ -346,8 +352,8 @@ pub fn open_serial(path: &Path, baud: u32) -> Result<File, SourceError> {
         OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
     )
-    .map_err(|e| SourceError::Open(e.into()))?;
-    let conf = |e: rustix::io::Errno| SourceError::Configure(e.into());
+    .map_err(|e| SourceError::Open(named(path.display(), e.into())))?;
+    let conf = |e: rustix::io::Errno| SourceError::Configure(named(path.display(), e.into()));
     let mut t = termios::tcgetattr(&fd).map_err(conf)?;
     t.make_raw();
     t.set_speed(baud).map_err(conf)?;
@@ -387,7 +393,14 @@ impl TcpScannerSource {
         tx: Sender<AgentRequest>,
         opts: SourceOptions,
     ) -> Result<TcpScannerSource, SourceError> {
-        let listener = TcpListener::bind(addr).map_err(SourceError::Bind)?;
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(SourceError::Bind)?.collect();
+        let shown = addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let listener = TcpListener::bind(&addrs[..])
+            .map_err(|e| SourceError::Bind(named(format!("scanner.listen {shown}"), e)))?;
         listener.set_nonblocking(true).map_err(SourceError::Bind)?;
         let local_addr = listener.local_addr().map_err(SourceError::Bind)?;
         let handle = spawn_named(format!("scanners@{local_addr}"), move || {

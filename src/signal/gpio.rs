@@ -337,7 +337,8 @@ impl<P: OutputPin> GpioPlayer<P> {
                 self.blink = None;
                 let ready_on = match status {
                     AgentStatus::Ready => true,
-                    AgentStatus::Offline => {
+                    // Low disk blinks like offline: the stand needs someone.
+                    AgentStatus::Offline | AgentStatus::LowDisk => {
                         self.blink = Some(Blink {
                             next: now + ms(self.patterns.offline_blink.on_ms),
                             on: false,

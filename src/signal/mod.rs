@@ -72,6 +72,10 @@ pub enum AgentStatus {
     Ready,
     /// ATS unreachable: deciding under offline rules.
     Offline,
+    /// Approvals refused: less free disk under the store than the journal's headroom
+    /// (`store_min_free_mb`); denies go on. Back to `ready` or `offline` with the next
+    /// approval once space is freed.
+    LowDisk,
     /// Shutting down.
     Stopping,
 }

@@ -227,6 +227,10 @@ impl Store {
     /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
+        if d.is_approve() {
+            // Before a full disk stops the journal, stop approving (`headroom.rs`).
+            super::headroom::check(&self.dir, self.min_free)?;
+        }
         let evidence = new.evidence.filter(|r| r.barcode == new.barcode);
         let mut wal = self.lock_wal();
         let mut w = Writes::default();
@@ -257,7 +261,7 @@ impl Store {
             );
         }
         let entry = JournalEntry {
-            id: make_id(&self.terminal, seq),
+            id: make_id(&self.issuer, seq),
             seq,
             kind: EntryKind::Decision,
             scan_time_ms: new.scan_time_ms,
@@ -362,7 +366,7 @@ impl Store {
             );
         }
 
-        let id = make_id(&self.terminal, seq);
+        let id = make_id(&self.issuer, seq);
         let entry = JournalEntry {
             id: id.clone(),
             seq,
@@ -411,6 +415,14 @@ impl Store {
         }
     }
 
+    /// The journal entry with sequence number `seq`, whatever its id.
+    pub fn journal_entry_at(&self, seq: u64) -> Result<Option<JournalEntry>, StoreError> {
+        match self.journal.get(u64_key(seq)).map_err(db_err)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode("journal", &v)?)),
+        }
+    }
+
     /// Journal entries in id order, strictly after the entry `since` (all when `None`).
     /// `since` need not exist any more; only its sequence number counts.
     pub fn journal_since(&self, since: Option<&str>) -> Result<JournalIter, StoreError> {
@@ -434,9 +446,13 @@ impl Store {
 
     /// The id of the newest journal entry, if any.
     pub fn last_decision_id(&self) -> Result<Option<String>, StoreError> {
-        match self.journal.last().map_err(db_err)? {
-            None => Ok(None),
-            Some((_, v)) => Ok(Some(codec::decode::<JournalEntry>("journal", &v)?.id)),
-        }
+        // The entry the decision sequence names (set in the same record as the entry),
+        // not `journal.last()`: sled's reverse iteration carries a 1 MiB constant key
+        // (`[255; 1 << 20]`), which made the terminal build 1 MB larger.
+        let seq = match self.meta.get(META_SEQ).map_err(db_err)? {
+            None => return Ok(None),
+            Some(v) => read_u64("meta/decision_seq", &v)?,
+        };
+        Ok(self.journal_entry_at(seq)?.map(|e| e.id))
     }
 }

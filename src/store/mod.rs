@@ -30,8 +30,11 @@ pub mod cache;
 mod codec;
 pub mod error;
 pub mod export;
+pub mod headroom;
+pub mod identity;
 pub mod journal;
 pub mod ledger;
+pub mod snapshot;
 mod wal;
 /// Dates and timestamps (kept under this name for callers of the store).
 pub use crate::date as time;
@@ -46,10 +49,12 @@ use serde::{Deserialize, Serialize};
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
 pub use cache::CacheStats;
-use error::db_err;
 pub use error::StoreError;
-pub use export::{export, Format};
+use error::{at, db_err};
+pub use export::{export, export_with, ExportOptions, Format};
+use identity::{Access, Identity};
 pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
+pub use snapshot::Snapshot;
 pub use time::rfc3339_ms;
 
 /// The schema version this build writes and reads. Version 2 added the redo log: a
@@ -66,6 +71,8 @@ const META_OFFLINE: &[u8] = b"offline";
 const META_WAL_LAP: &[u8] = b"wal_lap";
 /// This store's random id, carried by its redo-log records.
 const META_STORE_ID: &[u8] = b"store_id";
+/// The machine the store belongs to and its issuer tag (`identity.rs`).
+const META_IDENTITY: &[u8] = b"identity";
 
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,12 @@ pub struct StoreOptions {
     /// page; at least 4 KiB). When it fills, a commit first makes sled durable (a
     /// checkpoint, about two `fdatasync`s) and the log starts over.
     pub wal_capacity_bytes: u64,
+    /// This machine's id (`identity.rs`): a store recorded by another machine is
+    /// refused. Default: [`identity::this_machine`]; `None` turns the check off.
+    pub machine_id: Option<String>,
+    /// Free space kept on the store's filesystem (`headroom.rs`): below it, approvals
+    /// are refused with [`StoreError::NoHeadroom`] (default 8 MiB; 0 turns it off).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +100,8 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 2 * 1024 * 1024,
             terminal_id: "terminal".into(),
             wal_capacity_bytes: 4 * 1024 * 1024,
+            machine_id: identity::this_machine(),
+            min_free_bytes: headroom::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -108,6 +123,11 @@ pub struct Store {
     journal: sled::Tree,
     meta: sled::Tree,
     terminal: String,
+    /// The prefix of new decision ids: the terminal id, plus the issuer tag of an
+    /// adopted store (`identity.rs`).
+    issuer: String,
+    /// Free space kept on the filesystem (`headroom.rs`).
+    min_free: u64,
     dir: PathBuf,
     /// sled's log file (`dir/db`), opened read-only to `fdatasync` it in checkpoints.
     log: Arc<File>,
@@ -120,7 +140,36 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, creating the directory with mode 0700.
+    ///
+    /// Refuses a store recorded by another machine ([`StoreError::Cloned`]; see
+    /// `identity.rs`). Errors name the directory.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_as(dir, opts, Access::Own)
+    }
+
+    /// Makes the store in `dir` this machine's (`concession-agent store adopt`):
+    /// records this machine and a new issuer tag, so every id issued from now on differs
+    /// from those of any other copy of the store. Returns the store and the new prefix of
+    /// decision ids.
+    pub fn adopt(dir: &Path, opts: StoreOptions) -> Result<(Store, String), StoreError> {
+        if !dir.join(SLED_LOG).is_file() {
+            return Err(StoreError::File {
+                path: dir.to_path_buf(),
+                op: "adopt",
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store there"),
+            });
+        }
+        let store = Store::open_as(dir, opts, Access::Adopt)?;
+        let issuer = store.issuer.clone();
+        Ok((store, issuer))
+    }
+
+    /// [`Store::open`] with the identity rule of `access` (`identity.rs`).
+    pub(crate) fn open_as(
+        dir: &Path,
+        opts: StoreOptions,
+        access: Access,
+    ) -> Result<Store, StoreError> {
         create_private_dir(dir)?;
         let config = sled::Config::new()
             .path(dir)
@@ -130,8 +179,9 @@ impl Store {
             // flusher only added device flushes (SD card wear) that collided with the
             // log's writes.
             .flush_every_ms(None);
-        let db = open_waiting_for_lock(&config)?;
-        let log = Arc::new(File::open(dir.join(SLED_LOG))?);
+        let db = open_waiting_for_lock(&config, dir)?;
+        let log =
+            Arc::new(File::open(dir.join(SLED_LOG)).map_err(at(&dir.join(SLED_LOG), "open"))?);
         let cache = db.open_tree("cache").map_err(db_err)?;
         let ledger = db.open_tree("ledger").map_err(db_err)?;
         let journal = db.open_tree("journal").map_err(db_err)?;
@@ -145,21 +195,75 @@ impl Store {
             None => 0,
             Some(v) => codec::read_u64("meta/wal_lap", &v)?,
         };
-        let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes, store_id, lap)?;
-        let store = Store {
+        let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes, store_id, lap)
+            .map_err(|e| e.in_store(&dir.join(wal::WAL_FILE), "open the redo log"))?;
+        let mut store = Store {
             cache,
             ledger,
             journal,
             meta,
             db,
+            issuer: opts.terminal_id.clone(),
             terminal: opts.terminal_id,
+            min_free: opts.min_free_bytes,
             dir: dir.to_path_buf(),
             log,
             wal: Arc::new(Mutex::new(wal)),
             replayed: records.len() as u64,
         };
-        store.recover(records)?;
+        store
+            .recover(records)
+            .map_err(|e| e.in_store(dir, "recover"))?;
+        store.settle_identity(opts.machine_id.as_deref(), access)?;
         Ok(store)
+    }
+
+    /// Checks (and records) which machine the store belongs to (`identity.rs`), and
+    /// sets the prefix of new decision ids.
+    fn settle_identity(&mut self, machine: Option<&str>, access: Access) -> Result<(), StoreError> {
+        let recorded: Option<Identity> = match self.meta.get(META_IDENTITY).map_err(db_err)? {
+            None => None,
+            Some(v) => Some(codec::decode("meta/identity", &v)?),
+        };
+        if machine.is_none() && access == Access::Own {
+            log::warn!(
+                "store: this machine has no id ({}, or machine_id in the config): \
+                 a copied store cannot be detected",
+                identity::MACHINE_ID_FILES.join(", ")
+            );
+        }
+        let verdict = identity::judge(
+            &self.dir,
+            recorded.as_ref(),
+            machine,
+            access,
+            identity::random_tag,
+        )?;
+        let current = match verdict {
+            identity::Verdict::Keep => recorded,
+            identity::Verdict::Record(id) => {
+                let mut wal = self.lock_wal();
+                let mut writes = wal::Writes::default();
+                writes.set(
+                    wal::TreeId::Meta,
+                    META_IDENTITY,
+                    codec::encode("meta/identity", &id)?,
+                );
+                self.log_and_apply(&mut wal, writes)?;
+                if access == Access::Adopt {
+                    // Durable in sled at once: the next open checks it before replaying.
+                    self.checkpoint(&mut wal)?;
+                    log::warn!(
+                        "store {} adopted by this machine: new decision ids start with {}",
+                        self.dir.display(),
+                        identity::issuer(&self.terminal, Some(&id))
+                    );
+                }
+                Some(id)
+            }
+        };
+        self.issuer = identity::issuer(&self.terminal, current.as_ref());
+        Ok(())
     }
 
     /// Re-applies the current lap's records (sled may have lost some of them), then
@@ -284,6 +388,12 @@ impl Store {
     /// The terminal id decisions are stamped with.
     pub fn terminal_id(&self) -> &str {
         &self.terminal
+    }
+
+    /// The prefix of new decision ids: the terminal id, or `{terminal}.{tag}` once
+    /// the store was adopted (`identity.rs`).
+    pub fn id_prefix(&self) -> &str {
+        &self.issuer
     }
 
     /// The directory the store lives in.
@@ -434,7 +544,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// file lock from background threads shortly after the last handle is dropped, so a
 /// reopen right after a drop (a restart in the same process, tests) can briefly find
 /// it taken. Another live process holding it still fails after [`LOCK_WAIT`].
-fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+fn open_waiting_for_lock(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
     let start = Instant::now();
     loop {
         match config.open() {
@@ -445,7 +555,14 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(db_err(e)),
+            Err(sled::Error::Io(e)) => {
+                return Err(StoreError::File {
+                    path: dir.to_path_buf(),
+                    op: "open the store database in",
+                    source: e,
+                })
+            }
+            Err(e) => return Err(StoreError::Db(format!("{}: {e}", dir.display()))),
         }
     }
 }
@@ -456,7 +573,10 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     if dir.is_dir() {
         // Made beforehand (mkdir -p, an installer's umask): the store holds full
         // barcodes, so a directory others may read is tightened to 0700.
-        let mode = std::fs::metadata(dir)?.permissions().mode();
+        let mode = std::fs::metadata(dir)
+            .map_err(at(dir, "read the store directory"))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             log::warn!(
                 "store directory {} had mode {:o}: setting 0700",
@@ -464,16 +584,11 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
                 mode & 0o777
             );
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "store directory {} has mode {:o} and cannot be made private \
-                             ({e}): run `chmod 700 {}`",
-                        dir.display(),
-                        mode & 0o777,
-                        dir.display()
-                    ),
-                )
+                StoreError::File {
+                    path: dir.to_path_buf(),
+                    op: "make private (mode 0700; run `chmod 700` on it)",
+                    source: e,
+                }
             })?;
         }
         return Ok(());
@@ -481,13 +596,14 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+        .map_err(at(dir, "create the store directory"))?;
     Ok(())
 }
 
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(at(dir, "create the store directory"))?;
     Ok(())
 }
 
