@@ -95,3 +95,60 @@ fn the_shared_cluster_gives_each_test_its_own_database() {
     c.psql(&a, "CREATE TABLE only_in_a (x int)");
     assert!(c.try_psql(&b, "SELECT * FROM only_in_a").is_err());
 }
+
+/// psql through `port` with each statement sent as its own query, in the background.
+fn psql_statements(port: u16, db: &str, statements: &[&str]) -> std::process::Child {
+    let bin = pg::bin_dir().unwrap();
+    let mut c = std::process::Command::new(bin.join("psql"));
+    c.args(["-X", "-q", "-h", "127.0.0.1", "-U", pg::USER, "-p"])
+        .arg(port.to_string())
+        .args(["-d", db]);
+    for s in statements {
+        c.args(["-c", s]);
+    }
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_commit_trap_holds_a_commit_or_lets_it_commit_unseen() {
+    let Some(c) = pg::shared("venue_harness") else { return };
+    let db_url = c.fresh_db();
+    let db = db_url.rsplit('/').next().unwrap().to_string();
+    c.psql(&db, "CREATE TABLE t (x int)");
+    let trap = pg::CommitTrap::start(c.port());
+
+    // Unarmed: passes through.
+    let mut p = psql_statements(trap.port(), &db, &["BEGIN", "INSERT INTO t VALUES (1)", "COMMIT"]);
+    assert!(p.wait().unwrap().success());
+    assert_eq!(c.psql(&db, "SELECT sum(x) FROM t"), "1");
+
+    // Held: the client hangs at COMMIT; killed there, nothing was committed.
+    trap.arm(pg::TrapMode::HoldCommit);
+    let mut p = psql_statements(trap.port(), &db, &["BEGIN", "INSERT INTO t VALUES (10)", "COMMIT"]);
+    assert!(trap.wait_sprung(Duration::from_secs(10)));
+    assert!(p.try_wait().unwrap().is_none(), "the client waits for its commit");
+    p.kill().unwrap();
+    p.wait().unwrap();
+    assert!(support::wait_for(Duration::from_secs(10), || {
+        (c.psql(&db, "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in%'") == "0")
+            .then_some(())
+    })
+    .is_some());
+    assert_eq!(c.psql(&db, "SELECT sum(x) FROM t"), "1");
+
+    // Swallowed: the commit lands; the client never hears it.
+    trap.arm(pg::TrapMode::SwallowReply);
+    let mut p = psql_statements(trap.port(), &db, &["BEGIN", "INSERT INTO t VALUES (100)", "COMMIT"]);
+    assert!(trap.wait_sprung(Duration::from_secs(10)));
+    assert!(support::wait_for(Duration::from_secs(10), || {
+        (c.psql(&db, "SELECT sum(x) FROM t") == "101").then_some(())
+    })
+    .is_some());
+    assert!(p.try_wait().unwrap().is_none(), "the client never heard of its commit");
+    p.kill().unwrap();
+    p.wait().unwrap();
+}

@@ -663,3 +663,187 @@ pub fn multi_host_url(clusters: &[&Cluster], db: &str) -> String {
         hosts.join(",")
     )
 }
+
+/// What a [`CommitTrap`] does to the next `COMMIT` once armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapMode {
+    /// Hold the `COMMIT` (never forward it, nor anything after it on that connection):
+    /// the transaction never commits, the client waits forever.
+    HoldCommit,
+    /// Forward the `COMMIT`, then swallow everything the server says on that connection:
+    /// the transaction commits and the client never learns it (an outcome in doubt).
+    SwallowReply,
+}
+
+#[derive(Debug, Default)]
+struct TrapState {
+    armed: Option<TrapMode>,
+    /// Set when an armed trap caught a `COMMIT` (and disarmed).
+    sprung: Option<TrapMode>,
+    connections: usize,
+}
+
+/// A loopback TCP proxy in front of a cluster that reads the PostgreSQL wire protocol
+/// from the client and, once armed, catches the next `COMMIT` (a simple `Query` or a
+/// `Parse` whose text is `COMMIT`/`END`): it holds it, or forwards it and swallows the
+/// answer. This puts a terminal deterministically *between its local write and its
+/// venue commit* (or past a commit it cannot know of), where a test can SIGKILL it.
+/// Connections made after the trap sprang pass through untouched.
+pub struct CommitTrap {
+    port: u16,
+    state: std::sync::Arc<(Mutex<TrapState>, std::sync::Condvar)>,
+}
+
+impl CommitTrap {
+    /// Listens on a free loopback port, forwarding to `127.0.0.1:upstream`.
+    pub fn start(upstream: u16) -> CommitTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("trap listens");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new((Mutex::new(TrapState::default()), std::sync::Condvar::new()));
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("commit-trap".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    let st = st.clone();
+                    std::thread::spawn(move || trap_connection(client, upstream, st));
+                }
+            })
+            .expect("trap thread");
+        CommitTrap { port, state }
+    }
+
+    /// The port to give clients.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://concession@127.0.0.1:TRAP/db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Arms the trap for the next `COMMIT` on any connection.
+    pub fn arm(&self, mode: TrapMode) {
+        let mut s = self.state.0.lock().unwrap();
+        s.armed = Some(mode);
+        s.sprung = None;
+    }
+
+    /// Waits until the armed trap caught a `COMMIT` (at most `timeout`).
+    pub fn wait_sprung(&self, timeout: Duration) -> bool {
+        let (m, cv) = &*self.state;
+        let until = Instant::now() + timeout;
+        let mut s = m.lock().unwrap();
+        while s.sprung.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = cv.wait_timeout(s, left).unwrap().0;
+        }
+        true
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.0.lock().unwrap().connections
+    }
+}
+
+/// Is this frontend message a `COMMIT`? (`Q`: query text; `P`: name, then query text.)
+fn is_commit(kind: u8, body: &[u8]) -> bool {
+    let text = match kind {
+        b'Q' => body,
+        b'P' => match body.iter().position(|b| *b == 0) {
+            Some(i) => &body[i + 1..],
+            None => return false,
+        },
+        _ => return false,
+    };
+    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
+    let q = String::from_utf8_lossy(&text[..end]).trim().trim_end_matches(';').trim().to_ascii_uppercase();
+    q == "COMMIT" || q == "END" || q == "COMMIT TRANSACTION" || q == "COMMIT WORK"
+}
+
+fn trap_connection(
+    client: std::net::TcpStream,
+    upstream: u16,
+    st: std::sync::Arc<(Mutex<TrapState>, std::sync::Condvar)>,
+) {
+    use std::io::{Read, Write};
+    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    st.0.lock().unwrap().connections += 1;
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    // Set by the client side when it swallowed-forwarded a COMMIT: drop server bytes.
+    let swallow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut c_read, mut c_write) = (client.try_clone().unwrap(), client);
+    let (mut s_read, mut s_write) = (server.try_clone().unwrap(), server);
+    let sw = swallow.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match s_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sw.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = c_write.shutdown(std::net::Shutdown::Both);
+    });
+    // Client to server, message by message. Untyped messages (SSLRequest,
+    // GSSENCRequest, StartupMessage) come first; typed ones after the startup message.
+    let read_exact = |r: &mut std::net::TcpStream, n: usize| -> Option<Vec<u8>> {
+        let mut v = vec![0u8; n];
+        r.read_exact(&mut v).ok().map(|_| v)
+    };
+    let mut started = false;
+    loop {
+        let msg = if !started {
+            let Some(len) = read_exact(&mut c_read, 4) else { break };
+            let n = u32::from_be_bytes(len[..4].try_into().unwrap()) as usize;
+            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else { break };
+            let code = body.get(..4).map(|c| u32::from_be_bytes(c.try_into().unwrap()));
+            // 80877103 SSLRequest, 80877104 GSSENCRequest: the startup message follows.
+            if !matches!(code, Some(80877103) | Some(80877104)) {
+                started = true;
+            }
+            [len, body].concat()
+        } else {
+            let Some(head) = read_exact(&mut c_read, 5) else { break };
+            let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else { break };
+            if is_commit(head[0], &body) {
+                let (m, cv) = &*st;
+                let mut s = m.lock().unwrap();
+                if let Some(mode) = s.armed.take() {
+                    s.sprung = Some(mode);
+                    cv.notify_all();
+                    drop(s);
+                    match mode {
+                        TrapMode::HoldCommit => {
+                            // Black hole: wait for the client to go, forward nothing.
+                            let mut sink = [0u8; 4096];
+                            while matches!(c_read.read(&mut sink), Ok(n) if n > 0) {}
+                            break;
+                        }
+                        TrapMode::SwallowReply => swallow.store(true, Ordering::SeqCst),
+                    }
+                }
+            }
+            [head, body].concat()
+        };
+        if s_write.write_all(&msg).is_err() {
+            break;
+        }
+    }
+    let _ = s_write.shutdown(std::net::Shutdown::Both);
+}

@@ -290,6 +290,18 @@ impl Stand {
         }
     }
 
+    /// Waits for the first `status` line (`ready` or `offline`: the agent serves), at most
+    /// `timeout`; panics with the agent's stderr if none comes.
+    pub fn wait_serving(&mut self, timeout: Duration) {
+        if !self.wait_line(timeout, |v| v["type"] == "status") {
+            panic!(
+                "{}: no status line within {timeout:?}; stderr:\n{}",
+                self.config.display(),
+                self.stderr()
+            );
+        }
+    }
+
     /// SIGKILL; the lines already in the pipe were printed before the kill (the POS got
     /// them) and are read into [`Stand::decisions`].
     pub fn kill(&mut self) {
@@ -464,4 +476,95 @@ pub fn check_ledger(export: &[Value], told: &[Decision]) -> LedgerCheck {
         check.overdraft_cents += row["overdraft_cents"].as_i64().unwrap_or(0);
     }
     check
+}
+
+/// Starts one [`Stand`] per config and has each scan its list closed-loop on its own
+/// thread (at most `per_scan` for each decision), counting decisions in `progress` so the
+/// test can inject faults mid-run. Returns each stand (still running) when its list is
+/// done, in config order.
+pub fn scan_all(
+    stands: Vec<Stand>,
+    lists: Vec<Vec<String>>,
+    per_scan: Duration,
+    progress: &std::sync::atomic::AtomicUsize,
+) -> Vec<Stand> {
+    assert_eq!(stands.len(), lists.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = stands
+            .into_iter()
+            .zip(lists)
+            .map(|(mut stand, list)| {
+                s.spawn(move || {
+                    for b in &list {
+                        stand.decide(b, per_scan);
+                        progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    stand
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a stand's scan thread panicked"))
+            .collect()
+    })
+}
+
+/// Waits until `progress` reaches `n` (at most `timeout`); false on timeout.
+pub fn wait_progress(
+    progress: &std::sync::atomic::AtomicUsize,
+    n: usize,
+    timeout: Duration,
+) -> bool {
+    super::wait_for(timeout, || {
+        (progress.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
+    })
+    .is_some()
+}
+
+/// xorshift64: reproducible shuffles and choices.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fisher-Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Asserts that each stand's local journal (`journal export`) is in the venue ledger,
+/// each id exactly once (replay neither lost nor doubled anything); returns how many
+/// journal entries there were in all.
+pub fn check_journals_in_ledger(export: &[Value], configs: &[PathBuf]) -> usize {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in export {
+        *count.entry(id_of(row)).or_default() += 1;
+    }
+    let mut total = 0;
+    for config in configs {
+        for row in journal_export(config) {
+            let id = id_of(&row);
+            let n = count.get(id).copied().unwrap_or(0);
+            assert_eq!(
+                n,
+                1,
+                "{}: journal entry {id} is in the venue ledger {n} times after replay: {row}",
+                config.display()
+            );
+            total += 1;
+        }
+    }
+    total
 }
