@@ -42,7 +42,9 @@ struct Phases {
 
 #[test]
 fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_double_nothing() {
-    let Some(_) = pg::available("venue_outages") else { return };
+    let Some(_) = pg::available("venue_outages") else {
+        return;
+    };
     let cluster = Cluster::new(ClusterOptions::default());
     let db = cluster.fresh_db();
     let sb = venue::sandbox(TICKETS);
@@ -134,9 +136,19 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
             d.id
         );
     }
-    let pending = told.iter().filter(|d| d.venue.as_deref() == Some("pending")).count();
-    let committed = told.iter().filter(|d| d.venue.as_deref() == Some("committed")).count();
-    assert_eq!(pending + committed, total, "every line says committed or pending");
+    let pending = told
+        .iter()
+        .filter(|d| d.venue.as_deref() == Some("pending"))
+        .count();
+    let committed = told
+        .iter()
+        .filter(|d| d.venue.as_deref() == Some("committed"))
+        .count();
+    assert_eq!(
+        pending + committed,
+        total,
+        "every line says committed or pending"
+    );
     assert!(pending > 0, "the outages made some decisions pending");
     // The last scans came with the database healthy again: committed.
     for s in &stands {
@@ -168,7 +180,12 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
     let replay_wait = t0.elapsed();
 
     for s in &mut stands {
-        assert!(s.finish(Duration::from_secs(20)), "{}:\n{}", s.config.display(), s.stderr());
+        assert!(
+            s.finish(Duration::from_secs(20)),
+            "{}:\n{}",
+            s.config.display(),
+            s.stderr()
+        );
     }
     for c in &configs {
         let (ok, err) = venue::venue_sync(c);
@@ -177,7 +194,10 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
     let export = venue::venue_export(&configs[0]);
     let check = venue::check_ledger(&export, &told);
     let in_ledger = venue::check_journals_in_ledger(&export, &configs);
-    assert_eq!(in_ledger, check.rows, "the ledger holds nothing but the journals");
+    assert_eq!(
+        in_ledger, check.rows,
+        "the ledger holds nothing but the journals"
+    );
     let mut overdraft_by_ticket = std::collections::BTreeMap::<String, i64>::new();
     for row in &export {
         let b = row["barcode"].as_str().unwrap_or_default().to_string();

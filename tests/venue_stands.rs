@@ -72,21 +72,34 @@ fn four_stands_scanning_the_same_tickets_at_once_spend_each_ticket_once() {
         pending.is_empty(),
         "with the database up, every decision is committed in the venue ledger; these \
          were not: {:?}",
-        pending.iter().map(|d| (&d.terminal, &d.reason, &d.venue)).collect::<Vec<_>>()
+        pending
+            .iter()
+            .map(|d| (&d.terminal, &d.reason, &d.venue))
+            .collect::<Vec<_>>()
     );
 
     let export = venue::venue_export(&configs[0]);
     let check = venue::check_ledger(&export, &told);
-    assert_eq!(check.rows, told.len(), "the ledger holds exactly the decisions made");
+    assert_eq!(
+        check.rows,
+        told.len(),
+        "the ledger holds exactly the decisions made"
+    );
     for t in &tickets {
         let spent = check.spent.get(t).copied().unwrap_or(0);
         assert!(
             spent <= TICKET_CENTS as i64,
             "OVERSPENT: ticket {t} spent {spent} cents of {TICKET_CENTS} loaded"
         );
-        assert_eq!(spent, TICKET_CENTS as i64, "ticket {t} was not spent anywhere");
+        assert_eq!(
+            spent, TICKET_CENTS as i64,
+            "ticket {t} was not spent anywhere"
+        );
     }
-    assert_eq!(check.overdraft_cents, 0, "no overdraft while every stand is online");
+    assert_eq!(
+        check.overdraft_cents, 0,
+        "no overdraft while every stand is online"
+    );
     let approvals = told.iter().filter(|d| d.approve).count();
     assert_eq!(approvals, TICKETS, "one approval per ticket, venue-wide");
     // Every stand took part (shuffled orders: each wins some tickets).
@@ -97,8 +110,15 @@ fn four_stands_scanning_the_same_tickets_at_once_spend_each_ticket_once() {
         .collect();
     winners.sort();
     winners.dedup();
-    eprintln!("VENUE STANDS: {approvals} approvals over {} stands", winners.len());
+    eprintln!(
+        "VENUE STANDS: {approvals} approvals over {} stands",
+        winners.len()
+    );
     let journaled = venue::check_journals_in_ledger(&export, &configs);
-    assert_eq!(journaled, told.len(), "every journal entry was told to a POS");
+    assert_eq!(
+        journaled,
+        told.len(),
+        "every journal entry was told to a POS"
+    );
     drop(sb);
 }

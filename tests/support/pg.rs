@@ -43,7 +43,10 @@ const SERVER_WAIT: Duration = Duration::from_secs(30);
 /// True when `CI` says this is a CI run (`CI=true`, `CI=1`, anything but empty/false/0).
 pub fn ci() -> bool {
     match std::env::var("CI") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no"),
+        Ok(v) => !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no"
+        ),
         Err(_) => false,
     }
 }
@@ -66,7 +69,8 @@ pub fn bin_dir() -> Option<PathBuf> {
         return Some(bin);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+    std::env::split_paths(&path)
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
 }
 
 /// The server binaries, or `None` after printing why `test` is skipped. Under CI a
@@ -101,7 +105,7 @@ pub fn shared(test: &str) -> Option<&'static Cluster> {
 }
 
 /// Server settings that differ between tests and benches.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
     /// `fsync`. Off for tests (servers stop or die with the OS still up, so the page
     /// cache keeps what they wrote; `synchronous_commit` stays on, so an acknowledged
@@ -110,15 +114,6 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        ClusterOptions {
-            durable: false,
-            settings: Vec::new(),
-        }
-    }
 }
 
 /// Who runs the server binaries: `postgres` when we are root, else ourselves.
@@ -191,7 +186,13 @@ fn spawn_kept(mut cmd: Command) -> io::Result<Child> {
     unsafe {
         let parent = libc::getpid();
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGINT as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             if libc::getppid() != parent {
                 libc::_exit(1); // the test binary is already gone
             }
@@ -199,14 +200,19 @@ fn spawn_kept(mut cmd: Command) -> io::Result<Child> {
         });
     }
     let (reply_tx, reply_rx) = mpsc::channel();
-    tx.lock().unwrap().send((cmd, reply_tx)).expect("keeper alive");
+    tx.lock()
+        .unwrap()
+        .send((cmd, reply_tx))
+        .expect("keeper alive");
     reply_rx.recv().expect("keeper answers")
 }
 
 /// Removes cluster directories left by test binaries that are gone (a static shared
 /// cluster is never dropped; its server dies with the binary, its directory stays).
 fn sweep_stale() {
-    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("concession-pg-")) else {
@@ -252,10 +258,17 @@ fn children_of(pid: u32) -> Vec<u32> {
         let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             out.push(child);
         }
@@ -453,7 +466,16 @@ impl Cluster {
         let db = db.rsplit('/').next().unwrap_or(db);
         let db = db.split('?').next().unwrap_or(db);
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
             .args(["-U", USER, "-p"])
             .arg(self.port.to_string())
             .args(["-d", db, "-c", sql])
@@ -477,7 +499,9 @@ impl Cluster {
     /// Fast shutdown (SIGINT to the postmaster; SIGQUIT, then SIGKILL, if it lingers)
     /// and wait for it to exit: afterwards the port refuses connections.
     pub fn stop(&self) {
-        let Some(mut child) = self.server.lock().unwrap().take() else { return };
+        let Some(mut child) = self.server.lock().unwrap().take() else {
+            return;
+        };
         let pid = child.id();
         // A hung server handles no signal: resume it first.
         for p in children_of(pid) {
@@ -498,6 +522,25 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let _ = child.wait();
+    }
+
+    /// Immediate shutdown (SIGQUIT, as a crash: no shutdown checkpoint, nothing more
+    /// sent to a standby) and wait for the exit.
+    pub fn crash(&self) {
+        let Some(mut child) = self.server.lock().unwrap().take() else {
+            return;
+        };
+        let pid = child.id();
+        signal(pid, libc::SIGQUIT);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
         let _ = child.wait();
     }
 
@@ -537,7 +580,11 @@ impl Cluster {
         while Instant::now() < until && children_of(pid).contains(&victim) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(self.wait_ready(SERVER_WAIT), "server back after crash:\n{}", self.log());
+        assert!(
+            self.wait_ready(SERVER_WAIT),
+            "server back after crash:\n{}",
+            self.log()
+        );
     }
 
     /// Stops (`SIGSTOP`) the postmaster and every backend: new connections complete the
@@ -699,7 +746,8 @@ impl CommitTrap {
     pub fn start(upstream: u16) -> CommitTrap {
         let listener = TcpListener::bind("127.0.0.1:0").expect("trap listens");
         let port = listener.local_addr().unwrap().port();
-        let state = std::sync::Arc::new((Mutex::new(TrapState::default()), std::sync::Condvar::new()));
+        let state =
+            std::sync::Arc::new((Mutex::new(TrapState::default()), std::sync::Condvar::new()));
         let st = state.clone();
         std::thread::Builder::new()
             .name("commit-trap".into())
@@ -763,7 +811,11 @@ fn is_commit(kind: u8, body: &[u8]) -> bool {
         _ => return false,
     };
     let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
-    let q = String::from_utf8_lossy(&text[..end]).trim().trim_end_matches(';').trim().to_ascii_uppercase();
+    let q = String::from_utf8_lossy(&text[..end])
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_ascii_uppercase();
     q == "COMMIT" || q == "END" || q == "COMMIT TRANSACTION" || q == "COMMIT WORK"
 }
 
@@ -773,7 +825,9 @@ fn trap_connection(
     st: std::sync::Arc<(Mutex<TrapState>, std::sync::Condvar)>,
 ) {
     use std::io::{Read, Write};
-    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
     st.0.lock().unwrap().connections += 1;
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
@@ -808,19 +862,29 @@ fn trap_connection(
     let mut started = false;
     loop {
         let msg = if !started {
-            let Some(len) = read_exact(&mut c_read, 4) else { break };
+            let Some(len) = read_exact(&mut c_read, 4) else {
+                break;
+            };
             let n = u32::from_be_bytes(len[..4].try_into().unwrap()) as usize;
-            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else { break };
-            let code = body.get(..4).map(|c| u32::from_be_bytes(c.try_into().unwrap()));
+            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else {
+                break;
+            };
+            let code = body
+                .get(..4)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
             // 80877103 SSLRequest, 80877104 GSSENCRequest: the startup message follows.
             if !matches!(code, Some(80877103) | Some(80877104)) {
                 started = true;
             }
             [len, body].concat()
         } else {
-            let Some(head) = read_exact(&mut c_read, 5) else { break };
+            let Some(head) = read_exact(&mut c_read, 5) else {
+                break;
+            };
             let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
-            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else { break };
+            let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else {
+                break;
+            };
             if is_commit(head[0], &body) {
                 let (m, cv) = &*st;
                 let mut s = m.lock().unwrap();

@@ -132,6 +132,8 @@ pub struct Decision {
     pub latency_ms: u64,
     /// Wall time from writing the scan to reading this line (closed-loop scans only).
     pub wall: Option<Duration>,
+    /// When the line was read.
+    pub at: Instant,
     /// The line.
     pub raw: Value,
 }
@@ -153,6 +155,7 @@ impl Decision {
             venue: v["venue"].as_str().map(str::to_string),
             latency_ms: v["latency_ms"].as_u64().unwrap_or(0),
             wall: None,
+            at: Instant::now(),
             raw: v,
         })
     }
@@ -237,7 +240,10 @@ impl Stand {
     pub fn next_decision(&mut self, timeout: Duration) -> Option<Decision> {
         let until = Instant::now() + timeout;
         loop {
-            match self.lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            match self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
                 Ok(line) => {
                     if let Some(d) = Decision::parse(&line) {
                         self.decisions.push(d.clone());
@@ -275,7 +281,9 @@ impl Stand {
     pub fn wait_line(&mut self, timeout: Duration, mut f: impl FnMut(&Value) -> bool) -> bool {
         let until = Instant::now() + timeout;
         loop {
-            let Ok(line) = self.lines.recv_timeout(until.saturating_duration_since(Instant::now()))
+            let Ok(line) = self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
             else {
                 return false;
             };
@@ -317,7 +325,9 @@ impl Stand {
     /// exit, at most `timeout`; returns whether it exited successfully.
     pub fn finish(&mut self, timeout: Duration) -> bool {
         self.stdin = None;
-        let Some(mut c) = self.child.take() else { return false };
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
         let until = Instant::now() + timeout;
         let status = loop {
             if let Ok(Some(s)) = c.try_wait() {
@@ -400,7 +410,9 @@ pub fn journal_export(config: &Path) -> Vec<Value> {
 
 /// A row's `id`.
 pub fn id_of(row: &Value) -> &str {
-    row["id"].as_str().unwrap_or_else(|| panic!("row without id: {row}"))
+    row["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("row without id: {row}"))
 }
 
 /// Is this export row a void?
@@ -460,7 +472,10 @@ pub fn check_ledger(export: &[Value], told: &[Decision]) -> LedgerCheck {
         });
         let verdict = row["verdict"].as_str().unwrap_or_default();
         assert_eq!(
-            (verdict == "approve", row["approved_cents"].as_u64().unwrap_or(0)),
+            (
+                verdict == "approve",
+                row["approved_cents"].as_u64().unwrap_or(0)
+            ),
             (d.approve, d.cents),
             "the venue ledger's {} differs from what the POS was told: {row}",
             d.id
