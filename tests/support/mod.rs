@@ -1,6 +1,9 @@
 //! Shared test support: an agent wired to an in-process sandbox on loopback.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod venue;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -242,6 +245,8 @@ pub fn agent_command(rust_log: &str) -> Command {
         "CONCESSION_ATS_DSN",
         "CONCESSION_STORE_DIR",
         "CONCESSION_TERMINAL_ID",
+        "CONCESSION_VENUE_URL",
+        "CONCESSION_VENUE_PASSWORD",
     ] {
         c.env_remove(k);
     }
