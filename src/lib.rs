@@ -22,3 +22,4 @@ pub mod scan;
 pub mod signal;
 pub mod store;
 pub mod ticket;
+pub mod venue;
