@@ -117,6 +117,8 @@ pub struct RawConfig {
     pub health: RawHealth,
     pub scanner: RawScanner,
     pub pos: RawPos,
+    /// `[venue]` (venue mode, docs/venue.md); absent: single-terminal mode.
+    pub venue: Option<crate::venue::RawVenue>,
 }
 
 /// `[ats]` as written.
@@ -236,6 +238,14 @@ impl RawConfig {
         let store = seen("store_dir", "CONCESSION_STORE_DIR");
         let terminal = seen("terminal_id", "CONCESSION_TERMINAL_ID");
         let machine = seen("machine_id", "CONCESSION_MACHINE_ID");
+        let venue_url = seen("venue.url", "CONCESSION_VENUE_URL");
+        if let Some(v) = venue_url {
+            self.venue.get_or_insert_with(Default::default).url = Some(v);
+        }
+        if let Some(venue) = self.venue.as_mut() {
+            // Never recorded in `from_env` by value; only read here.
+            venue.password_env = lookup("CONCESSION_VENUE_PASSWORD");
+        }
         if let Some(v) = url {
             self.ats.url = Some(v);
         }
@@ -458,6 +468,8 @@ pub struct Config {
     pub health: HealthSettings,
     pub scanner: ScannerSettings,
     pub pos: PosSettings,
+    /// Venue mode (docs/venue.md); `None`: single-terminal mode.
+    pub venue: Option<crate::venue::VenueSettings>,
 }
 
 fn ranged(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
@@ -864,13 +876,32 @@ impl Config {
                 )
             })?),
         };
+        let deadline = ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?;
+        let venue = match raw.venue {
+            None => None,
+            Some(v) => {
+                let v = crate::venue::VenueSettings::from_raw(v)
+                    .map_err(|e| invalid(e.field, e.message))?;
+                if v.timeout * 2 >= deadline {
+                    return Err(invalid(
+                        "venue.timeout_ms",
+                        format!(
+                            "{} ms twice (lock, then commit) must leave time within deadline_ms ({} ms)",
+                            v.timeout.as_millis(),
+                            deadline.as_millis()
+                        ),
+                    ));
+                }
+                Some(v)
+            }
+        };
         Ok(Config {
             terminal_id,
             store_dir,
             store_temporary,
             store_min_free_bytes,
             machine_id,
-            deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            deadline,
             max_transaction_cents: ranged(
                 "max_transaction_cents",
                 raw.max_transaction_cents
@@ -894,6 +925,7 @@ impl Config {
             health,
             scanner,
             pos,
+            venue,
         })
     }
 }

@@ -81,6 +81,31 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Venue mode: the stands' shared ledger on PostgreSQL (docs/venue.md).
+    Venue {
+        #[command(subcommand)]
+        action: VenueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum VenueAction {
+    /// Apply the venue schema's migrations (under an advisory lock).
+    Migrate,
+    /// Upload this terminal's pending decisions; exit 0 when none is left. Run it with
+    /// the agent stopped (a running agent uploads by itself).
+    Sync,
+    /// Every decision and void of every terminal in the venue ledger, exactly once, in
+    /// recorded order: the fields of `journal export` plus `venue_seq`,
+    /// `overdraft_cents`, `overdraft_items`, `uploaded`. Holds full barcodes.
+    Export {
+        /// jsonl or csv.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Rows after this decision id (the last id of an earlier venue export).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -418,6 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             log::info!("exported {n} entries");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Venue { action } => venue_command(&config, action),
         Command::Store {
             action: StoreAction::Adopt,
         } => {
@@ -431,6 +457,56 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `venue migrate|sync|export`.
+fn venue_command(config: &Config, action: VenueAction) -> Result<ExitCode, Failure> {
+    let Some(settings) = &config.venue else {
+        return Err(
+            "no venue database configured: add [venue] url = \"postgres://...\" or set \
+             CONCESSION_VENUE_URL (docs/venue.md)"
+                .to_string()
+                .into(),
+        );
+    };
+    #[cfg(feature = "venue")]
+    {
+        use concession_agent::venue::{cli, VenueError};
+        let failed = |e: VenueError| -> Failure {
+            match e {
+                VenueError::Io(e) | VenueError::Store(store::StoreError::Io(e)) => e.into(),
+                e => e.to_string().into(),
+            }
+        };
+        match action {
+            VenueAction::Migrate => {
+                println!("{}", cli::migrate(settings, &config.terminal_id).map_err(failed)?);
+            }
+            VenueAction::Sync => {
+                let store = app::open_store(config).map_err(|e| e.to_string())?;
+                eprintln!("{}", cli::sync(settings, store).map_err(failed)?);
+            }
+            VenueAction::Export { format, since } => {
+                let format = match format {
+                    ExportFormat::Jsonl => Format::Jsonl,
+                    ExportFormat::Csv => Format::Csv,
+                };
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let n = cli::export(settings, &config.terminal_id, format, since.as_deref(), &mut out)
+                    .map_err(failed)?;
+                out.flush()?;
+                drop(out);
+                log::info!("exported {n} venue entries");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    #[cfg(not(feature = "venue"))]
+    {
+        let _ = (settings, action);
+        Err("this build has no venue mode (the `venue` feature)".to_string().into())
     }
 }
 
@@ -493,6 +569,8 @@ fn run_agent(
         Err(e) => Err(e),
     };
     let store = app::open_store(&config).map_err(|e| e.to_string())?;
+    // Venue mode: migrate and upload what is pending before serving (docs/venue.md).
+    let venue = app::start_venue(&config, &store).map_err(|e| e.to_string())?;
     // Void ownership on the POS link: ids it never saw are checked against the journal.
     let journal = store.clone();
     wiring.pos_link.journal = Some(JournalLookup(Arc::new(move |id| {
@@ -521,6 +599,7 @@ fn run_agent(
     let config_store_temporary = config.store_temporary;
     let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
+    agent.set_venue(venue);
     // The start-up ping also compared the wall clock with ATS's (`server_date`).
     let clock_state = agent.clock_state();
     match online_at_start {

@@ -52,6 +52,7 @@ fn event(decision: Verdict) -> DecisionEvent {
         source: "live".into(),
         latency_ms: 3,
         request: None,
+        venue: None,
     }
 }
 

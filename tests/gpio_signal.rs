@@ -154,6 +154,7 @@ fn event(decision: Verdict) -> DecisionEvent {
         source: "live".into(),
         latency_ms: 12,
         request: None,
+        venue: None,
     }
 }
 

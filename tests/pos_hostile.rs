@@ -121,6 +121,7 @@ fn approval(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         source: "live".into(),
         latency_ms: 5,
         request: request.map(str::to_string),
+        venue: None,
     }
 }
 

@@ -89,6 +89,7 @@ fn decision(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         source: "live".into(),
         latency_ms: 3,
         request: request.map(str::to_string),
+        venue: None,
     }
 }
 

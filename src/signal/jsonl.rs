@@ -129,6 +129,7 @@ mod tests {
             source: "live".into(),
             latency_ms: 42,
             request: Some("r1".into()),
+            venue: None,
         }
     }
 

@@ -100,6 +100,7 @@ mod tests {
             source: "live".into(),
             latency_ms: 1,
             request: None,
+            venue: None,
         }
     }
 

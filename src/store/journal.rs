@@ -140,6 +140,7 @@ impl JournalEntry {
             source: self.source.as_str().to_string(),
             latency_ms: self.latency_ms,
             request: self.request.clone(),
+            venue: None,
         }
     }
 }

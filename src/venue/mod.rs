@@ -76,6 +76,8 @@
 //! The offline caps bound it: at most `offline.per_ticket_cents` per stand a fan can
 //! reach while the venue is away.
 
+#[cfg(feature = "venue")]
+pub mod cli;
 pub mod config;
 #[cfg(feature = "venue")]
 pub mod connect;

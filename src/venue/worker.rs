@@ -139,6 +139,10 @@ enum Job {
     Sync {
         reply: Sender<Result<Report, VenueError>>,
     },
+    Upload {
+        deadline: Instant,
+        reply: Sender<Result<Report, VenueError>>,
+    },
 }
 
 /// What a start or a sync did.
@@ -276,6 +280,26 @@ impl VenueHandle {
     /// `wait`. `Err(FutureSchema)` means this agent must not run against the database.
     pub fn start_up(&self, migrate: bool, wait: Duration) -> Result<Report, VenueError> {
         self.call(|reply| Job::Start { migrate, reply }, wait)
+    }
+
+    /// Uploads what is pending now (a decision made without a venue transaction), if the
+    /// venue answers within `wait`. True when nothing is left pending.
+    pub fn upload_now(&self, wait: Duration) -> bool {
+        if self.busy_for().is_some_and(|b| b > self.timeout) {
+            return false;
+        }
+        let Some(jobs) = &self.jobs else {
+            return false;
+        };
+        let (tx, rx) = bounded(1);
+        let job = Job::Upload {
+            deadline: Instant::now() + wait,
+            reply: tx,
+        };
+        if jobs.try_send(job).is_err() {
+            return false;
+        }
+        matches!(rx.recv_timeout(wait), Ok(Ok(r)) if r.pending == 0)
     }
 
     /// Uploads every pending entry now (`venue sync`), waiting at most `wait`.
@@ -433,13 +457,23 @@ impl Worker {
                     let _ = reply.send(Err("replay took the scan's time".into()));
                     return;
                 }
-                if let Err(e) = self.redeem(&barcode, &seed, deadline, &reply, &steps) {
+                if let Err(e) = self.redeem(&barcode, &seed, &reply, &steps) {
                     log::warn!("venue: transaction for {} failed: {e}", mask_barcode(&barcode));
                     self.failed(&e);
                 }
             }
             Job::Start { migrate, reply } => {
                 let r = self.start_up(migrate);
+                if let Err(e) = &r {
+                    self.failed(e);
+                }
+                let _ = reply.send(r);
+            }
+            Job::Upload { deadline, reply } => {
+                if Instant::now() >= deadline {
+                    return;
+                }
+                let r = self.ensure_client(false).and_then(|()| self.catch_up());
                 if let Err(e) = &r {
                     self.failed(e);
                 }
@@ -499,7 +533,6 @@ impl Worker {
         &mut self,
         barcode: &str,
         seed: &[VenueLine],
-        deadline: Instant,
         reply: &Sender<Result<Vec<VenueLine>, String>>,
         steps: &Receiver<Step>,
     ) -> Result<(), VenueError> {
@@ -522,11 +555,9 @@ impl Worker {
         if reply.send(Ok(lines.clone())).is_err() {
             return Ok(()); // the loop gave up: rolled back when `tx` drops
         }
-        // The loop decides and journals; wait for it no longer than the scan's deadline
-        // (plus the time its commit step may take), then roll back.
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_add(self.settings.timeout);
+        // The loop decides and journals (an fsync); wait for it no longer than one
+        // step's time, then roll back (its commit then reports `NotCommitted`).
+        let wait = self.settings.timeout;
         let (entry, answer) = match steps.recv_timeout(wait) {
             Ok(Step::Commit(entry, answer)) => (entry, answer),
             Ok(Step::Abort) | Err(_) => return Ok(()),
