@@ -73,8 +73,8 @@ fn write_config(dir: &Path, terminal: &str, ats: &str, venue: Option<&str>) -> P
              [ats]\n\
              url = {ats:?}\n\
              apikey = \"sandbox-key\"\n\
-             rate_per_minute = 1000000\n\
-             rate_per_day = 100000000\n\
+             rate_per_minute = 10000\n\
+             rate_per_day = 10000000\n\
              [cache]\n\
              prefetch_at_start = false\n\
              fresh_ms = 3600000\n\

@@ -104,8 +104,8 @@ fn stand_config(ats: &str, dir: &std::path::Path, terminal: &str, venue_url: &st
     let mut raw = RawConfig::parse(&text, std::path::Path::new("venue_props")).unwrap();
     raw.ats.url = Some(ats.to_string());
     raw.ats.apikey = Some("sandbox-key".into());
-    raw.ats.rate_per_minute = Some(1_000_000);
-    raw.ats.rate_per_day = Some(100_000_000);
+    raw.ats.rate_per_minute = Some(10_000);
+    raw.ats.rate_per_day = Some(10_000_000);
     Config::from_raw(raw).expect("stand config validates")
 }
 
@@ -115,7 +115,9 @@ fn start_agent(config: &Config, clock: &SharedClock, ats: &Arc<AtsClient>) -> Ag
         pos: Vec::new(),
         other: Vec::new(),
     };
-    let agent = Agent::new(config.clone(), Arc::clone(ats), store, clock.clone(), outputs);
+    let venue = app::start_venue(config, &store).expect("venue worker starts");
+    let mut agent = Agent::new(config.clone(), Arc::clone(ats), store, clock.clone(), outputs);
+    agent.set_venue(venue);
     agent
 }
 

@@ -87,7 +87,7 @@ impl StandConfig {
              [ats]\n\
              url = {ats:?}\n\
              apikey = \"sandbox-key\"\n\
-             rate_per_minute = 100000\n\
+             rate_per_minute = 10000\n\
              rate_per_day = 10000000\n\
              [cache]\n\
              prefetch_at_start = false\n\
@@ -231,9 +231,15 @@ impl Stand {
     /// Writes one barcode line (does not wait).
     pub fn send(&mut self, barcode: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{barcode}")
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("scan to {}: {e}", self.config.display()));
+        if let Err(e) = writeln!(stdin, "{barcode}").and_then(|_| stdin.flush()) {
+            // The agent is gone: say why.
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "scan to {}: {e}; the agent's stderr:\n{}",
+                self.config.display(),
+                self.stderr()
+            );
+        }
     }
 
     /// The next decision line within `timeout` (other lines skipped), recorded.
