@@ -2,10 +2,11 @@
 //! and restarting mid-run, under two terminal processes (the real binary) scanning the
 //! same tickets.
 //!
-//! A fault thread watches the number of decisions made and, mid-run, stops the server
-//! (connections refused), starts it again, hangs it (`SIGSTOP` of the postmaster and
-//! every backend: the kernel accepts, nobody answers), resumes it, restarts it, and kills
-//! a backend (every session dropped, crash recovery). Then:
+//! The stands go round their tickets (re-scans are decisions too) at a scanner's pace
+//! while a fault thread, each time the stands commit again, stops the server
+//! (connections refused) for 16 decisions, hangs it (`SIGSTOP` of the postmaster and
+//! every backend: the kernel accepts, nobody answers) for 16 decisions, restarts it,
+//! and kills a backend (every session dropped, crash recovery). Then:
 //! - every decision came within the deadline (the agent's `latency_ms`, and the wall
 //!   time from writing the scan to reading the line, with a margin for the pipes);
 //! - decisions made while the database was away say `"venue":"pending"`, and the stands
@@ -19,11 +20,10 @@
 
 mod support;
 
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use support::pg::{self, Cluster, ClusterOptions};
-use support::venue::{self, Rng, Stand, StandConfig, TICKET_CENTS};
+use support::venue::{self, Progress, Rng, Stand, StandConfig, TICKET_CENTS};
 
 const STANDS: usize = 2;
 const TICKETS: usize = 60;
@@ -39,6 +39,7 @@ struct Phases {
     hung: bool,
     restarted: bool,
     crashed: bool,
+    recovered: bool,
 }
 
 #[test]
@@ -73,47 +74,51 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
         s.wait_serving(Duration::from_secs(20));
     }
 
-    let progress = AtomicUsize::new(0);
-    let budget = Duration::from_secs(60);
+    let progress = Progress::default();
+    let budget = Duration::from_secs(30);
     let (stands, phases) = std::thread::scope(|s| {
         let faults = s.spawn(|| {
+            // Each fault starts from a healthy stand pair that commits, and lasts a
+            // number of decisions; between faults, wait until commits flow again.
             let mut p = Phases::default();
-            let at = |n: usize| venue::wait_progress(&progress, n, budget);
-            if at(10) {
+            let healthy = || progress.more_committed(6, budget);
+            let during = || progress.more_decided(16, budget);
+            if healthy() {
                 cluster.stop();
                 p.refused = true;
-            }
-            let _ = at(30);
-            if !cluster.is_running() {
+                during();
                 cluster.start();
             }
-            if at(45) {
+            if healthy() {
                 let hang = cluster.hang();
                 p.hung = true;
-                let _ = at(65);
+                during();
                 hang.resume();
             }
-            if at(80) {
+            if healthy() {
                 cluster.restart();
                 p.restarted = true;
             }
-            if at(90) {
+            if healthy() {
                 cluster.crash_backends();
                 p.crashed = true;
             }
+            p.recovered = healthy();
+            progress.stop();
             p
         });
-        let stands = venue::scan_all(
+        let stands = venue::scan_until(
             stands,
             lists,
             Duration::from_millis(DEADLINE_MS) + Duration::from_secs(5),
+            Duration::from_millis(10),
             &progress,
         );
         (stands, faults.join().unwrap())
     });
     assert!(
-        phases.refused && phases.hung && phases.restarted && phases.crashed,
-        "every fault ran: {phases:?}"
+        phases.refused && phases.hung && phases.restarted && phases.crashed && phases.recovered,
+        "every fault ran and the stands committed again after each: {phases:?}"
     );
     let mut stands = stands;
     // Back to committed once the database answers: each stand scans fresh tickets until
