@@ -82,7 +82,10 @@ fn op() -> impl Strategy<Value = Op> {
 /// A case: the ops, and whether outages are allowed at all (a third of the cases
 /// have none, for the "no overdraft while connected" check).
 fn case() -> impl Strategy<Value = (Vec<Op>, bool)> {
-    (prop::collection::vec(op(), 12..40), prop::bool::weighted(0.67))
+    (
+        prop::collection::vec(op(), 12..40),
+        prop::bool::weighted(0.67),
+    )
 }
 
 struct Rig {
@@ -116,7 +119,13 @@ fn start_agent(config: &Config, clock: &SharedClock, ats: &Arc<AtsClient>) -> Ag
         other: Vec::new(),
     };
     let venue = app::start_venue(config, &store).expect("venue worker starts");
-    let mut agent = Agent::new(config.clone(), Arc::clone(ats), store, clock.clone(), outputs);
+    let mut agent = Agent::new(
+        config.clone(),
+        Arc::clone(ats),
+        store,
+        clock.clone(),
+        outputs,
+    );
     agent.set_venue(venue);
     agent
 }
@@ -168,7 +177,11 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
     let mut cut_ever = false;
     for op in ops {
         match *op {
-            Op::Scan { stand, ticket: t, amount } => {
+            Op::Scan {
+                stand,
+                ticket: t,
+                amount,
+            } => {
                 let r = &mut rigs[stand];
                 let ev = scan_event(&clock, &ticket(t), amount);
                 let d = r
@@ -240,7 +253,9 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
             *journals.entry(e.unwrap().id).or_default() += 1;
         }
         let h = VenueHandle::start(settings(&db), store).expect("venue worker");
-        let report = h.sync(WAIT).map_err(|e| TestCaseError::fail(format!("sync: {e}")))?;
+        let report = h
+            .sync(WAIT)
+            .map_err(|e| TestCaseError::fail(format!("sync: {e}")))?;
         prop_assert_eq!(report.pending, 0, "left after sync: {:?}", report);
         h.shutdown(WAIT);
     }
@@ -257,17 +272,36 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
     let mut in_ledger: BTreeMap<String, &Value> = BTreeMap::new();
     for row in &rows {
         let id = row["id"].as_str().unwrap().to_string();
-        prop_assert!(in_ledger.insert(id.clone(), row).is_none(), "{} twice in the ledger", id);
+        prop_assert!(
+            in_ledger.insert(id.clone(), row).is_none(),
+            "{} twice in the ledger",
+            id
+        );
     }
     for id in journals.keys() {
-        prop_assert!(in_ledger.contains_key(id), "journal entry {} not in the ledger", id);
+        prop_assert!(
+            in_ledger.contains_key(id),
+            "journal entry {} not in the ledger",
+            id
+        );
     }
-    prop_assert_eq!(in_ledger.len(), journals.len(), "ledger rows not in any journal");
+    prop_assert_eq!(
+        in_ledger.len(),
+        journals.len(),
+        "ledger rows not in any journal"
+    );
     for (_, d) in &told {
         let row = in_ledger.get(&d.id);
-        prop_assert!(row.is_some(), "acknowledged {} missing from the ledger", d.id);
+        prop_assert!(
+            row.is_some(),
+            "acknowledged {} missing from the ledger",
+            d.id
+        );
         let row = row.unwrap();
-        prop_assert_eq!(row["approved_cents"].as_u64().unwrap_or(0), d.approved_cents);
+        prop_assert_eq!(
+            row["approved_cents"].as_u64().unwrap_or(0),
+            d.approved_cents
+        );
     }
 
     // Never more than loaded while connected: committed approvals net of their voids.
@@ -281,7 +315,8 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
     let mut overdraft: BTreeMap<String, i64> = BTreeMap::new();
     for (t, d) in &told {
         if d.venue.as_deref() == Some("committed") && d.approved_cents > 0 {
-            committed_net[*t] += d.approved_cents as i64 - voided.get(d.id.as_str()).copied().unwrap_or(0);
+            committed_net[*t] +=
+                d.approved_cents as i64 - voided.get(d.id.as_str()).copied().unwrap_or(0);
         }
     }
     for row in &rows {
@@ -300,7 +335,13 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
     }
     for (b, net) in &total_net {
         let o = overdraft.get(b).copied().unwrap_or(0);
-        prop_assert!(*net <= TICKET_CENTS as i64 + o, "{}: {} spent, {} overdraft", b, net, o);
+        prop_assert!(
+            *net <= TICKET_CENTS as i64 + o,
+            "{}: {} spent, {} overdraft",
+            b,
+            net,
+            o
+        );
         if !cut_ever {
             prop_assert_eq!(o, 0, "overdraft with every stand connected");
         }
@@ -311,7 +352,9 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
 
 #[test]
 fn random_interleavings_of_stands_voids_and_outages_keep_the_venue_ledger_exact() {
-    let Some(cluster) = pg::shared("venue_props") else { return };
+    let Some(cluster) = pg::shared("venue_props") else {
+        return;
+    };
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -544,6 +544,36 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// Stops (`SIGSTOP`) this primary's WAL senders: commits go on here and stop
+    /// reaching the standby (asynchronous replication falling behind). Returns their
+    /// pids, for [`Cluster::crash_with_paused`].
+    pub fn pause_walsenders(&self) -> Vec<u32> {
+        let pid = self.pid().expect("server running");
+        let senders: Vec<u32> = children_of(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("walsender"))
+                    .unwrap_or(false)
+            })
+            .collect();
+        assert!(!senders.is_empty(), "no walsender: is a standby attached?");
+        for p in &senders {
+            signal(*p, libc::SIGSTOP);
+        }
+        senders
+    }
+
+    /// Kills the paused WAL senders (SIGKILL: what they held never leaves) and then
+    /// the server as [`Cluster::crash`] does: the standby misses every commit made
+    /// since [`Cluster::pause_walsenders`].
+    pub fn crash_with_paused(&self, senders: &[u32]) {
+        for p in senders {
+            signal(*p, libc::SIGKILL);
+        }
+        self.crash();
+    }
+
     /// Starts the stopped server again, on the same data and port.
     pub fn start(&self) {
         self.start_server(false);

@@ -615,7 +615,10 @@ impl Progress {
     /// Waits for `n` more committed decisions than now (at most `timeout`).
     pub fn more_committed(&self, n: usize, timeout: Duration) -> bool {
         let want = self.get(&self.committed) + n;
-        super::wait_for(timeout, || (self.get(&self.committed) >= want).then_some(())).is_some()
+        super::wait_for(timeout, || {
+            (self.get(&self.committed) >= want).then_some(())
+        })
+        .is_some()
     }
 
     /// Ends the scanning.
