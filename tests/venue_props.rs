@@ -16,7 +16,7 @@
 //! - per ticket, what the ledger shows spent beyond the loaded value is recorded as
 //!   overdraft.
 //!
-//! Cases: `PROPTEST_CASES` (default 8; each case is a fresh database).
+//! Cases: `PROPTEST_CASES` (default 16; each case is a fresh database).
 #![cfg(feature = "venue")]
 
 mod support;
@@ -31,6 +31,7 @@ use concession_agent::app;
 use concession_agent::ats::AtsClient;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig};
+use concession_agent::pos::VoidOutcome;
 use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};
 use concession_agent::signal::DecisionEvent;
@@ -47,6 +48,31 @@ const TICKETS: usize = 4;
 const DEADLINE_MS: u64 = 1000;
 const VENUE_TIMEOUT_MS: u64 = 150;
 const WAIT: Duration = Duration::from_secs(15);
+
+/// What the cases exercised, summed (printed at the end: a property test that never
+/// voided or cut a link proved less than it says).
+#[derive(Debug, Default)]
+struct Tally {
+    cases: usize,
+    decisions: usize,
+    committed: usize,
+    pending: usize,
+    voids: usize,
+    cuts: usize,
+    ledger_rows: usize,
+    overdraft_cents: i64,
+}
+
+static TALLY: std::sync::Mutex<Tally> = std::sync::Mutex::new(Tally {
+    cases: 0,
+    decisions: 0,
+    committed: 0,
+    pending: 0,
+    voids: 0,
+    cuts: 0,
+    ledger_rows: 0,
+    overdraft_cents: 0,
+});
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -74,8 +100,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (stand.clone(), 0..TICKETS, prop_oneof![Just(None), (1u64..=8).prop_map(|d| Some(d * 150))])
             .prop_map(|(stand, ticket, amount)| Op::Scan { stand, ticket, amount }),
         2 => (stand.clone(), any::<usize>()).prop_map(|(stand, pick)| Op::Void { stand, pick }),
-        1 => (stand.clone(), any::<bool>()).prop_map(|(stand, blackhole)| Op::Cut { stand, blackhole }),
-        1 => stand.prop_map(|stand| Op::Heal { stand }),
+        2 => (stand.clone(), any::<bool>()).prop_map(|(stand, blackhole)| Op::Cut { stand, blackhole }),
+        2 => stand.prop_map(|stand| Op::Heal { stand }),
     ]
 }
 
@@ -175,6 +201,8 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
 
     let mut told: Vec<(usize, DecisionEvent)> = Vec::new();
     let mut cut_ever = false;
+    let mut voids = 0usize;
+    let mut cuts = 0usize;
     for op in ops {
         match *op {
             Op::Scan {
@@ -217,10 +245,12 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
                 }
                 let (id, _, _) = r.approvals.remove(pick % r.approvals.len());
                 let v = r.agent.as_mut().unwrap().handle_void(&id, None);
-                let _ = v;
+                prop_assert_eq!(v.outcome, VoidOutcome::Voided, "void of {}: {:?}", id, v);
+                voids += 1;
             }
             Op::Cut { stand, blackhole } if outages => {
                 cut_ever = true;
+                cuts += 1;
                 rigs[stand].link.set(if blackhole {
                     LinkMode::Blackhole
                 } else {
@@ -346,6 +376,22 @@ fn run_case(cluster: &pg::Cluster, ops: &[Op], outages: bool) -> Result<(), Test
             prop_assert_eq!(o, 0, "overdraft with every stand connected");
         }
     }
+    let mut t = TALLY.lock().unwrap();
+    t.cases += 1;
+    t.decisions += told.len();
+    t.committed += told
+        .iter()
+        .filter(|(_, d)| d.venue.as_deref() == Some("committed"))
+        .count();
+    t.pending += told
+        .iter()
+        .filter(|(_, d)| d.venue.as_deref() == Some("pending"))
+        .count();
+    t.voids += voids;
+    t.cuts += cuts;
+    t.ledger_rows += rows.len();
+    t.overdraft_cents += overdraft.values().sum::<i64>();
+    drop(t);
     drop(sb);
     Ok(())
 }
@@ -358,7 +404,7 @@ fn random_interleavings_of_stands_voids_and_outages_keep_the_venue_ledger_exact(
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(16);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
         max_shrink_iters: 16,
@@ -368,4 +414,10 @@ fn random_interleavings_of_stands_voids_and_outages_keep_the_venue_ledger_exact(
     runner
         .run(&case(), |(ops, outages)| run_case(cluster, &ops, outages))
         .unwrap();
+    let t = TALLY.lock().unwrap();
+    eprintln!("VENUE PROPS: {:?}", *t);
+    assert!(
+        t.voids > 0 && t.cuts > 0 && t.pending > 0,
+        "the cases exercised too little: {t:?}"
+    );
 }
