@@ -321,7 +321,7 @@ impl Agent {
             .saturating_sub(waited)
             .saturating_sub(commit_reserve(self.config.deadline))
             // Venue mode: the two database steps keep their time too.
-            .saturating_sub(self.venue.reserve());
+            .saturating_sub(self.venue.reserve(self.config.deadline));
 
         let cached = if barcode.is_empty() {
             None
@@ -366,7 +366,7 @@ impl Agent {
         // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
         // in time, decide offline on the local ledger (the live answer then counts as a
         // cached one, so the offline caps apply).
-        if self.venue_begin(&barcode, record.as_ref()) {
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
             live = None;
             scan_mode = decide::Mode::Offline;
         }

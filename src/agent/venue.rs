@@ -58,12 +58,14 @@ impl VenueState {
         }
     }
 
-    /// The time kept out of the ATS lookup's budget for the two venue steps.
-    pub fn reserve(&self) -> std::time::Duration {
+    /// The time kept out of the ATS lookup's budget (of `deadline`) for the two venue
+    /// steps: twice `venue.timeout_ms`, at most half the deadline.
+    pub fn reserve(&self, deadline: std::time::Duration) -> std::time::Duration {
         #[cfg(feature = "venue")]
         if let Some(h) = &self.handle {
-            return h.timeout() * 2;
+            return (h.timeout() * 2).min(deadline / 2);
         }
+        let _ = deadline;
         std::time::Duration::ZERO
     }
 
@@ -83,7 +85,12 @@ impl Agent {
     /// Opens the venue transaction for a scan of `barcode` judged on `record` (see the
     /// module docs). Returns `true` when the scan must be decided offline on the local
     /// ledger because the venue did not answer in time.
-    pub(super) fn venue_begin(&mut self, barcode: &str, record: Option<&TicketRecord>) -> bool {
+    pub(super) fn venue_begin(
+        &mut self,
+        barcode: &str,
+        record: Option<&TicketRecord>,
+        received_at_ms: u64,
+    ) -> bool {
         #[cfg(feature = "venue")]
         {
             use crate::venue::{ledger::seed_from_record, Begin};
@@ -98,7 +105,9 @@ impl Agent {
             else {
                 return false;
             };
-            match h.begin(barcode, seed_from_record(record), h.timeout()) {
+            // Half of what is left of the deadline at most: the commit needs its turn.
+            let wait = h.timeout().min(self.time_left(received_at_ms) / 2);
+            match h.begin(barcode, seed_from_record(record), wait) {
                 Begin::Locked(txn) => {
                     self.venue.txn = Some(txn);
                     false
@@ -116,7 +125,7 @@ impl Agent {
         }
         #[cfg(not(feature = "venue"))]
         {
-            let _ = (barcode, record);
+            let _ = (barcode, record, received_at_ms);
             false
         }
     }
@@ -147,7 +156,7 @@ impl Agent {
             let Some(h) = &self.venue.handle else {
                 return Ok((entry, None));
             };
-            let wait = h.timeout();
+            let wait = h.timeout().min(self.time_left(scan.received_at_ms));
             let Some(txn) = self.venue.txn.take() else {
                 // Decided without a venue transaction: away (pending), or nothing to
                 // lock (unreadable, no record): upload it now if the venue answers.
@@ -198,6 +207,18 @@ impl Agent {
             let _ = (scan, eval, latency_ms);
             Ok((entry, None))
         }
+    }
+
+    /// What is left of the scan's deadline, less the reserve for signalling.
+    #[cfg(feature = "venue")]
+    fn time_left(&self, received_at_ms: u64) -> std::time::Duration {
+        let waited = std::time::Duration::from_millis(
+            self.clock.wall_ms().saturating_sub(received_at_ms),
+        );
+        self.config
+            .deadline
+            .saturating_sub(waited)
+            .saturating_sub(super::commit_reserve(self.config.deadline))
     }
 
     /// Drops an open venue transaction (the scan's decision was not journaled as
