@@ -303,3 +303,34 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
     drop(txn);
     v.shutdown(WAIT);
 }
+
+#[test]
+fn after_a_database_restart_the_next_scans_reconnect_without_waiting_for_a_backoff() {
+    let Some(_) = pg::available("pg_worker") else {
+        return;
+    };
+    let cluster = pg::Cluster::new(pg::ClusterOptions::default());
+    let url = cluster.fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), "t");
+    let v = VenueHandle::start(settings(&url, 300), s.clone()).unwrap();
+    v.start_up(true, WAIT).unwrap();
+    let rec = record(2000);
+    cluster.restart();
+    assert!(cluster.wait_ready(WAIT));
+    // The old connection is dead; the first scan finds out, the next ones reconnect.
+    let t = Instant::now();
+    let mut tries = 0;
+    let txn = loop {
+        tries += 1;
+        match v.begin(BC, seed_from_record(&rec), Duration::from_millis(300)) {
+            Begin::Locked(txn) => break txn,
+            Begin::Away(why) => {
+                assert!(t.elapsed() < WAIT, "never reconnected: {why}");
+            }
+        }
+    };
+    assert!(tries <= 3, "{tries} scans to reconnect");
+    drop(txn);
+    v.shutdown(WAIT);
+}

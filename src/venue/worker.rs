@@ -49,8 +49,9 @@ use crate::store::{journal::seq_of, JournalEntry, Store};
 
 /// How often an idle worker retries a lost connection and replays.
 const IDLE_TICK: Duration = Duration::from_millis(500);
-/// The least time between two connection attempts made for scans.
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// The least time between two failed connection attempts made for scans (a lost
+/// connection is retried at once).
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The file, in the store directory, that keeps the replay watermark.
 const WATERMARK_FILE: &str = "venue_uploaded";
 
@@ -612,14 +613,11 @@ impl Worker {
         if !now {
             if let Some(t) = self.last_attempt {
                 if t.elapsed() < RECONNECT_BACKOFF {
-                    return Err(VenueError::Away(
-                        self.shared
-                            .last_error
-                            .lock()
-                            .ok()
-                            .and_then(|e| e.clone())
-                            .unwrap_or_else(|| "venue database unreachable".into()),
-                    ));
+                    let last = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+                    return Err(VenueError::Away(format!(
+                        "retrying the connection shortly ({})",
+                        last.as_deref().unwrap_or("unreachable")
+                    )));
                 }
             }
         }
@@ -627,6 +625,7 @@ impl Worker {
         let app = format!("concession-agent {}", self.store.terminal_id());
         let client = connect::connect(&self.settings, &app)?;
         log::info!("venue database connected");
+        self.last_attempt = None;
         self.client = Some(client);
         self.verified = false;
         self.shared.connected.store(true, Ordering::SeqCst);
@@ -639,7 +638,9 @@ impl Worker {
     /// After an error: a connection that broke (anything but the server's own error
     /// answer) is discarded, and the next attempt reconnects.
     fn failed(&mut self, e: &VenueError) {
-        self.note_error(&e.to_string());
+        if !matches!(e, VenueError::Away(_)) {
+            self.note_error(&e.to_string());
+        }
         let broken = match e {
             VenueError::Db(pe) => pe.as_db_error().is_none(),
             VenueError::Away(_) => false,
