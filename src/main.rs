@@ -481,7 +481,10 @@ fn venue_command(config: &Config, action: VenueAction) -> Result<ExitCode, Failu
         };
         match action {
             VenueAction::Migrate => {
-                println!("{}", cli::migrate(settings, &config.terminal_id).map_err(failed)?);
+                println!(
+                    "{}",
+                    cli::migrate(settings, &config.terminal_id).map_err(failed)?
+                );
             }
             VenueAction::Sync => {
                 let store = app::open_store(config).map_err(|e| e.to_string())?;
@@ -494,8 +497,14 @@ fn venue_command(config: &Config, action: VenueAction) -> Result<ExitCode, Failu
                 };
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let n = cli::export(settings, &config.terminal_id, format, since.as_deref(), &mut out)
-                    .map_err(failed)?;
+                let n = cli::export(
+                    settings,
+                    &config.terminal_id,
+                    format,
+                    since.as_deref(),
+                    &mut out,
+                )
+                .map_err(failed)?;
                 out.flush()?;
                 drop(out);
                 log::info!("exported {n} venue entries");
@@ -506,7 +515,9 @@ fn venue_command(config: &Config, action: VenueAction) -> Result<ExitCode, Failu
     #[cfg(not(feature = "venue"))]
     {
         let _ = (settings, action);
-        Err("this build has no venue mode (the `venue` feature)".to_string().into())
+        Err("this build has no venue mode (the `venue` feature)"
+            .to_string()
+            .into())
     }
 }
 

@@ -54,7 +54,11 @@ fn approval(cents: u64, offline: bool) -> Decision {
         approved_cents: cents,
         money: vec![("m1".into(), cents)],
         items: Vec::<ItemGrant>::new(),
-        source: if offline { Source::Offline } else { Source::Live },
+        source: if offline {
+            Source::Offline
+        } else {
+            Source::Live
+        },
         offline,
     }
 }
@@ -81,7 +85,11 @@ fn settings(url: &str, timeout_ms: u64) -> VenueSettings {
     .unwrap()
 }
 
-fn journal(store: &Store, d: &Decision, rec: &TicketRecord) -> concession_agent::store::JournalEntry {
+fn journal(
+    store: &Store,
+    d: &Decision,
+    rec: &TicketRecord,
+) -> concession_agent::store::JournalEntry {
     store.put_record(rec).unwrap();
     store
         .commit_decision(&NewDecision {
@@ -155,7 +163,10 @@ fn a_redemption_locks_decides_on_the_venue_ledger_and_commits_once_by_id() {
     let r = v.sync(WAIT).unwrap();
     assert_eq!((r.uploaded, r.pending), (0, 0));
     assert_eq!(
-        cluster.psql(&url, "SELECT count(*), sum(approved_cents) FROM venue_decisions"),
+        cluster.psql(
+            &url,
+            "SELECT count(*), sum(approved_cents) FROM venue_decisions"
+        ),
         "1|1500"
     );
     v.shutdown(WAIT);
@@ -187,7 +198,10 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
     assert_eq!(
         cluster.psql(
             &url,
-            &format!("SELECT overdraft_cents FROM venue_decisions WHERE id = '{}'", e2.id)
+            &format!(
+                "SELECT overdraft_cents FROM venue_decisions WHERE id = '{}'",
+                e2.id
+            )
         ),
         "1000"
     );
@@ -202,7 +216,10 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
     let r = v1b.start_up(true, WAIT).unwrap();
     assert_eq!(r.uploaded, 0, "{r:?}");
     assert_eq!(
-        cluster.psql(&url, "SELECT string_agg(id, ',' ORDER BY seq) FROM venue_decisions"),
+        cluster.psql(
+            &url,
+            "SELECT string_agg(id, ',' ORDER BY seq) FROM venue_decisions"
+        ),
         format!(
             "{},{},{}-000000000003,{}",
             e1.id,
@@ -244,7 +261,10 @@ fn a_schema_newer_than_this_agent_is_refused_at_start() {
     let s = store(dir.path(), "t");
     let v = VenueHandle::start(settings(&url, 2000), s.clone()).unwrap();
     v.start_up(true, WAIT).unwrap();
-    cluster.psql(&url, "INSERT INTO venue_migrations (version, name) VALUES (99, 'future')");
+    cluster.psql(
+        &url,
+        "INSERT INTO venue_migrations (version, name) VALUES (99, 'future')",
+    );
     v.shutdown(WAIT);
     let v = VenueHandle::start(settings(&url, 2000), s).unwrap();
     match v.start_up(true, WAIT) {
@@ -274,7 +294,11 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
         let t = Instant::now();
         let b = v.begin(BC, seed_from_record(&rec), Duration::from_millis(200));
         assert!(matches!(b, Begin::Away(_)));
-        assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
     }
     // Meanwhile a pending decision is journaled; it is uploaded once the database
     // answers again.
@@ -292,7 +316,10 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
     assert_eq!(
         cluster.psql(
             &url,
-            &format!("SELECT approved_cents FROM venue_decisions WHERE id = '{}'", e.id)
+            &format!(
+                "SELECT approved_cents FROM venue_decisions WHERE id = '{}'",
+                e.id
+            )
         ),
         "700"
     );

@@ -212,9 +212,8 @@ impl Agent {
     /// What is left of the scan's deadline, less the reserve for signalling.
     #[cfg(feature = "venue")]
     fn time_left(&self, received_at_ms: u64) -> std::time::Duration {
-        let waited = std::time::Duration::from_millis(
-            self.clock.wall_ms().saturating_sub(received_at_ms),
-        );
+        let waited =
+            std::time::Duration::from_millis(self.clock.wall_ms().saturating_sub(received_at_ms));
         self.config
             .deadline
             .saturating_sub(waited)

@@ -104,7 +104,10 @@ pub fn migrate(client: &mut Client) -> Result<Vec<i32>, VenueError> {
         )?;
     }
     let have: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM venue_migrations", &[])?
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM venue_migrations",
+            &[],
+        )?
         .get(0);
     if have > LATEST {
         return Err(VenueError::FutureSchema {

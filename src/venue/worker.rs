@@ -96,7 +96,10 @@ impl VenueTxn {
             return CommitOutcome::NotCommitted("transaction already ended".into());
         };
         let (tx, rx) = bounded(1);
-        if steps.send(Step::Commit(Box::new(entry.clone()), tx)).is_err() {
+        if steps
+            .send(Step::Commit(Box::new(entry.clone()), tx))
+            .is_err()
+        {
             return CommitOutcome::NotCommitted("the venue worker ended the transaction".into());
         }
         match rx.recv_timeout(wait) {
@@ -459,7 +462,10 @@ impl Worker {
                     return;
                 }
                 if let Err(e) = self.redeem(&barcode, &seed, &reply, &steps) {
-                    log::warn!("venue: transaction for {} failed: {e}", mask_barcode(&barcode));
+                    log::warn!(
+                        "venue: transaction for {} failed: {e}",
+                        mask_barcode(&barcode)
+                    );
                     self.failed(&e);
                 }
             }
@@ -756,7 +762,8 @@ fn write_watermark(path: &std::path::Path, issuer: &str, seq: u64) {
     // Not synced: a lost or stale watermark only makes the next replay re-send entries
     // the venue already holds, which changes nothing.
     let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, format!("{issuer} {seq}\n")).and_then(|()| std::fs::rename(&tmp, path));
+    let r = std::fs::write(&tmp, format!("{issuer} {seq}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = r {
         log::warn!("venue: cannot save the replay watermark: {e}");
     }
