@@ -472,14 +472,18 @@ impl Agent {
     pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
-        let entry = match self.store.commit_decision(&NewDecision {
-            scan_time_ms: scan.received_at_ms,
-            barcode: &eval.barcode,
-            decision: &eval.decision,
-            evidence: eval.record.as_ref(),
-            latency_ms,
-            request: scan.request_id.as_deref(),
-        }) {
+        let mark = self.venue_journal_mark();
+        let entry = match self.store.commit_decision_marked(
+            &NewDecision {
+                scan_time_ms: scan.received_at_ms,
+                barcode: &eval.barcode,
+                decision: &eval.decision,
+                evidence: eval.record.as_ref(),
+                latency_ms,
+                request: scan.request_id.as_deref(),
+            },
+            mark,
+        ) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
@@ -505,7 +509,8 @@ impl Agent {
                     request: scan.request_id.as_deref(),
                 }) {
                     Ok(entry) => {
-                        let event = entry.to_event();
+                        let mut event = entry.to_event();
+                        event.venue = self.venue_journal_mark().map(str::to_string);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
                     }

@@ -192,14 +192,17 @@ impl Agent {
                 crate::venue::IN_DOUBT_VOID_REASON,
             )?;
             let again = self.decide_offline(&eval.barcode, eval.record.as_ref(), scan.amount_cents);
-            let second = self.store.commit_decision(&crate::store::NewDecision {
-                scan_time_ms: scan.received_at_ms,
-                barcode: &eval.barcode,
-                decision: &again,
-                evidence: eval.record.as_ref(),
-                latency_ms,
-                request: scan.request_id.as_deref(),
-            })?;
+            let second = self.store.commit_decision_marked(
+                &crate::store::NewDecision {
+                    scan_time_ms: scan.received_at_ms,
+                    barcode: &eval.barcode,
+                    decision: &again,
+                    evidence: eval.record.as_ref(),
+                    latency_ms,
+                    request: scan.request_id.as_deref(),
+                },
+                Some(VenueMark::Pending.as_str()),
+            )?;
             Ok((second, Some(VenueMark::Pending.as_str())))
         }
         #[cfg(not(feature = "venue"))]
@@ -218,6 +221,20 @@ impl Agent {
             .deadline
             .saturating_sub(waited)
             .saturating_sub(super::commit_reserve(self.config.deadline))
+    }
+
+    /// The journal's venue mark for the scan being decided (`JournalEntry::venue`):
+    /// `venue` on the venue ledger, `pending` on the local one, `None` outside venue mode.
+    pub(super) fn venue_journal_mark(&self) -> Option<&'static str> {
+        #[cfg(feature = "venue")]
+        if self.venue.enabled() {
+            return Some(if self.venue.txn.is_some() {
+                "venue"
+            } else {
+                crate::venue::VenueMark::Pending.as_str()
+            });
+        }
+        None
     }
 
     /// Drops an open venue transaction (the scan's decision was not journaled as

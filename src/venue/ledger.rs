@@ -212,6 +212,7 @@ mod tests {
             request: None,
             void_of: None,
             voided_by: None,
+            venue: None,
         }
     }
 

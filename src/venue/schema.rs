@@ -64,6 +64,7 @@ CREATE TABLE venue_decisions (
     UNIQUE (issuer, local_seq)
 );
 CREATE INDEX venue_decisions_barcode ON venue_decisions (barcode);
+CREATE INDEX venue_decisions_void_of ON venue_decisions (void_of) WHERE void_of IS NOT NULL;
 CREATE INDEX venue_decisions_overdraft ON venue_decisions (seq)
     WHERE overdraft_cents > 0 OR overdraft_items > 0;
 "#,
