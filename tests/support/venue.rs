@@ -87,7 +87,7 @@ impl StandConfig {
              [ats]\n\
              url = {ats:?}\n\
              apikey = \"sandbox-key\"\n\
-             rate_per_minute = 10000\n\
+             rate_per_minute = 100000\n\
              rate_per_day = 10000000\n\
              [cache]\n\
              prefetch_at_start = false\n\
