@@ -15,8 +15,9 @@
 //!
 //! After each kill the terminal starts again on the same store, replays, serves one more
 //! scan and stops; `venue sync` exits 0. Then every decision any POS received and every
-//! entry of the journal is in the venue ledger exactly once, as received, and no ticket
-//! is spent beyond its value.
+//! entry of the journal is in the venue ledger exactly once, as received, no ticket is
+//! spent beyond its value, and a ticket whose POS was told after an in-doubt commit nets
+//! to exactly what that POS was told (the first attempt reversed, committed or not).
 #![cfg(feature = "venue")]
 
 mod support;
@@ -69,6 +70,8 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
         (TrapMode::SwallowReply, KillAt::AfterPos),
     ];
     let mut report = Vec::new();
+    // (barcode, cents the POS was told) of the cases killed after the POS line.
+    let mut told_after: Vec<(String, u64, TrapMode)> = Vec::new();
     for (mode, kill_at) in cases {
         let mut stand = Stand::spawn(&config);
         stand.wait_serving(Duration::from_secs(20));
@@ -104,6 +107,7 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
                     "{mode:?}: a commit without an answer must be reported pending: {d:?}"
                 );
                 assert!(d.latency_ms <= 1000, "{mode:?}: {} ms", d.latency_ms);
+                told_after.push((barcode.clone(), d.cents, mode));
                 Some(d)
             }
         };
@@ -181,6 +185,16 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
     );
     for (t, spent) in &check.spent {
         assert!(*spent <= TICKET_CENTS as i64, "ticket {t}: {spent} cents");
+    }
+    // The in-doubt scans: the ledger nets to what the POS was told (the first attempt,
+    // committed or not, is reversed by its void), never to both.
+    for (b, cents, mode) in &told_after {
+        assert_eq!(
+            check.spent.get(b).copied().unwrap_or(0),
+            *cents as i64,
+            "{mode:?}: ticket {b} nets to something else than the {cents} cents the POS \
+             was told"
+        );
     }
     eprintln!("VENUE CRASH:\n  {}", report.join("\n  "));
     drop(sb);

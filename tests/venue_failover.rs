@@ -2,9 +2,12 @@
 //!
 //! A primary and a streaming standby (asynchronous, two clusters, two loopback ports);
 //! two terminal processes reach them through the multi-host URL
-//! `host=primary,standby` with `target_session_attrs=read-write`. Mid-run the primary
-//! dies (immediate shutdown: nothing more reaches the standby) and the standby is
-//! promoted. The terminals move to it on their own. Then, after replay and `venue sync`:
+//! `host=primary,standby` with `target_session_attrs=read-write`, going round their
+//! tickets at a scanner's pace. After 30 commits, replication stops (the primary's WAL
+//! senders are `SIGSTOP`ped: asynchronous replication falling behind), 20 more commits
+//! are acknowledged to POSes on the primary alone, then the primary dies (its senders
+//! SIGKILLed, immediate shutdown: none of those commits reaches the standby) and the
+//! standby is promoted. The terminals move to it on their own. Then, after replay and `venue sync`:
 //! - no decision acknowledged to a POS is missing from the promoted ledger, none is
 //!   there twice, and each is as the POS was told (`venue export` through the same URL);
 //! - every journal entry of both stands is there exactly once;
@@ -18,12 +21,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::pg::{self, Cluster, ClusterOptions};
-use support::venue::{self, Rng, Stand, StandConfig, TICKET_CENTS};
+use support::venue::{self, Progress, Rng, Stand, StandConfig, TICKET_CENTS};
 
 const STANDS: usize = 2;
 const TICKETS: usize = 50;
@@ -61,52 +63,55 @@ fn a_promoted_standby_holds_every_decision_acknowledged_to_a_pos_after_replay() 
         s.wait_serving(Duration::from_secs(20));
     }
 
-    let progress = AtomicUsize::new(0);
+    let progress = Progress::default();
     // (when the primary died, the ids the standby had at promotion)
     let at_failover: Mutex<Option<(Instant, BTreeSet<String>)>> = Mutex::new(None);
+    let moved = Mutex::new(false);
     let stands = std::thread::scope(|s| {
         s.spawn(|| {
-            if !venue::wait_progress(&progress, 30, Duration::from_secs(60)) {
-                return;
+            let budget = Duration::from_secs(30);
+            if progress.more_committed(30, budget) {
+                // Replication falls behind: these commits never reach the standby.
+                let senders = primary.pause_walsenders();
+                progress.more_committed(20, budget);
+                let died = Instant::now();
+                primary.crash_with_paused(&senders);
+                let ids: BTreeSet<String> = standby
+                    .psql("venue", "SELECT id FROM venue_decisions")
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                standby.promote();
+                *at_failover.lock().unwrap() = Some((died, ids));
+                // The stands move to the promoted standby on their own.
+                *moved.lock().unwrap() = progress.more_committed(20, budget);
             }
-            let died = Instant::now();
-            primary.crash();
-            let ids: BTreeSet<String> = standby
-                .psql("venue", "SELECT id FROM venue_decisions")
-                .lines()
-                .map(str::to_string)
-                .collect();
-            standby.promote();
-            *at_failover.lock().unwrap() = Some((died, ids));
+            progress.stop();
         });
-        venue::scan_all(
+        venue::scan_until(
             stands,
             lists,
             Duration::from_millis(DEADLINE_MS) + Duration::from_secs(5),
+            Duration::from_millis(10),
             &progress,
         )
     });
+    assert!(
+        moved.into_inner().unwrap(),
+        "the stands did not commit on the promoted standby within 30 s"
+    );
     let (died, standby_had) = at_failover
         .into_inner()
         .unwrap()
         .expect("the failover happened mid-run");
     let mut stands = stands;
     let told: Vec<_> = stands.iter().flat_map(|s| s.decisions.clone()).collect();
-    assert_eq!(told.len(), STANDS * TICKETS);
     for d in &told {
         assert!(
             d.latency_ms <= DEADLINE_MS,
             "{} took {} ms",
             d.id,
             d.latency_ms
-        );
-    }
-    for s in &stands {
-        assert_eq!(
-            s.decisions.last().unwrap().venue.as_deref(),
-            Some("committed"),
-            "{}: not committing on the promoted standby",
-            s.config.display()
         );
     }
     let lost_at_failover = told

@@ -191,3 +191,46 @@ fn the_commit_trap_holds_a_commit_or_lets_it_commit_unseen() {
     p.kill().unwrap();
     p.wait().unwrap();
 }
+
+#[test]
+fn a_link_passes_refuses_and_blackholes_one_clients_traffic() {
+    let Some(c) = pg::shared("venue_harness") else {
+        return;
+    };
+    let url = c.fresh_db();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let link = pg::Link::start(c.port());
+    let via = |timeout: u64| {
+        let bin = pg::bin_dir().unwrap();
+        std::process::Command::new(bin.join("psql"))
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", pg::USER, "-p"])
+            .arg(link.port().to_string())
+            .args(["-d", &db, "-c", "SELECT 41 + 1"])
+            .env("PGCONNECT_TIMEOUT", timeout.to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = via(5);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+
+    link.set(pg::LinkMode::Refuse);
+    let t0 = Instant::now();
+    assert!(!via(5).status.success());
+    assert!(t0.elapsed() < Duration::from_secs(2), "a refusal is quick");
+
+    link.set(pg::LinkMode::Blackhole);
+    let t0 = Instant::now();
+    assert!(
+        !via(1).status.success(),
+        "nothing answers through a blackhole"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    link.set(pg::LinkMode::Pass);
+    assert_eq!(String::from_utf8_lossy(&via(5).stdout).trim(), "42");
+}

@@ -35,8 +35,8 @@ fn four_stands_scanning_the_same_tickets_at_once_spend_each_ticket_once() {
             let mut c = StandConfig::new(&format!("stand-{}", i + 1), &sb.base_url(), &db);
             // This test is about contention, not latency: a loaded 2-core machine must
             // not turn row-lock waits into offline decisions.
-            c.deadline_ms = 3000;
-            c.venue_timeout_ms = 2000;
+            c.deadline_ms = 5000;
+            c.venue_timeout_ms = 1500;
             c.write(&tmp.path().join(format!("stand-{}", i + 1)))
         })
         .collect();

@@ -544,6 +544,36 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// Stops (`SIGSTOP`) this primary's WAL senders: commits go on here and stop
+    /// reaching the standby (asynchronous replication falling behind). Returns their
+    /// pids, for [`Cluster::crash_with_paused`].
+    pub fn pause_walsenders(&self) -> Vec<u32> {
+        let pid = self.pid().expect("server running");
+        let senders: Vec<u32> = children_of(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("walsender"))
+                    .unwrap_or(false)
+            })
+            .collect();
+        assert!(!senders.is_empty(), "no walsender: is a standby attached?");
+        for p in &senders {
+            signal(*p, libc::SIGSTOP);
+        }
+        senders
+    }
+
+    /// Kills the paused WAL senders (SIGKILL: what they held never leaves) and then
+    /// the server as [`Cluster::crash`] does: the standby misses every commit made
+    /// since [`Cluster::pause_walsenders`].
+    pub fn crash_with_paused(&self, senders: &[u32]) {
+        for p in senders {
+            signal(*p, libc::SIGKILL);
+        }
+        self.crash();
+    }
+
     /// Starts the stopped server again, on the same data and port.
     pub fn start(&self) {
         self.start_server(false);
@@ -910,4 +940,121 @@ fn trap_connection(
         }
     }
     let _ = s_write.shutdown(std::net::Shutdown::Both);
+}
+
+/// What a [`Link`] does to the traffic between a client and the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// Forward both ways.
+    Pass,
+    /// Cut every open connection and close new ones at once (a database that refuses,
+    /// as seen from one stand).
+    Refuse,
+    /// Accept, forward nothing either way, close nothing (a partition, a hung server as
+    /// seen from one stand). Back to `Pass`, held connections resume, as TCP does.
+    Blackhole,
+}
+
+/// A loopback TCP proxy in front of a cluster with a switch ([`Link::set`]): one stand's
+/// own network to the database, so a test can fail it for that stand alone, at once,
+/// without touching the server the other stands use.
+pub struct Link {
+    port: u16,
+    mode: std::sync::Arc<Mutex<(LinkMode, u64)>>,
+}
+
+impl Link {
+    /// Listens on a free loopback port, forwarding to `127.0.0.1:upstream`.
+    pub fn start(upstream: u16) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("link listens");
+        let port = listener.local_addr().unwrap().port();
+        let mode = std::sync::Arc::new(Mutex::new((LinkMode::Pass, 0u64)));
+        let m = mode.clone();
+        std::thread::Builder::new()
+            .name("pg-link".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    let m = m.clone();
+                    std::thread::spawn(move || link_connection(client, upstream, m));
+                }
+            })
+            .expect("link thread");
+        Link { port, mode }
+    }
+
+    /// The port to give the client.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://concession@127.0.0.1:LINK/db`.
+    pub fn url(&self, db: &str) -> String {
+        let db = db.rsplit('/').next().unwrap_or(db);
+        format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Switches the link; `Refuse` cuts the open connections.
+    pub fn set(&self, mode: LinkMode) {
+        let mut m = self.mode.lock().unwrap();
+        m.0 = mode;
+        m.1 += 1;
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> LinkMode {
+        self.mode.lock().unwrap().0
+    }
+}
+
+fn link_connection(
+    client: std::net::TcpStream,
+    upstream: u16,
+    mode: std::sync::Arc<Mutex<(LinkMode, u64)>>,
+) {
+    let now = || *mode.lock().unwrap();
+    if now().0 == LinkMode::Refuse {
+        return; // dropped: closed at once
+    }
+    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let pump = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+        use std::io::{ErrorKind, Read, Write};
+        let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match now().0 {
+                LinkMode::Refuse => break,
+                LinkMode::Blackhole => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                LinkMode::Pass => {}
+            }
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // Read before a switch to Blackhole: hold it until the link passes.
+                    while now().0 == LinkMode::Blackhole {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    if now().0 == LinkMode::Refuse || to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    };
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| pump(s2, c2));
+        pump(client, server);
+    });
 }

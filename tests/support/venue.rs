@@ -87,7 +87,7 @@ impl StandConfig {
              [ats]\n\
              url = {ats:?}\n\
              apikey = \"sandbox-key\"\n\
-             rate_per_minute = 100000\n\
+             rate_per_minute = 10000\n\
              rate_per_day = 10000000\n\
              [cache]\n\
              prefetch_at_start = false\n\
@@ -231,9 +231,15 @@ impl Stand {
     /// Writes one barcode line (does not wait).
     pub fn send(&mut self, barcode: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{barcode}")
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("scan to {}: {e}", self.config.display()));
+        if let Err(e) = writeln!(stdin, "{barcode}").and_then(|_| stdin.flush()) {
+            // The agent is gone: say why.
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "scan to {}: {e}; the agent's stderr:\n{}",
+                self.config.display(),
+                self.stderr()
+            );
+        }
     }
 
     /// The next decision line within `timeout` (other lines skipped), recorded.
@@ -582,4 +588,80 @@ pub fn check_journals_in_ledger(export: &[Value], configs: &[PathBuf]) -> usize 
         }
     }
     total
+}
+
+/// Counters a fault script watches while stands scan.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Decisions read.
+    pub decided: std::sync::atomic::AtomicUsize,
+    /// Of those, `"venue":"committed"`.
+    pub committed: std::sync::atomic::AtomicUsize,
+    /// Set to end [`scan_until`].
+    pub stop: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    fn get(&self, c: &std::sync::atomic::AtomicUsize) -> usize {
+        c.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits for `n` more decisions than now (at most `timeout`).
+    pub fn more_decided(&self, n: usize, timeout: Duration) -> bool {
+        let want = self.get(&self.decided) + n;
+        super::wait_for(timeout, || (self.get(&self.decided) >= want).then_some(())).is_some()
+    }
+
+    /// Waits for `n` more committed decisions than now (at most `timeout`).
+    pub fn more_committed(&self, n: usize, timeout: Duration) -> bool {
+        let want = self.get(&self.committed) + n;
+        super::wait_for(timeout, || {
+            (self.get(&self.committed) >= want).then_some(())
+        })
+        .is_some()
+    }
+
+    /// Ends the scanning.
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Like [`scan_all`], but each stand goes round its list (re-scans are decisions too:
+/// denies once a ticket is spent) until `progress.stop`, one scan every `pace` (a
+/// scanner's pace, not a wait for a condition).
+pub fn scan_until(
+    stands: Vec<Stand>,
+    lists: Vec<Vec<String>>,
+    per_scan: Duration,
+    pace: Duration,
+    progress: &Progress,
+) -> Vec<Stand> {
+    use std::sync::atomic::Ordering::SeqCst;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = stands
+            .into_iter()
+            .zip(lists)
+            .map(|(mut stand, list)| {
+                s.spawn(move || {
+                    for b in list.iter().cycle() {
+                        if progress.stop.load(SeqCst) {
+                            break;
+                        }
+                        let d = stand.decide(b, per_scan);
+                        if d.venue.as_deref() == Some("committed") {
+                            progress.committed.fetch_add(1, SeqCst);
+                        }
+                        progress.decided.fetch_add(1, SeqCst);
+                        std::thread::sleep(pace);
+                    }
+                    stand
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a stand's scan thread panicked"))
+            .collect()
+    })
 }
