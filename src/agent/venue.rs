@@ -251,9 +251,12 @@ impl Agent {
     pub(super) fn venue_tick(&mut self) {
         #[cfg(feature = "venue")]
         {
-            let Some(h) = &self.venue.handle else {
+            let Some(h) = self.venue.handle.as_mut() else {
                 return;
             };
+            if h.recover_if_stuck() {
+                self.venue.was_away = true;
+            }
             if !self.venue.was_away || self.mode != super::Mode::Online {
                 return;
             }

@@ -190,28 +190,62 @@ pub struct VenueHandle {
     epoch: Instant,
     timeout: Duration,
     thread: Option<JoinHandle<()>>,
+    /// Kept to start a new worker when one is stuck ([`VenueHandle::recover_if_stuck`]).
+    settings: VenueSettings,
+    store: Store,
+    /// One database round trip longer than this: the worker is stuck.
+    stuck_after: Duration,
 }
 
 impl VenueHandle {
     /// Starts the worker for `store` (it reads the journal to replay it). Returns at
     /// once: the worker connects in the background.
     pub fn start(settings: VenueSettings, store: Store) -> Result<VenueHandle, VenueError> {
-        let (tx, rx) = bounded(16);
-        let shared = Arc::new(Shared::default());
         let epoch = Instant::now();
         let timeout = settings.timeout;
-        let mut worker = Worker::new(settings, store, Arc::clone(&shared), epoch);
-        let thread = std::thread::Builder::new()
-            .name("venue".into())
-            .spawn(move || worker.run(rx))
-            .map_err(VenueError::Io)?;
+        // A job waits at most a statement, the loop's step and a statement; a server
+        // that ACKs and never answers (hung, or a broken middlebox) exceeds it forever.
+        let stuck_after = settings.statement_timeout * 2 + timeout + Duration::from_secs(1);
+        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch)?;
         Ok(VenueHandle {
-            jobs: Some(tx),
+            jobs: Some(jobs),
             shared,
             epoch,
             timeout,
             thread: Some(thread),
+            settings,
+            store,
+            stuck_after,
         })
+    }
+
+    /// When the worker has waited on one database round trip for longer than any
+    /// server-side timeout allows (a server that accepts and never answers: no timeout
+    /// of the client covers it, rust-postgres #869), leaves it behind and starts a new
+    /// worker with a new connection. The old thread ends once its call returns (its job
+    /// channel is closed); whatever it still commits is a journal entry the new one
+    /// also uploads by id, so nothing counts twice. Returns true when it did.
+    pub fn recover_if_stuck(&mut self) -> bool {
+        let Some(busy) = self.busy_for().filter(|b| *b > self.stuck_after) else {
+            return false;
+        };
+        match spawn_worker(&self.settings, &self.store, self.epoch) {
+            Ok((jobs, shared, thread)) => {
+                log::warn!(
+                    "venue worker stuck for {} ms on the database: starting a new one",
+                    busy.as_millis()
+                );
+                self.jobs = Some(jobs);
+                self.shared = shared;
+                // Detached: it may never return.
+                drop(self.thread.replace(thread));
+                true
+            }
+            Err(e) => {
+                log::error!("venue: cannot start a new worker: {e}");
+                false
+            }
+        }
     }
 
     /// `venue.timeout_ms`: how long a scan waits for one step.
@@ -346,6 +380,23 @@ impl VenueHandle {
             }
         }
     }
+}
+
+type Spawned = (Sender<Job>, Arc<Shared>, JoinHandle<()>);
+
+fn spawn_worker(
+    settings: &VenueSettings,
+    store: &Store,
+    epoch: Instant,
+) -> Result<Spawned, VenueError> {
+    let (tx, rx) = bounded(16);
+    let shared = Arc::new(Shared::default());
+    let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
+    let thread = std::thread::Builder::new()
+        .name("venue".into())
+        .spawn(move || worker.run(rx))
+        .map_err(VenueError::Io)?;
+    Ok((tx, shared, thread))
 }
 
 /// Drops a `Client` on its own thread: dropping can block on a dead connection.
@@ -697,6 +748,11 @@ impl Worker {
         }
         let start = self.watermark;
         while self.watermark < last {
+            // A heartbeat: a long replay is busy, not stuck.
+            self.shared.busy_since.store(
+                self.epoch.elapsed().as_millis() as u64 + 1,
+                Ordering::SeqCst,
+            );
             let seq = self.watermark + 1;
             if let Some(entry) = self.store.journal_entry_at(seq)? {
                 let record = if entry.barcode.is_empty() {
