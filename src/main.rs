@@ -242,16 +242,58 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     if events.is_empty() {
                         println!("no events today");
                     }
+                    // Ctrl-C ends between pages: what was written stays, and the next
+                    // `cache prefetch` (or the running agent) resumes after it.
+                    let stop = Arc::new(AtomicBool::new(false));
+                    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                        signal_hook::flag::register(sig, Arc::clone(&stop))
+                            .map_err(|e| format!("signal handler: {e}"))?;
+                    }
+                    let tty = std::io::stderr().is_terminal();
+                    let progress = prefetch::Progress::default();
                     for ev in &events {
-                        let n = prefetch::prefetch_event(
-                            &link.client,
-                            &store,
-                            ev,
-                            clock.wall_ms(),
-                            None,
-                        )
-                        .map_err(|e| e.to_string())?;
-                        println!("{}: {n} tickets cached", ev.event_name);
+                        let started = std::time::Instant::now();
+                        let mut show = |p: &prefetch::PrefetchProgress| {
+                            if tty {
+                                eprint!("\r\x1b[K{}", progress_line(p));
+                            }
+                        };
+                        let mut run = prefetch::PrefetchRun {
+                            reserve_per_minute: None,
+                            stop: &stop,
+                            progress: &progress,
+                            // The minute window or a server closure is waited out;
+                            // the day's budget is not (the pass resumes tomorrow).
+                            max_wait: std::time::Duration::from_secs(15 * 60),
+                            stamp_ms: None,
+                            on_progress: Some(&mut show),
+                        };
+                        let done =
+                            prefetch::prefetch_event_paged(&link.client, &store, ev, &mut run);
+                        if tty {
+                            eprintln!();
+                        }
+                        let p = progress.snapshot();
+                        let (minute, day) = link.client.budget_remaining();
+                        match done {
+                            Ok(s) => println!(
+                                "{}: {} tickets cached in {} pages, {:.1} s{}; {} dropped as no \
+                                 longer listed; calls left: {minute} this minute, {day} today",
+                                ev.event_name,
+                                s.tickets,
+                                s.pages,
+                                started.elapsed().as_secs_f64(),
+                                if s.resumed { " (resumed)" } else { "" },
+                                s.retired,
+                            ),
+                            Err(e) => {
+                                return Err(format!(
+                                    "{}: {e}; {} tickets in {} pages kept, the next prefetch \
+                                     resumes after them",
+                                    ev.event_name, p.tickets, p.pages
+                                ))
+                            }
+                        }
                     }
                 }
             }
@@ -274,6 +316,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line of `cache prefetch` progress for the terminal.
+fn progress_line(p: &prefetch::PrefetchProgress) -> String {
+    let (minute, day) = p.calls_left;
+    let mut line = format!(
+        "{}: page {}, {} tickets, calls left {minute}/min {day}/day",
+        p.event, p.pages, p.tickets
+    );
+    if p.state == prefetch::PrefetchState::Waiting {
+        line.push_str(&format!(
+            ", waiting {} s for the rate budget",
+            p.wait_ms.div_ceil(1000)
+        ));
+    }
+    line
 }
 
 fn run_agent(
@@ -307,6 +365,7 @@ fn run_agent(
         app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).map_err(|e| e.to_string())?;
     // Only the sources hold senders now: the channel closes when they all end.
     drop(tx);
+    let prefetch_progress = prefetch::Progress::default();
     let refresher = prefetch::spawn_refresher(
         Arc::clone(&link.client),
         store.clone(),
@@ -317,12 +376,14 @@ fn run_agent(
             at_start: config.cache.prefetch_at_start,
             interval: config.cache.refresh_interval,
             reserve_per_minute: config.cache.budget_reserve_per_minute,
+            progress: prefetch_progress.clone(),
         },
         Arc::clone(&stop),
     )
     .map_err(|e| format!("prefetch thread: {e}"))?;
     let demo = link.is_sandbox();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
+    agent.set_prefetch_progress(prefetch_progress);
     log::info!("ready");
     if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");

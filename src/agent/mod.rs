@@ -157,6 +157,7 @@ pub struct Agent {
     mode: Mode,
     probe: Option<Receiver<bool>>,
     next_probe: Instant,
+    prefetch: prefetch::Progress,
 }
 
 impl Agent {
@@ -189,12 +190,23 @@ impl Agent {
             mode: Mode::Online,
             probe: None,
             next_probe,
+            prefetch: prefetch::Progress::default(),
         }
     }
 
     /// The store (for commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Shares the background refresher's progress with the agent (for its status).
+    pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.prefetch = progress;
+    }
+
+    /// Where the background prefetch stands (pages, tickets, budget, waits).
+    pub fn prefetch_progress(&self) -> prefetch::PrefetchProgress {
+        self.prefetch.snapshot()
     }
 
     /// The ATS client.

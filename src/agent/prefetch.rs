@@ -1,24 +1,43 @@
 //! Prefetch and refresh: loading an event's value into the cache before the doors open.
 //!
-//! One `get_av_barcodes` by event answers for up to 500 tickets per call, so a stand
-//! that prefetched its events spends no API call on most scans. The listing carries
-//! value lines but not the seat; a prefetched ticket is recorded as `ACTIVE` for its
-//! event (the listing leaves out void, reissued and returned tickets), and a record
+//! One `get_av_barcodes` by event answers for up to 500 tickets per call ("a page"), so
+//! a stand that prefetched its events spends no API call on most scans. The listing
+//! carries value lines but not the seat; a prefetched ticket is recorded as `ACTIVE` for
+//! its event (the listing leaves out void, reissued and returned tickets), and a record
 //! already in the cache keeps its verified identity and only takes the new balances.
+//!
+//! A listing is streamed, never held whole: each page is written to the cache as it
+//! arrives (plain sled inserts, no transaction: a sled transaction takes a lock every
+//! reader and writer of the database waits on, which is what blocked the scan loop for
+//! seconds behind a 100,000-ticket prefetch), then the pass's cursor (last barcode, page
+//! and ticket counts) is written after it, and both are made durable without the redo
+//! log's lock. Memory stays bounded by one page, a page is usable as soon as it is
+//! written, and a pass cut off (rate limit, stop, crash, restart) resumes after its last
+//! written page. A rate limit is waited out (up to [`PrefetchRun::max_wait`]) instead
+//! of ending the pass.
+//!
+//! A pass has a generation, the wall time it started. When a pass completes, every
+//! cached ticket of the event that it did not list (its record is older than the pass)
+//! is dropped from the cache: the listing leaves out voided tickets, so a ticket voided
+//! after an earlier prefetch must not stay approvable from cache. Only a completed pass
+//! retires tickets; an interrupted one has not seen the whole event.
+//!
 //! The background refresher repeats the listing at an interval, paced so that the
 //! per-minute budget always keeps a reserve for scans.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::ats::wire::EventSummary;
-use crate::ats::{AtsClient, AtsError};
+use crate::ats::{AtsClient, AtsError, RateWindow};
 use crate::clock::SharedClock;
-use crate::store::{Store, StoreError};
+use crate::store::{PrefetchCursor, Store, StoreError};
 use crate::ticket::{TicketInfo, TicketRecord, TicketStatus, ValueLine};
 
 /// Why a prefetch failed.
@@ -29,6 +48,8 @@ pub enum PrefetchError {
     Ats(AtsError),
     /// The cache could not be written.
     Store(StoreError),
+    /// Stopped between pages (the pages written are kept; the next pass resumes).
+    Stopped,
 }
 
 impl fmt::Display for PrefetchError {
@@ -36,6 +57,7 @@ impl fmt::Display for PrefetchError {
         match self {
             PrefetchError::Ats(e) => write!(f, "prefetch: ats: {e}"),
             PrefetchError::Store(e) => write!(f, "prefetch: store: {e}"),
+            PrefetchError::Stopped => write!(f, "prefetch: stopped (the pages written are kept)"),
         }
     }
 }
@@ -54,7 +76,9 @@ impl From<StoreError> for PrefetchError {
     }
 }
 
-/// Groups an event listing into one record per ticket (pure).
+/// Groups an event listing into one record per ticket (pure). A ticket's lines keep
+/// the order ATS sent them; a line repeated with the same `av_id` replaces the earlier
+/// one (a page overlap or a repeated row never adds value).
 pub fn records_from_listing(
     event: &EventSummary,
     rows: Vec<(String, ValueLine)>,
@@ -62,7 +86,7 @@ pub fn records_from_listing(
 ) -> Vec<TicketRecord> {
     let mut by_ticket: BTreeMap<String, Vec<ValueLine>> = BTreeMap::new();
     for (barcode, line) in rows {
-        by_ticket.entry(barcode).or_default().push(line);
+        merge_lines(by_ticket.entry(barcode).or_default(), vec![line]);
     }
     by_ticket
         .into_iter()
@@ -86,24 +110,355 @@ pub fn records_from_listing(
         .collect()
 }
 
-/// Keeps a verified identity already cached; takes the new balances and time.
-fn merge(store: &Store, mut fresh: TicketRecord) -> TicketRecord {
-    if let Ok(Some(old)) = store.get_record(&fresh.barcode) {
-        if let Some(info) = old.info {
-            if fresh
-                .info
-                .as_ref()
-                .is_some_and(|f| f.event_name == info.event_name)
-            {
-                fresh.info = Some(info);
-            }
+/// Adds `new` lines to `into`, each replacing a line with the same `av_id` (pure).
+fn merge_lines(into: &mut Vec<ValueLine>, new: Vec<ValueLine>) {
+    for line in new {
+        match into.iter_mut().find(|l| l.av_id == line.av_id) {
+            Some(old) => *old = line,
+            None => into.push(line),
         }
+    }
+}
+
+/// True when `record` is about `event` (case-insensitive, as ATS matches names).
+fn is_of_event(record: &TicketRecord, event: &str) -> bool {
+    record
+        .info
+        .as_ref()
+        .is_some_and(|i| i.event_name.eq_ignore_ascii_case(event))
+}
+
+/// Merges a page's record with what is cached: keeps a verified identity of the same
+/// event; and when the cached record was written in this pass (`fetched_at_ms` at or
+/// after `pass_started_ms`: an earlier page ended inside this ticket's lines, or a
+/// live lookup answered meanwhile), keeps its lines, replaced by `av_id`. A record from
+/// an earlier pass is replaced: the listing is the newer truth.
+fn merge_cached(
+    old: Option<TicketRecord>,
+    mut fresh: TicketRecord,
+    pass_started_ms: u64,
+) -> TicketRecord {
+    let Some(old) = old else {
+        return fresh;
+    };
+    let same_event = fresh
+        .info
+        .as_ref()
+        .is_some_and(|f| is_of_event(&old, &f.event_name));
+    if !same_event {
+        return fresh;
+    }
+    if old.fetched_at_ms >= pass_started_ms {
+        let mut lines = old.value;
+        merge_lines(&mut lines, fresh.value);
+        fresh.value = lines;
+    }
+    if let Some(info) = old.info {
+        fresh.info = Some(info);
     }
     fresh
 }
 
-/// Loads one event's value into the cache. `pace` keeps a per-minute reserve for
-/// scans (background use); `None` spends the budget freely (the operator's command).
+/// Where a prefetch stands, for the operator's terminal, the log and a status view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PrefetchProgress {
+    /// The event being (or last) fetched.
+    pub event: String,
+    /// What the prefetch is doing.
+    pub state: PrefetchState,
+    /// The generation of the pass: the wall time (ms) it started.
+    pub pass_started_ms: u64,
+    /// True when this pass resumed one that was cut off.
+    pub resumed: bool,
+    /// Pages written in this pass (including those before a resume).
+    pub pages: u64,
+    /// Tickets written in this pass (a ticket split over two pages counts twice).
+    pub tickets: u64,
+    /// Calls left this minute and today in the client's budget.
+    pub calls_left: (u32, u32),
+    /// While waiting for the rate budget: how long, ms.
+    pub wait_ms: u64,
+    /// Tickets dropped from the cache because a completed pass did not list them.
+    pub retired: u64,
+    /// Wall time (ms) the last pass of this event completed.
+    pub completed_ms: Option<u64>,
+    /// Why the last pass stopped short, if it did.
+    pub last_error: Option<String>,
+}
+
+/// What a prefetch is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefetchState {
+    /// Nothing has run yet.
+    #[default]
+    Idle,
+    /// Fetching and writing pages.
+    Fetching,
+    /// Waiting for the rate budget (`wait_ms`).
+    Waiting,
+    /// The last pass completed.
+    Done,
+    /// The last pass stopped short (`last_error`); its pages are kept, the next pass
+    /// resumes after them.
+    Stopped,
+}
+
+/// A shared, cheaply cloned view of the prefetch's progress: the refresher writes it,
+/// the agent (and a status view) reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<PrefetchProgress>>);
+
+impl Progress {
+    /// A copy of the progress now.
+    pub fn snapshot(&self) -> PrefetchProgress {
+        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PrefetchProgress)) -> PrefetchProgress {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g);
+        g.clone()
+    }
+}
+
+/// How one prefetch runs.
+pub struct PrefetchRun<'a> {
+    /// Calls per minute kept for scans (background use: each page waits until more
+    /// than this many are free); `None` spends the budget freely (the operator).
+    pub reserve_per_minute: Option<u32>,
+    /// Set to end the prefetch between pages (the pages written are kept).
+    pub stop: &'a AtomicBool,
+    /// Where progress is published.
+    pub progress: &'a Progress,
+    /// The longest rate-limit wait accepted before the pass stops (resumable).
+    pub max_wait: Duration,
+    /// `fetched_at_ms` for the records and the generation of a new pass, instead of the
+    /// clock's time (tests: an old stamp makes the cache stale).
+    pub stamp_ms: Option<u64>,
+    /// Called after every page and while waiting (the operator's terminal).
+    pub on_progress: Option<&'a mut dyn FnMut(&PrefetchProgress)>,
+}
+
+/// What a completed prefetch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefetchSummary {
+    /// Pages written in the pass.
+    pub pages: u64,
+    /// Tickets written in the pass (see [`PrefetchProgress::tickets`]).
+    pub tickets: u64,
+    /// Tickets retired because the completed pass did not list them.
+    pub retired: u64,
+    /// True when the pass resumed one cut off earlier.
+    pub resumed: bool,
+}
+
+/// How long to wait before retrying after `e`, when it is a rate limit worth waiting
+/// for (the minute window or a server closure); `None` for every other error, and for
+/// the day's budget (hours: the pass stops, resumable).
+fn rate_wait(e: &AtsError) -> Option<Duration> {
+    match e {
+        AtsError::RateBudget {
+            window: RateWindow::Day,
+            ..
+        } => None,
+        AtsError::RateBudget { retry_after, .. } => Some(*retry_after),
+        AtsError::RateLimited { retry_after, .. } => {
+            Some(retry_after.unwrap_or(Duration::from_secs(60)))
+        }
+        _ => None,
+    }
+}
+
+/// Streams one event's listing into the cache, page by page, resuming a pass that was
+/// cut off (see the module header). Returns when the pass completes; on an error the
+/// pages written stay and the next call resumes after them.
+pub fn prefetch_event_paged(
+    ats: &AtsClient,
+    store: &Store,
+    event: &EventSummary,
+    run: &mut PrefetchRun<'_>,
+) -> Result<PrefetchSummary, PrefetchError> {
+    let result = stream_event(ats, store, event, run);
+    let snap = run.progress.update(|p| match &result {
+        Ok(_) => {
+            p.state = PrefetchState::Done;
+            p.last_error = None;
+        }
+        Err(e) => {
+            p.state = PrefetchState::Stopped;
+            p.last_error = Some(e.to_string());
+        }
+    });
+    if let Some(f) = run.on_progress.as_mut() {
+        f(&snap);
+    }
+    result
+}
+
+fn stream_event(
+    ats: &AtsClient,
+    store: &Store,
+    event: &EventSummary,
+    run: &mut PrefetchRun<'_>,
+) -> Result<PrefetchSummary, PrefetchError> {
+    let clock = ats.clock().clone();
+    let now = |stamp: Option<u64>| stamp.unwrap_or_else(|| clock.wall_ms());
+    let name = event.event_name.as_str();
+    let mut cursor = match store.prefetch_cursor(name)? {
+        Some(c) if !c.complete => c,
+        _ => {
+            let c = PrefetchCursor {
+                pass_started_ms: now(run.stamp_ms),
+                ..PrefetchCursor::default()
+            };
+            // Written now, so that a pass cut off before its first page still resumes
+            // with its own generation.
+            store.set_prefetch_cursor(name, &c)?;
+            c
+        }
+    };
+    let resumed = cursor.pages > 0;
+    if resumed {
+        log::info!(
+            "prefetch {name}: resuming after page {} ({} tickets written)",
+            cursor.pages,
+            cursor.tickets
+        );
+    }
+    run.progress.update(|p| {
+        *p = PrefetchProgress {
+            event: name.to_string(),
+            state: PrefetchState::Fetching,
+            pass_started_ms: cursor.pass_started_ms,
+            resumed,
+            pages: cursor.pages,
+            tickets: cursor.tickets,
+            calls_left: ats.budget_remaining(),
+            completed_ms: p.completed_ms.filter(|_| p.event == name),
+            ..PrefetchProgress::default()
+        }
+    });
+    let pace = run.reserve_per_minute.map(|r| (r, run.stop));
+    loop {
+        if run.stop.load(Ordering::SeqCst) {
+            return Err(PrefetchError::Stopped);
+        }
+        let page = match ats.get_av_barcodes_event_page(name, cursor.last_barcode.as_deref(), pace)
+        {
+            Ok(page) => page,
+            Err(e) => match rate_wait(&e) {
+                Some(wait) if wait <= run.max_wait && !run.stop.load(Ordering::SeqCst) => {
+                    wait_out(&clock, wait, run, ats)?;
+                    continue;
+                }
+                _ => return Err(e.into()),
+            },
+        };
+        let Some((last, _)) = page.rows.last() else {
+            break;
+        };
+        let last = last.clone();
+        if cursor.last_barcode.as_deref() == Some(last.as_str()) {
+            return Err(PrefetchError::Ats(AtsError::decode(
+                "command1.av_barcodes",
+                format!("event pages do not advance after page {}", cursor.pages),
+            )));
+        }
+        let stamp = now(run.stamp_ms);
+        let records: Vec<TicketRecord> = records_from_listing(event, page.rows, stamp)
+            .into_iter()
+            .map(|r| {
+                let old = store.get_record(&r.barcode).ok().flatten();
+                merge_cached(old, r, cursor.pass_started_ms)
+            })
+            .collect();
+        store.put_records(records.iter())?;
+        cursor.pages += 1;
+        cursor.tickets += records.len() as u64;
+        cursor.last_barcode = Some(last);
+        // After the page: sled keeps the order of writes, so a cursor that survives a
+        // crash never points past a page that did not.
+        store.set_prefetch_cursor(name, &cursor)?;
+        store.sync_cache()?;
+        let snap = run.progress.update(|p| {
+            p.pages = cursor.pages;
+            p.tickets = cursor.tickets;
+            p.calls_left = ats.budget_remaining();
+            p.state = PrefetchState::Fetching;
+            p.wait_ms = 0;
+        });
+        if cursor.pages % 20 == 0 {
+            log::info!(
+                "prefetch {name}: {} pages, {} tickets, {} calls left this minute",
+                snap.pages,
+                snap.tickets,
+                snap.calls_left.0
+            );
+        }
+        if let Some(f) = run.on_progress.as_mut() {
+            f(&snap);
+        }
+        if !page.more {
+            break;
+        }
+    }
+    // A completed pass: what it did not list is no longer approvable from cache.
+    let retired = store.retire_unlisted(name, cursor.pass_started_ms)?;
+    if retired > 0 {
+        log::info!("prefetch {name}: {retired} cached tickets not in the listing dropped");
+    }
+    cursor.complete = true;
+    cursor.completed_ms = Some(clock.wall_ms());
+    store.set_prefetch_cursor(name, &cursor)?;
+    store.sync_cache()?;
+    run.progress.update(|p| {
+        p.retired = retired;
+        p.completed_ms = cursor.completed_ms;
+    });
+    Ok(PrefetchSummary {
+        pages: cursor.pages,
+        tickets: cursor.tickets,
+        retired,
+        resumed,
+    })
+}
+
+/// Waits `wait` on the clock in short steps, publishing the time left; ends early
+/// with [`PrefetchError::Stopped`] when `stop` is set.
+fn wait_out(
+    clock: &SharedClock,
+    wait: Duration,
+    run: &mut PrefetchRun<'_>,
+    ats: &AtsClient,
+) -> Result<(), PrefetchError> {
+    let until = clock.now() + wait.max(Duration::from_millis(50));
+    log::info!("prefetch: rate budget spent, waiting {} s", wait.as_secs());
+    loop {
+        let now = clock.now();
+        if now >= until {
+            return Ok(());
+        }
+        if run.stop.load(Ordering::SeqCst) {
+            return Err(PrefetchError::Stopped);
+        }
+        let left = until - now;
+        let snap = run.progress.update(|p| {
+            p.state = PrefetchState::Waiting;
+            p.wait_ms = left.as_millis() as u64;
+            p.calls_left = ats.budget_remaining();
+        });
+        if let Some(f) = run.on_progress.as_mut() {
+            f(&snap);
+        }
+        clock.sleep(left.min(Duration::from_millis(500)));
+    }
+}
+
+/// Loads one event's value into the cache ([`prefetch_event_paged`] without progress
+/// or waiting). `now_ms` stamps the records and starts a new pass. `pace` keeps a
+/// per-minute reserve for scans (background use); `None` spends the budget freely.
+/// Returns the tickets written.
 pub fn prefetch_event(
     ats: &AtsClient,
     store: &Store,
@@ -111,19 +466,18 @@ pub fn prefetch_event(
     now_ms: u64,
     pace: Option<(u32, &AtomicBool)>,
 ) -> Result<usize, PrefetchError> {
-    let rows = match pace {
-        Some((reserve, stop)) => {
-            ats.get_av_barcodes_for_event_paced(&event.event_name, reserve, stop)?
-        }
-        None => ats.get_av_barcodes_for_event(&event.event_name)?,
+    let never = AtomicBool::new(false);
+    let progress = Progress::default();
+    let mut run = PrefetchRun {
+        reserve_per_minute: pace.map(|(r, _)| r),
+        stop: pace.map_or(&never, |(_, s)| s),
+        progress: &progress,
+        max_wait: Duration::ZERO,
+        stamp_ms: Some(now_ms),
+        on_progress: None,
     };
-    let records: Vec<TicketRecord> = records_from_listing(event, rows, now_ms)
-        .into_iter()
-        .map(|r| merge(store, r))
-        .collect();
-    let n = store.put_records(records.iter())?;
-    store.flush()?;
-    Ok(n)
+    let summary = prefetch_event_paged(ats, store, event, &mut run)?;
+    Ok(summary.tickets as usize)
 }
 
 /// The events to prefetch: the configured ones (dated by `event_search` when it knows
@@ -166,9 +520,12 @@ pub struct RefreshPlan {
     pub interval: Duration,
     /// Minute budget kept for scans.
     pub reserve_per_minute: u32,
+    /// Where the refresher publishes its progress (the agent reads it for its status).
+    pub progress: Progress,
 }
 
-/// Runs prefetch at start (if asked) and then every `interval`, until `stop`.
+/// Runs prefetch at start (if asked) and then every `interval`, until `stop`. A pass
+/// cut off (rate limit, error, restart) resumes at the next run after its last page.
 pub fn spawn_refresher(
     ats: Arc<AtsClient>,
     store: Store,
@@ -186,42 +543,63 @@ pub fn spawn_refresher(
             };
             while !stop.load(Ordering::SeqCst) {
                 if clock.now() >= next {
-                    refresh_once(&ats, &store, &clock, &plan, &stop);
-                    next = clock.now() + plan.interval;
+                    let complete = refresh_once(&ats, &store, &clock, &plan, &stop);
+                    // A pass cut short resumes soon (it waited out the minute already);
+                    // a completed one waits for the interval.
+                    let after = if complete {
+                        plan.interval
+                    } else {
+                        plan.interval.min(Duration::from_secs(60))
+                    };
+                    next = clock.now() + after;
                 }
                 clock.sleep(Duration::from_millis(200));
             }
         })
 }
 
+/// One refresh of every served event; true when every pass completed.
 fn refresh_once(
     ats: &AtsClient,
     store: &Store,
     clock: &SharedClock,
     plan: &RefreshPlan,
     stop: &AtomicBool,
-) {
+) -> bool {
     let today = super::local_date(clock.wall_ms(), plan.utc_offset_minutes);
     let events = match events_to_prefetch(ats, &plan.events, &today) {
         Ok(e) => e,
         Err(e) => {
             log::warn!("{e}");
-            return;
+            return false;
         }
     };
+    let mut complete = true;
     for event in &events {
         if stop.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
-        match prefetch_event(
-            ats,
-            store,
-            event,
-            clock.wall_ms(),
-            Some((plan.reserve_per_minute, stop)),
-        ) {
-            Ok(n) => log::info!("prefetched {n} tickets of {}", event.event_name),
-            Err(e) => log::warn!("{} of {}", e, event.event_name),
+        let mut run = PrefetchRun {
+            reserve_per_minute: Some(plan.reserve_per_minute),
+            stop,
+            progress: &plan.progress,
+            max_wait: plan.interval.max(Duration::from_secs(60)),
+            stamp_ms: None,
+            on_progress: None,
+        };
+        match prefetch_event_paged(ats, store, event, &mut run) {
+            Ok(s) => log::info!(
+                "prefetched {} tickets of {} in {} pages ({} dropped as no longer listed)",
+                s.tickets,
+                event.event_name,
+                s.pages,
+                s.retired
+            ),
+            Err(e) => {
+                complete = false;
+                log::warn!("{} of {}", e, event.event_name);
+            }
         }
     }
+    complete
 }

@@ -4,8 +4,17 @@
 //! call must not overwrite a fresher one). Negative answers (`info: None`) are cached
 //! too. Cache entries that cannot be decoded are treated as misses and logged: the
 //! cache is disposable, the ledger and journal are not.
+//!
+//! Cache writes never use a sled transaction (nor `apply_batch`): both take sled's
+//! global write lock, which every other read and write of the database (the scan
+//! loop's cache read and journal commit included) then waits on. Each record is a
+//! compare-and-swap on its own key instead, so a prefetch writing thousands of records
+//! never delays a scan.
+//!
+//! The `prefetch` tree holds one [`PrefetchCursor`] per event: where a listing pass
+//! stands, so that a pass cut off resumes after its last written page.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::error::db_err;
@@ -32,46 +41,117 @@ fn is_newer(new: &TicketRecord, old: Option<&[u8]>) -> bool {
     }
 }
 
+/// Where a listing pass of one event stands (kept in the store, so a restart resumes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefetchCursor {
+    /// The pass's generation: the wall time (ms) it started. Records it wrote are at
+    /// least this new.
+    pub pass_started_ms: u64,
+    /// The last barcode of the last page written (`prev_barcode` of the next page).
+    pub last_barcode: Option<String>,
+    /// Pages written in this pass.
+    pub pages: u64,
+    /// Tickets written in this pass.
+    pub tickets: u64,
+    /// True once the whole listing was written (the next pass starts afresh).
+    pub complete: bool,
+    /// When the pass completed (wall ms).
+    pub completed_ms: Option<u64>,
+}
+
 impl Store {
     /// Caches `record` unless a newer one is already cached. Returns whether it was
     /// stored.
     pub fn put_record(&self, record: &TicketRecord) -> Result<bool, StoreError> {
         let value = codec::encode("cache", record)?;
-        let res: sled::transaction::TransactionResult<bool, StoreError> =
-            self.cache.transaction(|t| {
-                let old = t.get(record.barcode.as_bytes())?;
-                if !is_newer(record, old.as_deref()) {
-                    return Ok(false);
-                }
-                t.insert(record.barcode.as_bytes(), value.as_slice())?;
-                Ok(true)
-            });
-        res.map_err(tx_error)
+        self.put_encoded(record, value)
     }
 
-    /// Caches many records in one transaction (prefetch). Older records than the ones
-    /// cached are skipped. Returns how many were stored.
+    /// Compare-and-swap until `record` is stored or a newer one is found.
+    fn put_encoded(&self, record: &TicketRecord, value: Vec<u8>) -> Result<bool, StoreError> {
+        let key = record.barcode.as_bytes();
+        let value = sled::IVec::from(value);
+        loop {
+            let old = self.cache.get(key).map_err(db_err)?;
+            if !is_newer(record, old.as_deref()) {
+                return Ok(false);
+            }
+            match self
+                .cache
+                .compare_and_swap(key, old, Some(value.clone()))
+                .map_err(db_err)?
+            {
+                Ok(()) => return Ok(true),
+                // Another writer got there first: look again.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Caches many records (a prefetch page), each unless a newer one is cached.
+    /// Returns how many were stored. Not atomic: each record is usable once written.
     pub fn put_records<'a, I>(&self, records: I) -> Result<usize, StoreError>
     where
         I: IntoIterator<Item = &'a TicketRecord>,
     {
-        let mut encoded = Vec::new();
+        let mut n = 0;
         for r in records {
-            encoded.push((r, codec::encode("cache", r)?));
+            let value = codec::encode("cache", r)?;
+            if self.put_encoded(r, value)? {
+                n += 1;
+            }
         }
-        let res: sled::transaction::TransactionResult<usize, StoreError> =
-            self.cache.transaction(|t| {
-                let mut n = 0;
-                for (r, value) in &encoded {
-                    let old = t.get(r.barcode.as_bytes())?;
-                    if is_newer(r, old.as_deref()) {
-                        t.insert(r.barcode.as_bytes(), value.as_slice())?;
-                        n += 1;
-                    }
+        Ok(n)
+    }
+
+    /// Drops every cached record of `event` older than `before_ms` (tickets a completed
+    /// listing pass started at `before_ms` did not list: voided, reissued, returned, or
+    /// no longer carrying value). A record written meanwhile (a live answer) stays.
+    /// Returns how many were dropped.
+    pub fn retire_unlisted(&self, event: &str, before_ms: u64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for kv in self.cache.iter() {
+            let (k, v) = kv.map_err(db_err)?;
+            let Ok(r) = codec::decode::<TicketRecord>("cache", &v) else {
+                continue;
+            };
+            let of_event = r
+                .info
+                .as_ref()
+                .is_some_and(|i| i.event_name.eq_ignore_ascii_case(event));
+            if of_event && r.fetched_at_ms < before_ms {
+                // Only if unchanged since read: a newer live answer is kept.
+                if let Ok(()) = self
+                    .cache
+                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)
+                    .map_err(db_err)?
+                {
+                    n += 1;
                 }
-                Ok(n)
-            });
-        res.map_err(tx_error)
+            }
+        }
+        Ok(n)
+    }
+
+    /// The listing cursor of `event`, if a pass was ever started.
+    pub fn prefetch_cursor(&self, event: &str) -> Result<Option<PrefetchCursor>, StoreError> {
+        match self.prefetch.get(cursor_key(event)).map_err(db_err)? {
+            None => Ok(None),
+            // An unreadable cursor only costs a pass from the start.
+            Some(v) => Ok(codec::decode("prefetch", &v).ok()),
+        }
+    }
+
+    /// Records where `event`'s listing pass stands (durable with the next
+    /// [`Store::sync_cache`] or checkpoint).
+    pub fn set_prefetch_cursor(
+        &self,
+        event: &str,
+        cursor: &PrefetchCursor,
+    ) -> Result<(), StoreError> {
+        let v = codec::encode("prefetch", cursor)?;
+        self.prefetch.insert(cursor_key(event), v).map_err(db_err)?;
+        Ok(())
     }
 
     /// The cached record for `barcode`, if any.
@@ -109,17 +189,15 @@ impl Store {
         Ok(stats)
     }
 
-    /// Empties the cache (the ledger and journal stay).
+    /// Empties the cache and the listing cursors (the ledger and journal stay).
     pub fn cache_clear(&self) -> Result<(), StoreError> {
         self.cache.clear().map_err(db_err)?;
+        self.prefetch.clear().map_err(db_err)?;
         self.flush()
     }
 }
 
-/// Flattens a sled transaction error into a [`StoreError`].
-pub(crate) fn tx_error(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
-    match e {
-        sled::transaction::TransactionError::Abort(e) => e,
-        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e.to_string()),
-    }
+/// Event names match case-insensitively (as ATS matches them).
+fn cursor_key(event: &str) -> Vec<u8> {
+    event.to_ascii_lowercase().into_bytes()
 }

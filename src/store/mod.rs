@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
-pub use cache::CacheStats;
+pub use cache::{CacheStats, PrefetchCursor};
 use error::db_err;
 pub use error::StoreError;
 pub use export::{export, Format};
@@ -107,6 +107,8 @@ pub struct Store {
     ledger: sled::Tree,
     journal: sled::Tree,
     meta: sled::Tree,
+    /// Listing cursors of prefetch passes (see `cache.rs`); not logged, like the cache.
+    prefetch: sled::Tree,
     terminal: String,
     dir: PathBuf,
     /// sled's log file (`dir/db`), opened read-only to `fdatasync` it in checkpoints.
@@ -136,6 +138,7 @@ impl Store {
         let ledger = db.open_tree("ledger").map_err(db_err)?;
         let journal = db.open_tree("journal").map_err(db_err)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
+        let prefetch = db.open_tree("prefetch").map_err(db_err)?;
         let fresh = check_schema(&meta)? == Schema::Fresh;
         let store_id = match meta.get(META_STORE_ID).map_err(db_err)? {
             Some(v) if !fresh => codec::read_u64("meta/store_id", &v)?,
@@ -151,6 +154,7 @@ impl Store {
             ledger,
             journal,
             meta,
+            prefetch,
             db,
             terminal: opts.terminal_id,
             dir: dir.to_path_buf(),
@@ -295,8 +299,19 @@ impl Store {
     /// the redo log over (a checkpoint: the next open has nothing to re-apply). The
     /// agent calls it when it stops and after a prefetch.
     pub fn flush(&self) -> Result<(), StoreError> {
+        // First without the redo log's lock: what sled has to write out (a prefetch's
+        // pages) is written while decisions go on; the checkpoint under the lock then
+        // only writes what came in meanwhile.
+        self.sync_sled()?;
         let mut wal = self.lock_wal();
         self.checkpoint(&mut wal)
+    }
+
+    /// Makes the cache writes so far durable (sled's flush and an `fdatasync`) without
+    /// taking the redo log's lock, so it never delays a decision's commit. Prefetch
+    /// calls it after every page.
+    pub fn sync_cache(&self) -> Result<(), StoreError> {
+        self.sync_sled()
     }
 
     /// sled's flush, then an `fdatasync` of its log file. sled's own flush writes its
