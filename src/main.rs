@@ -277,14 +277,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         let (minute, day) = link.client.budget_remaining();
                         match done {
                             Ok(s) => println!(
-                                "{}: {} tickets cached in {} pages, {:.1} s{}; {} dropped as no \
-                                 longer listed; calls left: {minute} this minute, {day} today",
+                                "{}: {} tickets cached in {} pages, {:.1} s{}; calls left: \
+                                 {minute} this minute, {day} today",
                                 ev.event_name,
                                 s.tickets,
                                 s.pages,
                                 started.elapsed().as_secs_f64(),
                                 if s.resumed { " (resumed)" } else { "" },
-                                s.retired,
                             ),
                             Err(e) => {
                                 return Err(format!(

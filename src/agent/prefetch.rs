@@ -16,9 +16,10 @@
 //! written page. A rate limit is waited out (up to [`PrefetchRun::max_wait`]) instead
 //! of ending the pass.
 //!
-//! A pass has a generation, the wall time it started. When a pass completes, every
-//! cached ticket of the event that it did not list (its record is older than the pass)
-//! is dropped from the cache: the listing leaves out voided tickets, so a ticket voided
+//! A pass has a generation, the wall time it started. When a pass completes, its
+//! generation is recorded for the event, and from then on a cached ticket of the event
+//! older than it (one the pass did not list) is no longer read from the cache
+//! (`Store::get_record`): the listing leaves out voided tickets, so a ticket voided
 //! after an earlier prefetch must not stay approvable from cache. Only a completed pass
 //! retires tickets; an interrupted one has not seen the whole event.
 //!
@@ -178,8 +179,6 @@ pub struct PrefetchProgress {
     pub calls_left: (u32, u32),
     /// While waiting for the rate budget: how long, ms.
     pub wait_ms: u64,
-    /// Tickets dropped from the cache because a completed pass did not list them.
-    pub retired: u64,
     /// Wall time (ms) the last pass of this event completed.
     pub completed_ms: Option<u64>,
     /// Why the last pass stopped short, if it did.
@@ -247,8 +246,6 @@ pub struct PrefetchSummary {
     pub pages: u64,
     /// Tickets written in the pass (see [`PrefetchProgress::tickets`]).
     pub tickets: u64,
-    /// Tickets retired because the completed pass did not list them.
-    pub retired: u64,
     /// True when the pass resumed one cut off earlier.
     pub resumed: bool,
 }
@@ -307,9 +304,10 @@ fn stream_event(
     let name = event.event_name.as_str();
     let mut cursor = match store.prefetch_cursor(name)? {
         Some(c) if !c.complete => c,
-        _ => {
+        previous => {
             let c = PrefetchCursor {
                 pass_started_ms: now(run.stamp_ms),
+                last_complete_pass_ms: previous.and_then(|p| p.last_complete_pass_ms),
                 ..PrefetchCursor::default()
             };
             // Written now, so that a pass cut off before its first page still resumes
@@ -403,23 +401,19 @@ fn stream_event(
             break;
         }
     }
-    // A completed pass: what it did not list is no longer approvable from cache.
-    let retired = store.retire_unlisted(name, cursor.pass_started_ms)?;
-    if retired > 0 {
-        log::info!("prefetch {name}: {retired} cached tickets not in the listing dropped");
-    }
+    // A completed pass: what it did not list is no longer approvable from cache
+    // (`Store::get_record` leaves out the event's records older than this pass).
     cursor.complete = true;
     cursor.completed_ms = Some(clock.wall_ms());
+    cursor.last_complete_pass_ms = Some(cursor.pass_started_ms);
     store.set_prefetch_cursor(name, &cursor)?;
     store.sync_cache()?;
     run.progress.update(|p| {
-        p.retired = retired;
         p.completed_ms = cursor.completed_ms;
     });
     Ok(PrefetchSummary {
         pages: cursor.pages,
         tickets: cursor.tickets,
-        retired,
         resumed,
     })
 }
@@ -589,11 +583,10 @@ fn refresh_once(
         };
         match prefetch_event_paged(ats, store, event, &mut run) {
             Ok(s) => log::info!(
-                "prefetched {} tickets of {} in {} pages ({} dropped as no longer listed)",
+                "prefetched {} tickets of {} in {} pages",
                 s.tickets,
                 event.event_name,
-                s.pages,
-                s.retired
+                s.pages
             ),
             Err(e) => {
                 complete = false;

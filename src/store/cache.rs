@@ -57,6 +57,10 @@ pub struct PrefetchCursor {
     pub complete: bool,
     /// When the pass completed (wall ms).
     pub completed_ms: Option<u64>,
+    /// The generation of the last pass that completed (kept while the next pass runs):
+    /// cached tickets of the event older than it were not listed by it.
+    #[serde(default)]
+    pub last_complete_pass_ms: Option<u64>,
 }
 
 impl Store {
@@ -104,33 +108,27 @@ impl Store {
         Ok(n)
     }
 
-    /// Drops every cached record of `event` older than `before_ms` (tickets a completed
-    /// listing pass started at `before_ms` did not list: voided, reissued, returned, or
-    /// no longer carrying value). A record written meanwhile (a live answer) stays.
-    /// Returns how many were dropped.
-    pub fn retire_unlisted(&self, event: &str, before_ms: u64) -> Result<u64, StoreError> {
-        let mut n = 0;
-        for kv in self.cache.iter() {
-            let (k, v) = kv.map_err(db_err)?;
-            let Ok(r) = codec::decode::<TicketRecord>("cache", &v) else {
-                continue;
-            };
-            let of_event = r
-                .info
-                .as_ref()
-                .is_some_and(|i| i.event_name.eq_ignore_ascii_case(event));
-            if of_event && r.fetched_at_ms < before_ms {
-                // Only if unchanged since read: a newer live answer is kept.
-                if let Ok(()) = self
-                    .cache
-                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)
-                    .map_err(db_err)?
-                {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
+    /// True when a listing pass of `record`'s event completed after `record` was
+    /// fetched: that pass listed every ticket of the event and rewrote each one it
+    /// listed, so this one was left out (voided, reissued, returned, or without value
+    /// now). Such a record is never used: a ticket missing from a fresh listing must not
+    /// stay approvable from cache. Checked on read, so a completed pass retires tickets
+    /// without scanning the cache.
+    fn unlisted_since(&self, record: &TicketRecord) -> Result<bool, StoreError> {
+        let Some(info) = &record.info else {
+            return Ok(false);
+        };
+        Ok(match self.last_complete_pass(&info.event_name)? {
+            Some(started) => record.fetched_at_ms < started,
+            None => false,
+        })
+    }
+
+    /// The generation (start, wall ms) of the last completed listing pass of `event`.
+    fn last_complete_pass(&self, event: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .prefetch_cursor(event)?
+            .and_then(|c| c.last_complete_pass_ms))
     }
 
     /// The listing cursor of `event`, if a pass was ever started.
@@ -159,7 +157,15 @@ impl Store {
         let Some(bytes) = self.cache.get(barcode.as_bytes()).map_err(db_err)? else {
             return Ok(None);
         };
-        match codec::decode("cache", &bytes) {
+        match codec::decode::<TicketRecord>("cache", &bytes) {
+            Ok(r) if self.unlisted_since(&r)? => {
+                log::debug!(
+                    "cache entry for {} predates the last complete listing of its event, \
+                     which left it out: not used",
+                    crate::redact::mask_barcode(barcode)
+                );
+                Ok(None)
+            }
             Ok(r) => Ok(Some(r)),
             Err(e) => {
                 log::warn!(
