@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::error::db_err;
+use super::record;
 use super::{Store, StoreError, TicketRecord};
 
 /// What the cache holds.
@@ -34,7 +35,7 @@ pub struct CacheStats {
 }
 
 fn is_newer(new: &TicketRecord, old: Option<&[u8]>) -> bool {
-    match old.map(|b| codec::decode::<TicketRecord>("cache", b)) {
+    match old.map(|b| record::decode(&new.barcode, b)) {
         Some(Ok(old)) => new.fetched_at_ms >= old.fetched_at_ms,
         // Nothing there, or something unreadable: replace it.
         _ => true,
@@ -67,7 +68,7 @@ impl Store {
     /// Caches `record` unless a newer one is already cached. Returns whether it was
     /// stored.
     pub fn put_record(&self, record: &TicketRecord) -> Result<bool, StoreError> {
-        let value = codec::encode("cache", record)?;
+        let value = record::encode(record)?;
         self.put_encoded(record, value)
     }
 
@@ -100,7 +101,7 @@ impl Store {
     {
         let mut n = 0;
         for r in records {
-            let value = codec::encode("cache", r)?;
+            let value = record::encode(r)?;
             if self.put_encoded(r, value)? {
                 n += 1;
             }
@@ -157,7 +158,7 @@ impl Store {
         let Some(bytes) = self.cache.get(barcode.as_bytes()).map_err(db_err)? else {
             return Ok(None);
         };
-        match codec::decode::<TicketRecord>("cache", &bytes) {
+        match record::decode(barcode, &bytes) {
             Ok(r) if self.unlisted_since(&r)? => {
                 log::debug!(
                     "cache entry for {} predates the last complete listing of its event, \
@@ -184,9 +185,9 @@ impl Store {
             ..CacheStats::default()
         };
         for kv in self.cache.iter() {
-            let (_, v) = kv.map_err(db_err)?;
+            let (k, v) = kv.map_err(db_err)?;
             stats.entries += 1;
-            if let Ok(r) = codec::decode::<TicketRecord>("cache", &v) {
+            if let Ok(r) = record::decode(&String::from_utf8_lossy(&k), &v) {
                 let t = r.fetched_at_ms;
                 stats.oldest_fetched_ms = Some(stats.oldest_fetched_ms.map_or(t, |o| o.min(t)));
                 stats.newest_fetched_ms = Some(stats.newest_fetched_ms.map_or(t, |o| o.max(t)));

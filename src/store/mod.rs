@@ -32,6 +32,7 @@ pub mod error;
 pub mod export;
 pub mod journal;
 pub mod ledger;
+mod record;
 mod wal;
 /// Dates and timestamps (kept under this name for callers of the store).
 pub use crate::date as time;
