@@ -588,6 +588,13 @@ fn refresh_once(
                 event.event_name,
                 s.pages
             ),
+            Err(PrefetchError::Stopped) => {
+                complete = false;
+                log::info!(
+                    "prefetch of {} stopped; its pages are kept",
+                    event.event_name
+                );
+            }
             Err(e) => {
                 complete = false;
                 log::warn!("{} of {}", e, event.event_name);
