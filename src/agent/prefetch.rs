@@ -603,3 +603,104 @@ fn refresh_once(
     }
     complete
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::ValueKind;
+
+    fn line(av_id: &str, balance: u64) -> ValueLine {
+        ValueLine {
+            av_id: av_id.into(),
+            kind: ValueKind::Money,
+            description: "credit".into(),
+            loaded: 1000,
+            balance,
+            valid_from: None,
+            valid_until: None,
+        }
+    }
+
+    fn event() -> EventSummary {
+        EventSummary {
+            event_name: "EVENT01".into(),
+            event_date: None,
+            event_time: None,
+        }
+    }
+
+    fn one(rows: Vec<(String, ValueLine)>, at: u64) -> TicketRecord {
+        records_from_listing(&event(), rows, at).remove(0)
+    }
+
+    #[test]
+    fn a_line_repeated_in_a_listing_replaces_the_earlier_one_instead_of_adding_value() {
+        let rows = vec![
+            ("1".to_string(), line("A", 1000)),
+            ("1".to_string(), line("B", 500)),
+            ("1".to_string(), line("A", 700)),
+        ];
+        let r = one(rows, 5);
+        assert_eq!(r.value, vec![line("A", 700), line("B", 500)]);
+    }
+
+    #[test]
+    fn a_ticket_split_over_two_pages_keeps_both_pages_lines_once() {
+        // Page 1 ended inside ticket 1 (lines A, B); page 2 starts with B again and C.
+        let first = one(
+            vec![("1".into(), line("A", 1)), ("1".into(), line("B", 2))],
+            100,
+        );
+        let second = one(
+            vec![("1".into(), line("B", 3)), ("1".into(), line("C", 4))],
+            101,
+        );
+        let merged = merge_cached(Some(first), second, 100);
+        assert_eq!(merged.value, vec![line("A", 1), line("B", 3), line("C", 4)]);
+    }
+
+    #[test]
+    fn a_record_from_an_earlier_pass_is_replaced_not_merged() {
+        // A line that ATS no longer lists must not survive from the last pass.
+        let old = one(
+            vec![("1".into(), line("A", 1)), ("1".into(), line("GONE", 9))],
+            50,
+        );
+        let fresh = one(vec![("1".into(), line("A", 0))], 101);
+        let merged = merge_cached(Some(old), fresh, 100);
+        assert_eq!(merged.value, vec![line("A", 0)]);
+    }
+
+    #[test]
+    fn a_verified_identity_of_the_same_event_is_kept() {
+        let mut old = one(vec![("1".into(), line("A", 1))], 50);
+        if let Some(i) = old.info.as_mut() {
+            i.section_name = Some("101".into());
+            i.event_name = "event01".into();
+        }
+        let merged = merge_cached(Some(old), one(vec![("1".into(), line("A", 0))], 101), 100);
+        assert_eq!(
+            merged.info.and_then(|i| i.section_name).as_deref(),
+            Some("101")
+        );
+    }
+
+    #[test]
+    fn only_rate_limits_of_the_minute_or_the_server_are_waited_out() {
+        let minute = AtsError::RateBudget {
+            window: RateWindow::Minute,
+            retry_after: Duration::from_secs(3),
+        };
+        assert_eq!(rate_wait(&minute), Some(Duration::from_secs(3)));
+        let day = AtsError::RateBudget {
+            window: RateWindow::Day,
+            retry_after: Duration::from_secs(3),
+        };
+        assert_eq!(rate_wait(&day), None);
+        let server = AtsError::RateLimited {
+            retry_after: None,
+            message: String::new(),
+        };
+        assert_eq!(rate_wait(&server), Some(Duration::from_secs(60)));
+    }
+}
