@@ -277,6 +277,17 @@ pub fn prefetch_event_paged(
     run: &mut PrefetchRun<'_>,
 ) -> Result<PrefetchSummary, PrefetchError> {
     let result = stream_event(ats, store, event, run);
+    if let Err(PrefetchError::Ats(AtsError::Decode { .. })) = &result {
+        // An answer this pass cannot page through would fail again at the same
+        // cursor on every resume: the pass is abandoned (retiring nothing) and the next
+        // one starts from the first page.
+        if let Ok(Some(mut c)) = store.prefetch_cursor(&event.event_name) {
+            c.complete = true;
+            if let Err(e) = store.set_prefetch_cursor(&event.event_name, &c) {
+                log::warn!("prefetch {}: {e}", event.event_name);
+            }
+        }
+    }
     let snap = run.progress.update(|p| match &result {
         Ok(_) => {
             p.state = PrefetchState::Done;

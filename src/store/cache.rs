@@ -54,9 +54,11 @@ pub struct PrefetchCursor {
     pub pages: u64,
     /// Tickets written in this pass.
     pub tickets: u64,
-    /// True once the whole listing was written (the next pass starts afresh).
+    /// True once the pass is over (the next pass starts afresh): the whole listing was
+    /// written (then `completed_ms` is set), or the pass was abandoned on an answer it
+    /// could not page through.
     pub complete: bool,
-    /// When the pass completed (wall ms).
+    /// When the pass completed (wall ms); `None` for an abandoned pass.
     pub completed_ms: Option<u64>,
     /// The generation of the last pass that completed (kept while the next pass runs):
     /// cached tickets of the event older than it were not listed by it.
