@@ -356,8 +356,10 @@ fn stream_event(
         let page = match ats.get_av_barcodes_event_page(name, cursor.last_barcode.as_deref(), pace)
         {
             Ok(page) => page,
+            // A paced wait ended by `stop` comes back as a rate refusal.
+            Err(_) if run.stop.load(Ordering::SeqCst) => return Err(PrefetchError::Stopped),
             Err(e) => match rate_wait(&e) {
-                Some(wait) if wait <= run.max_wait && !run.stop.load(Ordering::SeqCst) => {
+                Some(wait) if wait <= run.max_wait => {
                     wait_out(&clock, wait, run, ats)?;
                     continue;
                 }
