@@ -1,7 +1,7 @@
 //! The durable store: the only code that touches sled.
 //!
 //! One sled database per terminal, in a directory created with mode 0700 (it holds
-//! full barcodes). Four trees:
+//! full barcodes). Five trees:
 //!
 //! | tree | key | value |
 //! |---|---|---|
@@ -9,8 +9,10 @@
 //! | `ledger` | barcode | this terminal's [`TicketLedger`] for the ticket (see [`ledger`]) |
 //! | `journal` | sequence number (u64, big endian) | one [`JournalEntry`] per decision or void |
 //! | `meta` | name | schema version, the decision sequence, the offline window and usage |
+//! | `prefetch` | event name (lower case) | where that event's listing pass stands ([`PrefetchCursor`]) |
 //!
-//! Every value carries a format byte before its JSON (`codec.rs`). The schema version
+//! Every value carries a format byte before its JSON (`codec.rs`; cached records use a
+//! compact positional JSON, `record.rs`). The schema version
 //! is checked on open: a database from a newer agent is refused with
 //! [`StoreError::FutureSchema`] rather than misread.
 //!
@@ -20,9 +22,10 @@
 //! records sled lost. A decision (journal entry, the ticket's ledger, the offline usage)
 //! is one record, so when [`Store::commit_decision`] returns `Ok` it survives a crash or
 //! power cut and the POS may be told. [`Store::flush`] makes sled itself durable (sled's
-//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache writes
-//! are not logged (a lost cache entry only costs a lookup): sled writes each one out
-//! when it is made (a sled transaction), and they are durable after the next checkpoint.
+//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache and
+//! `prefetch` writes are not logged (a lost cache entry only costs a lookup): they are
+//! durable after the next [`Store::sync_cache`] (prefetch calls it after every page,
+//! without the redo log's lock) or checkpoint.
 //!
 //! No sled type appears in this module's public API.
 

@@ -6,7 +6,8 @@
 //! `[barcode_if_other, event_name, event_date, event_time, acct_id, section_name,
 //! row_name, seat_num, price_code, status]` and each line `[av_id, kind, description,
 //! loaded, balance, valid_from, valid_until]`. Format-1 entries written by an earlier
-//! version are still read.
+//! version are still read; an earlier version reads a format-2 entry as a miss (it
+//! logs it and asks ATS: the cache is disposable), so no schema version is needed.
 
 use serde::{Deserialize, Serialize};
 
