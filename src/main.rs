@@ -237,11 +237,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         Some(e) => vec![e],
                         None => config.events.clone(),
                     };
-                    let events = events_to_prefetch(&link.client, &names, &today)
-                        .map_err(|e| e.to_string())?;
-                    if events.is_empty() {
-                        println!("no events today");
-                    }
                     // Ctrl-C ends between pages: what was written stays, and the next
                     // `cache prefetch` (or the running agent) resumes after it.
                     let stop = Arc::new(AtomicBool::new(false));
@@ -250,6 +245,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                             .map_err(|e| format!("signal handler: {e}"))?;
                     }
                     let tty = std::io::stderr().is_terminal();
+                    let max_wait = std::time::Duration::from_secs(15 * 60);
+                    let events = prefetch::retry_rate_limited(
+                        &clock,
+                        &stop,
+                        max_wait,
+                        |left| {
+                            if tty {
+                                eprint!(
+                                    "\r\x1b[Kevent_search: rate budget spent: waiting {} s",
+                                    left.as_secs()
+                                );
+                            }
+                        },
+                        || events_to_prefetch(&link.client, &names, &today),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    if events.is_empty() {
+                        println!("no events today");
+                    }
                     let progress = prefetch::Progress::default();
                     for ev in &events {
                         let started = std::time::Instant::now();
@@ -264,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                             progress: &progress,
                             // The minute window or a server closure is waited out;
                             // the day's budget is not (the pass resumes tomorrow).
-                            max_wait: std::time::Duration::from_secs(15 * 60),
+                            max_wait,
                             stamp_ms: None,
                             on_progress: Some(&mut show),
                         };
@@ -276,15 +290,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         let p = progress.snapshot();
                         let (minute, day) = link.client.budget_remaining();
                         match done {
-                            Ok(s) => println!(
-                                "{}: {} tickets cached in {} pages, {:.1} s{}; calls left: \
-                                 {minute} this minute, {day} today",
-                                ev.event_name,
-                                s.tickets,
-                                s.pages,
-                                started.elapsed().as_secs_f64(),
-                                if s.resumed { " (resumed)" } else { "" },
-                            ),
+                            Ok(s) => {
+                                // stdout keeps its one line per event (scripts read it);
+                                // the summary goes with the progress, to stderr.
+                                println!("{}: {} tickets cached", ev.event_name, s.tickets);
+                                eprintln!(
+                                    "{}: {} pages in {:.1} s{}; calls left: {minute} this \
+                                     minute, {day} today",
+                                    ev.event_name,
+                                    s.pages,
+                                    started.elapsed().as_secs_f64(),
+                                    if s.resumed { " (resumed)" } else { "" },
+                                );
+                            }
                             Err(e) => {
                                 return Err(format!(
                                     "{}: {e}; {} tickets in {} pages kept, the next prefetch \
@@ -320,17 +338,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 /// One line of `cache prefetch` progress for the terminal.
 fn progress_line(p: &prefetch::PrefetchProgress) -> String {
     let (minute, day) = p.calls_left;
-    let mut line = format!(
-        "{}: page {}, {} tickets, calls left {minute}/min {day}/day",
-        p.event, p.pages, p.tickets
-    );
+    let head = format!("{}: page {}, {} tickets", p.event, p.pages, p.tickets);
     if p.state == prefetch::PrefetchState::Waiting {
-        line.push_str(&format!(
-            ", waiting {} s for the rate budget",
+        // While the budget is closed the client reports no calls left at all.
+        format!(
+            "{head}, rate budget spent: waiting {} s",
             p.wait_ms.div_ceil(1000)
-        ));
+        )
+    } else {
+        format!("{head}, calls left {minute} this minute, {day} today")
     }
-    line
 }
 
 fn run_agent(

@@ -267,6 +267,38 @@ fn rate_wait(e: &AtsError) -> Option<Duration> {
     }
 }
 
+/// Runs `f` again while it fails on a rate limit worth waiting for (see `rate_wait`)
+/// of at most `max_wait`, sleeping on `clock` in short steps; `on_wait` is told the
+/// time left. Ends with [`PrefetchError::Stopped`] when `stop` is set while waiting.
+/// For the calls around the listing (`event_search`), which the pages' own waiting
+/// does not cover.
+pub fn retry_rate_limited<T>(
+    clock: &SharedClock,
+    stop: &AtomicBool,
+    max_wait: Duration,
+    mut on_wait: impl FnMut(Duration),
+    mut f: impl FnMut() -> Result<T, PrefetchError>,
+) -> Result<T, PrefetchError> {
+    loop {
+        let wait = match f() {
+            Err(PrefetchError::Ats(e)) => match rate_wait(&e) {
+                Some(w) if w <= max_wait => w,
+                _ => return Err(PrefetchError::Ats(e)),
+            },
+            other => return other,
+        };
+        let until = clock.now() + wait.max(Duration::from_millis(50));
+        while clock.now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return Err(PrefetchError::Stopped);
+            }
+            let left = until - clock.now();
+            on_wait(left);
+            clock.sleep(left.min(Duration::from_millis(500)));
+        }
+    }
+}
+
 /// Streams one event's listing into the cache, page by page, resuming a pass that was
 /// cut off (see the module header). Returns when the pass completes; on an error the
 /// pages written stay and the next call resumes after them.
