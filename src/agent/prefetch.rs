@@ -9,9 +9,9 @@
 //! A listing is streamed, never held whole: each page is written to the cache as it
 //! arrives (plain sled inserts, no transaction: a sled transaction takes a lock every
 //! reader and writer of the database waits on, which is what blocked the scan loop for
-//! seconds behind a 100,000-ticket prefetch), then the pass's cursor (last barcode, page
-//! and ticket counts) is written after it, and both are made durable without the redo
-//! log's lock. Memory stays bounded by one page, a page is usable as soon as it is
+//! seconds behind a 100,000-ticket prefetch) and made durable without the redo log's
+//! lock, and only then the pass's cursor (last barcode, page and ticket counts) is
+//! moved past it. Memory stays bounded by one page, a page is usable as soon as it is
 //! written, and a pass cut off (rate limit, stop, crash, restart) resumes after its last
 //! written page. A rate limit is waited out (up to [`PrefetchRun::max_wait`]) instead
 //! of ending the pass.
@@ -420,10 +420,12 @@ fn stream_event(
         cursor.pages += 1;
         cursor.tickets += records.len() as u64;
         cursor.last_barcode = Some(last);
-        // After the page: sled keeps the order of writes, so a cursor that survives a
-        // crash never points past a page that did not.
-        store.set_prefetch_cursor(name, &cursor)?;
+        // The page is made durable before the cursor names it, so a cursor that
+        // survives a crash never points past a page that did not (the cursor itself
+        // is durable with the next page's sync: a crash re-fetches at most one page,
+        // whose lines replace themselves by `av_id`).
         store.sync_cache()?;
+        store.set_prefetch_cursor(name, &cursor)?;
         let snap = run.progress.update(|p| {
             p.pages = cursor.pages;
             p.tickets = cursor.tickets;
