@@ -198,8 +198,32 @@ fn a_prefetch_stopped_by_a_429_keeps_its_pages_and_resumes_after_a_restart() {
     let (agent2, _) = agent(&sb, dir.path(), &clock);
     let calls_before = sb.stats().calls_by_command.get("get_av_barcodes").copied();
     let progress = Progress::default();
-    // The minute is waited out now (on the injected clock): no error, no restart.
-    let summary = run_prefetch(&agent2, &progress, Duration::from_secs(120)).unwrap();
+    // The minute is waited out now (on the injected clock): no error, no restart; and
+    // the wait is reported as it goes (what `cache prefetch` prints on a terminal).
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let mut show = |p: &concession_agent::agent::prefetch::PrefetchProgress| seen.push(p.clone());
+    let mut run = PrefetchRun {
+        reserve_per_minute: None,
+        stop: &stop,
+        progress: &progress,
+        max_wait: Duration::from_secs(120),
+        stamp_ms: None,
+        on_progress: Some(&mut show),
+    };
+    let summary =
+        prefetch::prefetch_event_paged(agent2.ats(), agent2.store(), &event01(), &mut run).unwrap();
+    assert!(
+        seen.iter()
+            .any(|p| p.state == PrefetchState::Waiting && p.wait_ms > 0 && p.pages == 3),
+        "{seen:?}"
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (last.state, last.pages, last.resumed),
+        (PrefetchState::Done, 5, true)
+    );
+    assert!(progress.snapshot().completed_ms.is_some());
     assert!(summary.resumed, "{summary:?}");
     assert_eq!(summary.pages, 5, "{summary:?}");
     assert_eq!(summary.tickets, 2_000 + 5, "{summary:?}");
