@@ -584,13 +584,15 @@ pub fn spawn_refresher(
             };
             while !stop.load(Ordering::SeqCst) {
                 if clock.now() >= next {
-                    let complete = refresh_once(&ats, &store, &clock, &plan, &stop);
-                    // A pass cut short resumes soon (it waited out the minute already);
-                    // a completed one waits for the interval.
-                    let after = if complete {
-                        plan.interval
-                    } else {
+                    let soon = refresh_once(&ats, &store, &clock, &plan, &stop);
+                    // A pass cut short by a rate limit longer than it would wait
+                    // resumes within a minute; anything else (done, the day's budget,
+                    // ATS down) waits for the interval, so retries never eat the day's
+                    // budget kept for scans.
+                    let after = if soon {
                         plan.interval.min(Duration::from_secs(60))
+                    } else {
+                        plan.interval
                     };
                     next = clock.now() + after;
                 }
@@ -599,7 +601,8 @@ pub fn spawn_refresher(
         })
 }
 
-/// One refresh of every served event; true when every pass completed.
+/// One refresh of every served event; true when a pass was cut short by a minute or
+/// server rate limit (worth resuming soon).
 fn refresh_once(
     ats: &AtsClient,
     store: &Store,
@@ -612,10 +615,10 @@ fn refresh_once(
         Ok(e) => e,
         Err(e) => {
             log::warn!("{e}");
-            return false;
+            return is_short_rate_limit(&e);
         }
     };
-    let mut complete = true;
+    let mut soon = false;
     for event in &events {
         if stop.load(Ordering::SeqCst) {
             return false;
@@ -636,19 +639,23 @@ fn refresh_once(
                 s.pages
             ),
             Err(PrefetchError::Stopped) => {
-                complete = false;
                 log::info!(
                     "prefetch of {} stopped; its pages are kept",
                     event.event_name
                 );
             }
             Err(e) => {
-                complete = false;
-                log::warn!("{} of {}", e, event.event_name);
+                soon |= is_short_rate_limit(&e);
+                log::warn!("{} of {}; its pages are kept", e, event.event_name);
             }
         }
     }
-    complete
+    soon
+}
+
+/// True for a minute or server rate limit (not the day's budget).
+fn is_short_rate_limit(e: &PrefetchError) -> bool {
+    matches!(e, PrefetchError::Ats(a) if rate_wait(a).is_some())
 }
 
 #[cfg(test)]
