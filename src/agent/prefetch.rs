@@ -688,14 +688,28 @@ mod tests {
     }
 
     #[test]
-    fn a_line_repeated_in_a_listing_replaces_the_earlier_one_instead_of_adding_value() {
+    fn a_line_repeated_in_a_listing_is_kept_once_and_never_adds_value() {
+        let rows = vec![
+            ("1".to_string(), line("A", 1000)),
+            ("1".to_string(), line("B", 500)),
+            ("1".to_string(), line("A", 1000)),
+        ];
+        let r = one(rows, 5);
+        assert_eq!(r.value, vec![line("A", 1000), line("B", 500)]);
+    }
+
+    #[test]
+    fn a_line_repeated_with_another_balance_stays_visible_as_a_conflict() {
+        // Two different rows for one value line: neither is trusted (ticket::push_merged
+        // keeps both, so `decide` denies the record `bad_record` instead of picking one).
         let rows = vec![
             ("1".to_string(), line("A", 1000)),
             ("1".to_string(), line("B", 500)),
             ("1".to_string(), line("A", 700)),
         ];
         let r = one(rows, 5);
-        assert_eq!(r.value, vec![line("A", 700), line("B", 500)]);
+        assert_eq!(r.value.len(), 3);
+        assert!(crate::ticket::merge_lines(&r.value).is_err());
     }
 
     #[test]
