@@ -180,6 +180,7 @@ pub struct Agent {
     low_disk: bool,
     /// Venue mode (docs/venue.md); inert without `[venue]`.
     venue: VenueState,
+    prefetch: prefetch::Progress,
 }
 
 impl Agent {
@@ -216,6 +217,7 @@ impl Agent {
             output_lost: None,
             low_disk: false,
             venue: VenueState::default(),
+            prefetch: prefetch::Progress::default(),
         }
     }
 
@@ -227,6 +229,16 @@ impl Agent {
     /// The store (for commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Shares the background refresher's progress with the agent (for its status).
+    pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.prefetch = progress;
+    }
+
+    /// Where the background prefetch stands (pages, tickets, budget, waits).
+    pub fn prefetch_progress(&self) -> prefetch::PrefetchProgress {
+        self.prefetch.snapshot()
     }
 
     /// The ATS client.
