@@ -361,3 +361,39 @@ fn after_a_database_restart_the_next_scans_reconnect_without_waiting_for_a_backo
     drop(txn);
     v.shutdown(WAIT);
 }
+
+#[test]
+fn a_database_away_at_start_is_migrated_when_it_answers_and_then_decides() {
+    let Some(_) = pg::available("pg_worker") else {
+        return;
+    };
+    let cluster = pg::Cluster::new(pg::ClusterOptions::default());
+    let url = cluster.fresh_db();
+    cluster.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), "t");
+    let v = VenueHandle::start(settings(&url, 300), s.clone()).unwrap();
+    assert!(v.start_up(true, Duration::from_secs(2)).is_err());
+    let rec = record(2000);
+    let e = journal(&s, &approval(300, true), &rec);
+    cluster.start();
+    assert!(cluster.wait_ready(WAIT));
+    let end = Instant::now() + WAIT;
+    let txn = loop {
+        if let Begin::Locked(txn) = v.begin(BC, seed_from_record(&rec), Duration::from_millis(300))
+        {
+            break txn;
+        }
+        assert!(Instant::now() < end, "never ready: {:?}", v.status());
+    };
+    assert_eq!(txn.lines()[0].redeemed, 300, "the pending entry went first");
+    drop(txn);
+    assert_eq!(
+        cluster.psql(
+            &url,
+            &format!("SELECT count(*) FROM venue_decisions WHERE id = '{}'", e.id)
+        ),
+        "1"
+    );
+    v.shutdown(WAIT);
+}

@@ -485,7 +485,7 @@ impl Worker {
     /// Retries a lost connection (with backoff) and replays what is pending.
     fn idle(&mut self) {
         if self.ensure_client(false).is_ok() {
-            if let Err(e) = self.catch_up() {
+            if let Err(e) = self.ready().and_then(|()| self.catch_up()) {
                 self.failed(&e);
             }
         }
@@ -503,7 +503,8 @@ impl Worker {
                 if Instant::now() >= deadline {
                     return; // the loop stopped waiting: it decided locally
                 }
-                if let Err(e) = self.ensure_client(false).and_then(|()| self.catch_up()) {
+                let ready = self.ensure_client(false).and_then(|()| self.ready());
+                if let Err(e) = ready.and_then(|()| self.catch_up()) {
                     self.failed(&e);
                     let _ = reply.send(Err(e.to_string()));
                     return;
@@ -531,7 +532,10 @@ impl Worker {
                 if Instant::now() >= deadline {
                     return;
                 }
-                let r = self.ensure_client(false).and_then(|()| self.catch_up());
+                let r = self
+                    .ensure_client(false)
+                    .and_then(|()| self.ready())
+                    .and_then(|()| self.catch_up());
                 if let Err(e) = &r {
                     self.failed(e);
                 }
@@ -556,6 +560,11 @@ impl Worker {
         let mut report = self.catch_up()?;
         report.migrated = migrated;
         Ok(report)
+    }
+
+    /// The schema is migrated, once per run (the database may have been away at start).
+    fn ready(&mut self) -> Result<(), VenueError> {
+        self.check_schema(true).map(drop)
     }
 
     /// Applies migrations (or only checks the version) once per run.
