@@ -882,11 +882,11 @@ impl Config {
             Some(v) => {
                 let v = crate::venue::VenueSettings::from_raw(v)
                     .map_err(|e| invalid(e.field, e.message))?;
-                if v.timeout * 2 >= deadline {
+                if v.timeout >= deadline {
                     return Err(invalid(
                         "venue.timeout_ms",
                         format!(
-                            "{} ms twice (lock, then commit) must leave time within deadline_ms ({} ms)",
+                            "{} ms must be shorter than deadline_ms ({} ms)",
                             v.timeout.as_millis(),
                             deadline.as_millis()
                         ),

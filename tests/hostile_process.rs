@@ -155,7 +155,10 @@ fn an_approval_the_stdout_pos_never_saw_is_voided_and_the_agent_stops() {
     assert_eq!(voids[0]["reason"], "undelivered");
     assert_eq!(voids[0]["void_of"], decisions[1]["id"]);
     assert_eq!(decisions[1]["voided_by"], voids[0]["id"]);
-    assert_eq!(voids[0]["approved_cents"], 1500);
+    // Export form of a void (issue 16.3): nothing approved, the sale refunded.
+    assert_eq!(voids[0]["approved_cents"], 0);
+    assert_eq!(voids[0]["refunded_cents"], 1500);
+    assert_eq!(voids[0]["net_cents"], -1500);
 
     // The value came back: the next run approves that ticket again.
     let out = stand

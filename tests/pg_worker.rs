@@ -54,7 +54,11 @@ fn approval(cents: u64, offline: bool) -> Decision {
         approved_cents: cents,
         money: vec![("m1".into(), cents)],
         items: Vec::<ItemGrant>::new(),
-        source: if offline { Source::Offline } else { Source::Live },
+        source: if offline {
+            Source::Offline
+        } else {
+            Source::Live
+        },
         offline,
     }
 }
@@ -81,7 +85,11 @@ fn settings(url: &str, timeout_ms: u64) -> VenueSettings {
     .unwrap()
 }
 
-fn journal(store: &Store, d: &Decision, rec: &TicketRecord) -> concession_agent::store::JournalEntry {
+fn journal(
+    store: &Store,
+    d: &Decision,
+    rec: &TicketRecord,
+) -> concession_agent::store::JournalEntry {
     store.put_record(rec).unwrap();
     store
         .commit_decision(&NewDecision {
@@ -155,7 +163,10 @@ fn a_redemption_locks_decides_on_the_venue_ledger_and_commits_once_by_id() {
     let r = v.sync(WAIT).unwrap();
     assert_eq!((r.uploaded, r.pending), (0, 0));
     assert_eq!(
-        cluster.psql(&url, "SELECT count(*), sum(approved_cents) FROM venue_decisions"),
+        cluster.psql(
+            &url,
+            "SELECT count(*), sum(approved_cents) FROM venue_decisions"
+        ),
         "1|1500"
     );
     v.shutdown(WAIT);
@@ -187,7 +198,10 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
     assert_eq!(
         cluster.psql(
             &url,
-            &format!("SELECT overdraft_cents FROM venue_decisions WHERE id = '{}'", e2.id)
+            &format!(
+                "SELECT overdraft_cents FROM venue_decisions WHERE id = '{}'",
+                e2.id
+            )
         ),
         "1000"
     );
@@ -202,7 +216,10 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
     let r = v1b.start_up(true, WAIT).unwrap();
     assert_eq!(r.uploaded, 0, "{r:?}");
     assert_eq!(
-        cluster.psql(&url, "SELECT string_agg(id, ',' ORDER BY seq) FROM venue_decisions"),
+        cluster.psql(
+            &url,
+            "SELECT string_agg(id, ',' ORDER BY seq) FROM venue_decisions"
+        ),
         format!(
             "{},{},{}-000000000003,{}",
             e1.id,
@@ -244,7 +261,10 @@ fn a_schema_newer_than_this_agent_is_refused_at_start() {
     let s = store(dir.path(), "t");
     let v = VenueHandle::start(settings(&url, 2000), s.clone()).unwrap();
     v.start_up(true, WAIT).unwrap();
-    cluster.psql(&url, "INSERT INTO venue_migrations (version, name) VALUES (99, 'future')");
+    cluster.psql(
+        &url,
+        "INSERT INTO venue_migrations (version, name) VALUES (99, 'future')",
+    );
     v.shutdown(WAIT);
     let v = VenueHandle::start(settings(&url, 2000), s).unwrap();
     match v.start_up(true, WAIT) {
@@ -274,7 +294,11 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
         let t = Instant::now();
         let b = v.begin(BC, seed_from_record(&rec), Duration::from_millis(200));
         assert!(matches!(b, Begin::Away(_)));
-        assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
     }
     // Meanwhile a pending decision is journaled; it is uploaded once the database
     // answers again.
@@ -292,7 +316,10 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
     assert_eq!(
         cluster.psql(
             &url,
-            &format!("SELECT approved_cents FROM venue_decisions WHERE id = '{}'", e.id)
+            &format!(
+                "SELECT approved_cents FROM venue_decisions WHERE id = '{}'",
+                e.id
+            )
         ),
         "700"
     );
@@ -301,5 +328,72 @@ fn a_hung_database_costs_a_scan_no_more_than_its_wait_and_the_worker_recovers() 
     };
     assert_eq!(txn.lines()[0].redeemed, 700);
     drop(txn);
+    v.shutdown(WAIT);
+}
+
+#[test]
+fn after_a_database_restart_the_next_scans_reconnect_without_waiting_for_a_backoff() {
+    let Some(_) = pg::available("pg_worker") else {
+        return;
+    };
+    let cluster = pg::Cluster::new(pg::ClusterOptions::default());
+    let url = cluster.fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), "t");
+    let v = VenueHandle::start(settings(&url, 300), s.clone()).unwrap();
+    v.start_up(true, WAIT).unwrap();
+    let rec = record(2000);
+    cluster.restart();
+    assert!(cluster.wait_ready(WAIT));
+    // The old connection is dead; the first scan finds out, the next ones reconnect.
+    let t = Instant::now();
+    let mut tries = 0;
+    let txn = loop {
+        tries += 1;
+        match v.begin(BC, seed_from_record(&rec), Duration::from_millis(300)) {
+            Begin::Locked(txn) => break txn,
+            Begin::Away(why) => {
+                assert!(t.elapsed() < WAIT, "never reconnected: {why}");
+            }
+        }
+    };
+    assert!(tries <= 3, "{tries} scans to reconnect");
+    drop(txn);
+    v.shutdown(WAIT);
+}
+
+#[test]
+fn a_database_away_at_start_is_migrated_when_it_answers_and_then_decides() {
+    let Some(_) = pg::available("pg_worker") else {
+        return;
+    };
+    let cluster = pg::Cluster::new(pg::ClusterOptions::default());
+    let url = cluster.fresh_db();
+    cluster.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), "t");
+    let v = VenueHandle::start(settings(&url, 300), s.clone()).unwrap();
+    assert!(v.start_up(true, Duration::from_secs(2)).is_err());
+    let rec = record(2000);
+    let e = journal(&s, &approval(300, true), &rec);
+    cluster.start();
+    assert!(cluster.wait_ready(WAIT));
+    let end = Instant::now() + WAIT;
+    let txn = loop {
+        if let Begin::Locked(txn) = v.begin(BC, seed_from_record(&rec), Duration::from_millis(300))
+        {
+            break txn;
+        }
+        assert!(Instant::now() < end, "never ready: {:?}", v.status());
+    };
+    assert_eq!(txn.lines()[0].redeemed, 300, "the pending entry went first");
+    drop(txn);
+    assert_eq!(
+        cluster.psql(
+            &url,
+            &format!("SELECT count(*) FROM venue_decisions WHERE id = '{}'", e.id)
+        ),
+        "1"
+    );
     v.shutdown(WAIT);
 }

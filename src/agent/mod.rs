@@ -180,6 +180,7 @@ pub struct Agent {
     low_disk: bool,
     /// Venue mode (docs/venue.md); inert without `[venue]`.
     venue: VenueState,
+    prefetch: prefetch::Progress,
 }
 
 impl Agent {
@@ -216,6 +217,7 @@ impl Agent {
             output_lost: None,
             low_disk: false,
             venue: VenueState::default(),
+            prefetch: prefetch::Progress::default(),
         }
     }
 
@@ -227,6 +229,16 @@ impl Agent {
     /// The store (for commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Shares the background refresher's progress with the agent (for its status).
+    pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.prefetch = progress;
+    }
+
+    /// Where the background prefetch stands (pages, tickets, budget, waits).
+    pub fn prefetch_progress(&self) -> prefetch::PrefetchProgress {
+        self.prefetch.snapshot()
     }
 
     /// The ATS client.
@@ -321,7 +333,7 @@ impl Agent {
             .saturating_sub(waited)
             .saturating_sub(commit_reserve(self.config.deadline))
             // Venue mode: the two database steps keep their time too.
-            .saturating_sub(self.venue.reserve());
+            .saturating_sub(self.venue.reserve(self.config.deadline));
 
         let cached = if barcode.is_empty() {
             None
@@ -366,7 +378,7 @@ impl Agent {
         // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
         // in time, decide offline on the local ledger (the live answer then counts as a
         // cached one, so the offline caps apply).
-        if self.venue_begin(&barcode, record.as_ref()) {
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
             live = None;
             scan_mode = decide::Mode::Offline;
         }
@@ -472,14 +484,18 @@ impl Agent {
     pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
-        let entry = match self.store.commit_decision(&NewDecision {
-            scan_time_ms: scan.received_at_ms,
-            barcode: &eval.barcode,
-            decision: &eval.decision,
-            evidence: eval.record.as_ref(),
-            latency_ms,
-            request: scan.request_id.as_deref(),
-        }) {
+        let mark = self.venue_journal_mark();
+        let entry = match self.store.commit_decision_marked(
+            &NewDecision {
+                scan_time_ms: scan.received_at_ms,
+                barcode: &eval.barcode,
+                decision: &eval.decision,
+                evidence: eval.record.as_ref(),
+                latency_ms,
+                request: scan.request_id.as_deref(),
+            },
+            mark,
+        ) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
@@ -505,7 +521,8 @@ impl Agent {
                     request: scan.request_id.as_deref(),
                 }) {
                     Ok(entry) => {
-                        let event = entry.to_event();
+                        let mut event = entry.to_event();
+                        event.venue = self.venue_journal_mark().map(str::to_string);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
                     }

@@ -58,12 +58,14 @@ impl VenueState {
         }
     }
 
-    /// The time kept out of the ATS lookup's budget for the two venue steps.
-    pub fn reserve(&self) -> std::time::Duration {
+    /// The time kept out of the ATS lookup's budget (of `deadline`) for the two venue
+    /// steps: twice `venue.timeout_ms`, at most half the deadline.
+    pub fn reserve(&self, deadline: std::time::Duration) -> std::time::Duration {
         #[cfg(feature = "venue")]
         if let Some(h) = &self.handle {
-            return h.timeout() * 2;
+            return (h.timeout() * 2).min(deadline / 2);
         }
+        let _ = deadline;
         std::time::Duration::ZERO
     }
 
@@ -83,7 +85,12 @@ impl Agent {
     /// Opens the venue transaction for a scan of `barcode` judged on `record` (see the
     /// module docs). Returns `true` when the scan must be decided offline on the local
     /// ledger because the venue did not answer in time.
-    pub(super) fn venue_begin(&mut self, barcode: &str, record: Option<&TicketRecord>) -> bool {
+    pub(super) fn venue_begin(
+        &mut self,
+        barcode: &str,
+        record: Option<&TicketRecord>,
+        received_at_ms: u64,
+    ) -> bool {
         #[cfg(feature = "venue")]
         {
             use crate::venue::{ledger::seed_from_record, Begin};
@@ -98,7 +105,9 @@ impl Agent {
             else {
                 return false;
             };
-            match h.begin(barcode, seed_from_record(record), h.timeout()) {
+            // Half of what is left of the deadline at most: the commit needs its turn.
+            let wait = h.timeout().min(self.time_left(received_at_ms) / 2);
+            match h.begin(barcode, seed_from_record(record), wait) {
                 Begin::Locked(txn) => {
                     self.venue.txn = Some(txn);
                     false
@@ -116,7 +125,7 @@ impl Agent {
         }
         #[cfg(not(feature = "venue"))]
         {
-            let _ = (barcode, record);
+            let _ = (barcode, record, received_at_ms);
             false
         }
     }
@@ -147,7 +156,7 @@ impl Agent {
             let Some(h) = &self.venue.handle else {
                 return Ok((entry, None));
             };
-            let wait = h.timeout();
+            let wait = h.timeout().min(self.time_left(scan.received_at_ms));
             let Some(txn) = self.venue.txn.take() else {
                 // Decided without a venue transaction: away (pending), or nothing to
                 // lock (unreadable, no record): upload it now if the venue answers.
@@ -183,14 +192,17 @@ impl Agent {
                 crate::venue::IN_DOUBT_VOID_REASON,
             )?;
             let again = self.decide_offline(&eval.barcode, eval.record.as_ref(), scan.amount_cents);
-            let second = self.store.commit_decision(&crate::store::NewDecision {
-                scan_time_ms: scan.received_at_ms,
-                barcode: &eval.barcode,
-                decision: &again,
-                evidence: eval.record.as_ref(),
-                latency_ms,
-                request: scan.request_id.as_deref(),
-            })?;
+            let second = self.store.commit_decision_marked(
+                &crate::store::NewDecision {
+                    scan_time_ms: scan.received_at_ms,
+                    barcode: &eval.barcode,
+                    decision: &again,
+                    evidence: eval.record.as_ref(),
+                    latency_ms,
+                    request: scan.request_id.as_deref(),
+                },
+                Some(VenueMark::Pending.as_str()),
+            )?;
             Ok((second, Some(VenueMark::Pending.as_str())))
         }
         #[cfg(not(feature = "venue"))]
@@ -198,6 +210,31 @@ impl Agent {
             let _ = (scan, eval, latency_ms);
             Ok((entry, None))
         }
+    }
+
+    /// What is left of the scan's deadline, less the reserve for signalling.
+    #[cfg(feature = "venue")]
+    fn time_left(&self, received_at_ms: u64) -> std::time::Duration {
+        let waited =
+            std::time::Duration::from_millis(self.clock.wall_ms().saturating_sub(received_at_ms));
+        self.config
+            .deadline
+            .saturating_sub(waited)
+            .saturating_sub(super::commit_reserve(self.config.deadline))
+    }
+
+    /// The journal's venue mark for the scan being decided (`JournalEntry::venue`):
+    /// `venue` on the venue ledger, `pending` on the local one, `None` outside venue mode.
+    pub(super) fn venue_journal_mark(&self) -> Option<&'static str> {
+        #[cfg(feature = "venue")]
+        if self.venue.enabled() {
+            return Some(if self.venue.txn.is_some() {
+                "venue"
+            } else {
+                crate::venue::VenueMark::Pending.as_str()
+            });
+        }
+        None
     }
 
     /// Drops an open venue transaction (the scan's decision was not journaled as
@@ -214,9 +251,12 @@ impl Agent {
     pub(super) fn venue_tick(&mut self) {
         #[cfg(feature = "venue")]
         {
-            let Some(h) = &self.venue.handle else {
+            let Some(h) = self.venue.handle.as_mut() else {
                 return;
             };
+            if h.recover_if_stuck() {
+                self.venue.was_away = true;
+            }
             if !self.venue.was_away || self.mode != super::Mode::Online {
                 return;
             }

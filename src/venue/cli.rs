@@ -19,10 +19,7 @@ fn app(terminal: &str) -> String {
 pub fn migrate(settings: &VenueSettings, terminal: &str) -> Result<String, VenueError> {
     let applied = super::migrate_now(settings, &app(terminal))?;
     Ok(if applied.is_empty() {
-        format!(
-            "venue schema current (version {})",
-            super::schema::LATEST
-        )
+        format!("venue schema current (version {})", super::schema::LATEST)
     } else {
         format!(
             "venue schema migrated: applied {}",

@@ -72,9 +72,8 @@ pub fn connect(settings: &VenueSettings, app: &str) -> Result<Client, VenueError
     let client = if cfg.get_ssl_mode() == SslMode::Disable {
         cfg.connect(postgres::NoTls)?
     } else {
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(
-            settings.ca_file.as_deref(),
-        )?);
+        let tls =
+            tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(settings.ca_file.as_deref())?);
         cfg.connect(tls)?
     };
     Ok(client)
@@ -102,11 +101,11 @@ fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, VenueError
         },
     };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&path).map_err(|e| {
-        VenueError::Config(format!("venue CA file {}: {e}", path.display()))
-    })?;
+    let certs = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| VenueError::Config(format!("venue CA file {}: {e}", path.display())))?;
     for c in certs {
-        let c = c.map_err(|e| VenueError::Config(format!("venue CA file {}: {e}", path.display())))?;
+        let c =
+            c.map_err(|e| VenueError::Config(format!("venue CA file {}: {e}", path.display())))?;
         // A bundle may hold a certificate rustls cannot use; the rest still count.
         let _ = roots.add(c);
     }
@@ -145,7 +144,10 @@ mod tests {
         let o = cfg.get_options().unwrap();
         assert!(o.contains("statement_timeout=2000"), "{o}");
         assert!(o.contains("lock_timeout=1000"), "{o}");
-        assert!(o.contains("idle_in_transaction_session_timeout=5000"), "{o}");
+        assert!(
+            o.contains("idle_in_transaction_session_timeout=5000"),
+            "{o}"
+        );
         assert!(cfg.get_keepalives());
         assert_eq!(cfg.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
         assert_eq!(cfg.get_connect_timeout(), Some(&CONNECT_TIMEOUT));

@@ -192,9 +192,14 @@ pub fn export(
             .map(|s| s.to_string())
             .collect();
         header.extend(
-            ["venue_seq", "overdraft_cents", "overdraft_items", "uploaded"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "venue_seq",
+                "overdraft_cents",
+                "overdraft_items",
+                "uploaded",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         crate::store::export::write_csv_row(out, header.into_iter())?;
     }

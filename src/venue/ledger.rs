@@ -141,9 +141,8 @@ pub fn apply(lines: &[VenueLine], entry: &JournalEntry) -> Applied {
     }
     for (av, n) in take {
         let line = lines.iter().find(|l| l.av_id == av);
-        let (loaded, before, kind) = line.map_or((0, 0, ValueKind::Money), |l| {
-            (l.loaded, l.redeemed, l.kind)
-        });
+        let (loaded, before, kind) =
+            line.map_or((0, 0, ValueKind::Money), |l| (l.loaded, l.redeemed, l.kind));
         let after = match entry.kind {
             EntryKind::Decision => before.saturating_add(n),
             EntryKind::Void => before.saturating_sub(n),
@@ -164,7 +163,9 @@ pub fn apply(lines: &[VenueLine], entry: &JournalEntry) -> Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{self, DecideInput, Evidence, ItemGrant, Mode, OfflineUsage, Policy, ScanKind};
+    use crate::decide::{
+        self, DecideInput, Evidence, ItemGrant, Mode, OfflineUsage, Policy, ScanKind,
+    };
     use crate::store::MoneyLine;
     use crate::ticket::ValueLine;
 
@@ -211,32 +212,48 @@ mod tests {
             request: None,
             void_of: None,
             voided_by: None,
+            venue: None,
         }
     }
 
     #[test]
     fn a_debit_within_the_loaded_value_has_no_overdraft() {
-        let a = apply(&[money("m", 2000, 500)], &entry(EntryKind::Decision, &[("m", 1500)], &[]));
+        let a = apply(
+            &[money("m", 2000, 500)],
+            &entry(EntryKind::Decision, &[("m", 1500)], &[]),
+        );
         assert_eq!(a.redeemed["m"], 2000);
         assert_eq!(a.overdraft_cents, 0);
     }
 
     #[test]
     fn an_upload_past_the_loaded_value_is_an_overdraft_of_the_excess_only() {
-        let a = apply(&[money("m", 2000, 1500)], &entry(EntryKind::Decision, &[("m", 1000)], &[]));
+        let a = apply(
+            &[money("m", 2000, 1500)],
+            &entry(EntryKind::Decision, &[("m", 1000)], &[]),
+        );
         assert_eq!(a.redeemed["m"], 2500, "the debit is recorded, not dropped");
         assert_eq!(a.overdraft_cents, 500);
         // A line already overdrawn: the whole new debit is overdraft.
-        let a = apply(&[money("m", 2000, 2500)], &entry(EntryKind::Decision, &[("m", 300)], &[]));
+        let a = apply(
+            &[money("m", 2000, 2500)],
+            &entry(EntryKind::Decision, &[("m", 300)], &[]),
+        );
         assert_eq!(a.overdraft_cents, 300);
     }
 
     #[test]
     fn a_void_gives_value_back_and_never_below_zero() {
-        let a = apply(&[money("m", 2000, 1500)], &entry(EntryKind::Void, &[("m", 1000)], &[]));
+        let a = apply(
+            &[money("m", 2000, 1500)],
+            &entry(EntryKind::Void, &[("m", 1000)], &[]),
+        );
         assert_eq!(a.redeemed["m"], 500);
         assert_eq!(a.overdraft_cents, 0);
-        let a = apply(&[money("m", 2000, 100)], &entry(EntryKind::Void, &[("m", 1000)], &[]));
+        let a = apply(
+            &[money("m", 2000, 100)],
+            &entry(EntryKind::Void, &[("m", 1000)], &[]),
+        );
         assert_eq!(a.redeemed["m"], 0);
     }
 

@@ -64,6 +64,7 @@ CREATE TABLE venue_decisions (
     UNIQUE (issuer, local_seq)
 );
 CREATE INDEX venue_decisions_barcode ON venue_decisions (barcode);
+CREATE INDEX venue_decisions_void_of ON venue_decisions (void_of) WHERE void_of IS NOT NULL;
 CREATE INDEX venue_decisions_overdraft ON venue_decisions (seq)
     WHERE overdraft_cents > 0 OR overdraft_items > 0;
 "#,
@@ -104,7 +105,10 @@ pub fn migrate(client: &mut Client) -> Result<Vec<i32>, VenueError> {
         )?;
     }
     let have: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM venue_migrations", &[])?
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM venue_migrations",
+            &[],
+        )?
         .get(0);
     if have > LATEST {
         return Err(VenueError::FutureSchema {

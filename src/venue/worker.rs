@@ -49,8 +49,9 @@ use crate::store::{journal::seq_of, JournalEntry, Store};
 
 /// How often an idle worker retries a lost connection and replays.
 const IDLE_TICK: Duration = Duration::from_millis(500);
-/// The least time between two connection attempts made for scans.
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// The least time between two failed connection attempts made for scans (a lost
+/// connection is retried at once).
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The file, in the store directory, that keeps the replay watermark.
 const WATERMARK_FILE: &str = "venue_uploaded";
 
@@ -95,7 +96,10 @@ impl VenueTxn {
             return CommitOutcome::NotCommitted("transaction already ended".into());
         };
         let (tx, rx) = bounded(1);
-        if steps.send(Step::Commit(Box::new(entry.clone()), tx)).is_err() {
+        if steps
+            .send(Step::Commit(Box::new(entry.clone()), tx))
+            .is_err()
+        {
             return CommitOutcome::NotCommitted("the venue worker ended the transaction".into());
         }
         match rx.recv_timeout(wait) {
@@ -186,28 +190,62 @@ pub struct VenueHandle {
     epoch: Instant,
     timeout: Duration,
     thread: Option<JoinHandle<()>>,
+    /// Kept to start a new worker when one is stuck ([`VenueHandle::recover_if_stuck`]).
+    settings: VenueSettings,
+    store: Store,
+    /// One database round trip longer than this: the worker is stuck.
+    stuck_after: Duration,
 }
 
 impl VenueHandle {
     /// Starts the worker for `store` (it reads the journal to replay it). Returns at
     /// once: the worker connects in the background.
     pub fn start(settings: VenueSettings, store: Store) -> Result<VenueHandle, VenueError> {
-        let (tx, rx) = bounded(16);
-        let shared = Arc::new(Shared::default());
         let epoch = Instant::now();
         let timeout = settings.timeout;
-        let mut worker = Worker::new(settings, store, Arc::clone(&shared), epoch);
-        let thread = std::thread::Builder::new()
-            .name("venue".into())
-            .spawn(move || worker.run(rx))
-            .map_err(VenueError::Io)?;
+        // A job waits at most a statement, the loop's step and a statement; a server
+        // that ACKs and never answers (hung, or a broken middlebox) exceeds it forever.
+        let stuck_after = settings.statement_timeout * 2 + timeout + Duration::from_secs(1);
+        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch)?;
         Ok(VenueHandle {
-            jobs: Some(tx),
+            jobs: Some(jobs),
             shared,
             epoch,
             timeout,
             thread: Some(thread),
+            settings,
+            store,
+            stuck_after,
         })
+    }
+
+    /// When the worker has waited on one database round trip for longer than any
+    /// server-side timeout allows (a server that accepts and never answers: no timeout
+    /// of the client covers it, rust-postgres #869), leaves it behind and starts a new
+    /// worker with a new connection. The old thread ends once its call returns (its job
+    /// channel is closed); whatever it still commits is a journal entry the new one
+    /// also uploads by id, so nothing counts twice. Returns true when it did.
+    pub fn recover_if_stuck(&mut self) -> bool {
+        let Some(busy) = self.busy_for().filter(|b| *b > self.stuck_after) else {
+            return false;
+        };
+        match spawn_worker(&self.settings, &self.store, self.epoch) {
+            Ok((jobs, shared, thread)) => {
+                log::warn!(
+                    "venue worker stuck for {} ms on the database: starting a new one",
+                    busy.as_millis()
+                );
+                self.jobs = Some(jobs);
+                self.shared = shared;
+                // Detached: it may never return.
+                drop(self.thread.replace(thread));
+                true
+            }
+            Err(e) => {
+                log::error!("venue: cannot start a new worker: {e}");
+                false
+            }
+        }
     }
 
     /// `venue.timeout_ms`: how long a scan waits for one step.
@@ -344,6 +382,23 @@ impl VenueHandle {
     }
 }
 
+type Spawned = (Sender<Job>, Arc<Shared>, JoinHandle<()>);
+
+fn spawn_worker(
+    settings: &VenueSettings,
+    store: &Store,
+    epoch: Instant,
+) -> Result<Spawned, VenueError> {
+    let (tx, rx) = bounded(16);
+    let shared = Arc::new(Shared::default());
+    let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
+    let thread = std::thread::Builder::new()
+        .name("venue".into())
+        .spawn(move || worker.run(rx))
+        .map_err(VenueError::Io)?;
+    Ok((tx, shared, thread))
+}
+
 /// Drops a `Client` on its own thread: dropping can block on a dead connection.
 fn discard(client: Client) {
     if let Err(e) = std::thread::Builder::new()
@@ -430,7 +485,7 @@ impl Worker {
     /// Retries a lost connection (with backoff) and replays what is pending.
     fn idle(&mut self) {
         if self.ensure_client(false).is_ok() {
-            if let Err(e) = self.catch_up() {
+            if let Err(e) = self.ready().and_then(|()| self.catch_up()) {
                 self.failed(&e);
             }
         }
@@ -448,7 +503,8 @@ impl Worker {
                 if Instant::now() >= deadline {
                     return; // the loop stopped waiting: it decided locally
                 }
-                if let Err(e) = self.ensure_client(false).and_then(|()| self.catch_up()) {
+                let ready = self.ensure_client(false).and_then(|()| self.ready());
+                if let Err(e) = ready.and_then(|()| self.catch_up()) {
                     self.failed(&e);
                     let _ = reply.send(Err(e.to_string()));
                     return;
@@ -458,7 +514,10 @@ impl Worker {
                     return;
                 }
                 if let Err(e) = self.redeem(&barcode, &seed, &reply, &steps) {
-                    log::warn!("venue: transaction for {} failed: {e}", mask_barcode(&barcode));
+                    log::warn!(
+                        "venue: transaction for {} failed: {e}",
+                        mask_barcode(&barcode)
+                    );
                     self.failed(&e);
                 }
             }
@@ -473,7 +532,10 @@ impl Worker {
                 if Instant::now() >= deadline {
                     return;
                 }
-                let r = self.ensure_client(false).and_then(|()| self.catch_up());
+                let r = self
+                    .ensure_client(false)
+                    .and_then(|()| self.ready())
+                    .and_then(|()| self.catch_up());
                 if let Err(e) = &r {
                     self.failed(e);
                 }
@@ -498,6 +560,11 @@ impl Worker {
         let mut report = self.catch_up()?;
         report.migrated = migrated;
         Ok(report)
+    }
+
+    /// The schema is migrated, once per run (the database may have been away at start).
+    fn ready(&mut self) -> Result<(), VenueError> {
+        self.check_schema(true).map(drop)
     }
 
     /// Applies migrations (or only checks the version) once per run.
@@ -612,14 +679,11 @@ impl Worker {
         if !now {
             if let Some(t) = self.last_attempt {
                 if t.elapsed() < RECONNECT_BACKOFF {
-                    return Err(VenueError::Away(
-                        self.shared
-                            .last_error
-                            .lock()
-                            .ok()
-                            .and_then(|e| e.clone())
-                            .unwrap_or_else(|| "venue database unreachable".into()),
-                    ));
+                    let last = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+                    return Err(VenueError::Away(format!(
+                        "retrying the connection shortly ({})",
+                        last.as_deref().unwrap_or("unreachable")
+                    )));
                 }
             }
         }
@@ -627,6 +691,7 @@ impl Worker {
         let app = format!("concession-agent {}", self.store.terminal_id());
         let client = connect::connect(&self.settings, &app)?;
         log::info!("venue database connected");
+        self.last_attempt = None;
         self.client = Some(client);
         self.verified = false;
         self.shared.connected.store(true, Ordering::SeqCst);
@@ -639,7 +704,9 @@ impl Worker {
     /// After an error: a connection that broke (anything but the server's own error
     /// answer) is discarded, and the next attempt reconnects.
     fn failed(&mut self, e: &VenueError) {
-        self.note_error(&e.to_string());
+        if !matches!(e, VenueError::Away(_)) {
+            self.note_error(&e.to_string());
+        }
         let broken = match e {
             VenueError::Db(pe) => pe.as_db_error().is_none(),
             VenueError::Away(_) => false,
@@ -690,6 +757,11 @@ impl Worker {
         }
         let start = self.watermark;
         while self.watermark < last {
+            // A heartbeat: a long replay is busy, not stuck.
+            self.shared.busy_since.store(
+                self.epoch.elapsed().as_millis() as u64 + 1,
+                Ordering::SeqCst,
+            );
             let seq = self.watermark + 1;
             if let Some(entry) = self.store.journal_entry_at(seq)? {
                 let record = if entry.barcode.is_empty() {
@@ -755,7 +827,8 @@ fn write_watermark(path: &std::path::Path, issuer: &str, seq: u64) {
     // Not synced: a lost or stale watermark only makes the next replay re-send entries
     // the venue already holds, which changes nothing.
     let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, format!("{issuer} {seq}\n")).and_then(|()| std::fs::rename(&tmp, path));
+    let r = std::fs::write(&tmp, format!("{issuer} {seq}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = r {
         log::warn!("venue: cannot save the replay watermark: {e}");
     }
