@@ -313,8 +313,23 @@ impl Cluster {
             },
             "initdb",
         );
-        c.start_server(true);
+        let mut c = c;
+        c.start_first();
         c
+    }
+
+    /// The first start, on a new free port if another process took the one chosen
+    /// (between [`free_port`] releasing it and the postmaster binding it).
+    fn start_first(&mut self) {
+        for attempt in 0.. {
+            match self.start_server(true) {
+                Ok(()) => return,
+                Err(log) if attempt < 3 && log.contains("could not bind") => {
+                    self.port = free_port();
+                }
+                Err(log) => panic!("postgres did not start on port {}:\n{log}", self.port),
+            }
+        }
     }
 
     fn fresh_dir(bin: PathBuf, run_as: RunAs, opts: ClusterOptions) -> Cluster {
@@ -360,7 +375,7 @@ impl Cluster {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    fn start_server(&self, first: bool) {
+    fn start_server(&self, first: bool) -> Result<(), String> {
         let mut server = self.server.lock().unwrap();
         assert!(server.is_none(), "server already running");
         let log = std::fs::OpenOptions::new()
@@ -397,17 +412,28 @@ impl Cluster {
         let child = spawn_kept(c).expect("postgres starts");
         *server = Some(child);
         drop(server);
-        if !self.wait_ready(SERVER_WAIT) {
-            panic!(
+        match self.try_wait_ready(SERVER_WAIT) {
+            Ok(true) => Ok(()),
+            Ok(false) => panic!(
                 "postgres on port {} not ready within {SERVER_WAIT:?} (first start: {first}):\n{}",
                 self.port,
                 self.log()
-            );
+            ),
+            Err(log) => {
+                *self.server.lock().unwrap() = None;
+                Err(log)
+            }
         }
     }
 
     /// Polls `pg_isready` until the server accepts connections or `timeout` passes.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.try_wait_ready(timeout)
+            .unwrap_or_else(|log| panic!("postgres exited during start:\n{log}"))
+    }
+
+    /// As [`Cluster::wait_ready`]; `Err(log)` when the postmaster exited meanwhile.
+    fn try_wait_ready(&self, timeout: Duration) -> Result<bool, String> {
         let until = Instant::now() + timeout;
         loop {
             let ok = Command::new(self.bin.join("pg_isready"))
@@ -420,15 +446,15 @@ impl Cluster {
                 .map(|s| s.success())
                 .unwrap_or(false);
             if ok {
-                return true;
+                return Ok(true);
             }
             if let Some(child) = self.server.lock().unwrap().as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("postgres exited during start ({status}):\n{}", self.log());
+                    return Err(format!("exited with {status}:\n{}", self.log()));
                 }
             }
             if Instant::now() >= until {
-                return false;
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -576,7 +602,9 @@ impl Cluster {
 
     /// Starts the stopped server again, on the same data and port.
     pub fn start(&self) {
-        self.start_server(false);
+        if let Err(log) = self.start_server(false) {
+            panic!("postgres did not start again on port {}:\n{log}", self.port);
+        }
     }
 
     /// [`Cluster::stop`] then [`Cluster::start`].
@@ -648,7 +676,8 @@ impl Cluster {
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
             .current_dir(&c.dir);
         run(b, "pg_basebackup");
-        c.start_server(true);
+        let mut c = c;
+        c.start_first();
         assert_eq!(c.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
         c
     }
