@@ -784,6 +784,9 @@ pub enum TrapMode {
 #[derive(Debug, Default)]
 struct TrapState {
     armed: Option<TrapMode>,
+    /// Only a `COMMIT` of a transaction in which these bytes were sent (a barcode, in a
+    /// query or as a bound parameter) springs the trap.
+    needle: Option<Vec<u8>>,
     /// Set when an armed trap caught a `COMMIT` (and disarmed).
     sprung: Option<TrapMode>,
     connections: usize,
@@ -835,6 +838,16 @@ impl CommitTrap {
     pub fn arm(&self, mode: TrapMode) {
         let mut s = self.state.0.lock().unwrap();
         s.armed = Some(mode);
+        s.needle = None;
+        s.sprung = None;
+    }
+
+    /// Arms the trap for the next `COMMIT` of a transaction that sent `needle` (the
+    /// scan's barcode: not a replay's or a background job's transaction).
+    pub fn arm_for(&self, mode: TrapMode, needle: &str) {
+        let mut s = self.state.0.lock().unwrap();
+        s.armed = Some(mode);
+        s.needle = Some(needle.as_bytes().to_vec());
         s.sprung = None;
     }
 
@@ -919,6 +932,8 @@ fn trap_connection(
         r.read_exact(&mut v).ok().map(|_| v)
     };
     let mut started = false;
+    // The armed needle was sent in the current transaction.
+    let mut saw_needle = false;
     loop {
         let msg = if !started {
             let Some(len) = read_exact(&mut c_read, 4) else {
@@ -944,25 +959,46 @@ fn trap_connection(
             let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else {
                 break;
             };
+            let (m, cv) = &*st;
+            let mut s = m.lock().unwrap();
+            if let Some(needle) = &s.needle {
+                if body.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    saw_needle = true;
+                }
+            }
+            let msg = [head.clone(), body.clone()].concat();
             if is_commit(head[0], &body) {
-                let (m, cv) = &*st;
-                let mut s = m.lock().unwrap();
-                if let Some(mode) = s.armed.take() {
-                    s.sprung = Some(mode);
-                    cv.notify_all();
-                    drop(s);
+                let catch = s.armed.is_some() && (s.needle.is_none() || saw_needle);
+                saw_needle = false;
+                if catch {
+                    let mode = s.armed.take().unwrap();
                     match mode {
                         TrapMode::HoldCommit => {
+                            s.sprung = Some(mode);
+                            cv.notify_all();
+                            drop(s);
                             // Black hole: wait for the client to go, forward nothing.
                             let mut sink = [0u8; 4096];
                             while matches!(c_read.read(&mut sink), Ok(n) if n > 0) {}
                             break;
                         }
-                        TrapMode::SwallowReply => swallow.store(true, Ordering::SeqCst),
+                        TrapMode::SwallowReply => {
+                            // Forwarded before the test hears of it: "sprung" means the
+                            // server has the COMMIT.
+                            swallow.store(true, Ordering::SeqCst);
+                            let sent = s_write.write_all(&msg).is_ok();
+                            s.sprung = Some(mode);
+                            cv.notify_all();
+                            if !sent {
+                                break;
+                            }
+                            continue;
+                        }
                     }
                 }
             }
-            [head, body].concat()
+            drop(s);
+            msg
         };
         if s_write.write_all(&msg).is_err() {
             break;
