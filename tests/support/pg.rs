@@ -52,8 +52,14 @@ pub fn ci() -> bool {
 }
 
 /// The directory holding `initdb`, `postgres`, `pg_ctl`, `pg_basebackup`, `psql`, ...:
-/// the newest `/usr/lib/postgresql/N/bin`, else the directory of `initdb` on `PATH`.
+/// `VENUE_TEST_PG_BIN` when set (a directory without `initdb` means "not installed",
+/// to check the skip and the CI failure), else the newest `/usr/lib/postgresql/N/bin`,
+/// else the directory of `initdb` on `PATH`.
 pub fn bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("VENUE_TEST_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").is_file().then_some(dir);
+    }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
