@@ -216,17 +216,23 @@ fn strip_line_ends(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// The framer for a scanner section: the one place its prefix, suffix and
+/// length limit become a [`FrameConfig`], for the config and the board alike.
+fn framer(prefix: &[u8], suffix: &[u8], max_len: usize) -> Result<FrameConfig, StartError> {
+    FrameConfig::default()
+        .with_prefix(prefix)
+        .and_then(|f| f.with_suffix(&strip_line_ends(suffix)))
+        .and_then(|f| f.with_max_len(max_len))
+        .map_err(StartError::Framing)
+}
+
 impl Wiring {
     /// The plan for `config`, with `board` overriding scanner and outputs.
     pub fn plan(config: &Config, board: Option<&BoardProfile>) -> Result<Wiring, StartError> {
         let s = &config.scanner;
         let mut w = Wiring {
             scanner: s.kind.clone(),
-            frame: FrameConfig::default()
-                .with_prefix(s.prefix.as_bytes())
-                .and_then(|f| f.with_suffix(&strip_line_ends(s.suffix.as_bytes())))
-                .and_then(|f| f.with_max_len(s.max_len))
-                .map_err(StartError::Framing)?,
+            frame: framer(s.prefix.as_bytes(), s.suffix.as_bytes(), s.max_len)?,
             console: config.pos.output == StdoutFormat::Console,
             jsonl_stdout: config.pos.output == StdoutFormat::JsonLines,
             pos_listen: config.pos.listen,
@@ -257,11 +263,7 @@ impl Wiring {
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7071))),
             },
         };
-        w.frame = FrameConfig::default()
-            .with_prefix(sp.prefix.as_bytes())
-            .and_then(|f| f.with_suffix(&strip_line_ends(sp.suffix.as_bytes())))
-            .and_then(|f| f.with_max_len(sp.max_len))
-            .map_err(StartError::Framing)?;
+        w.frame = framer(sp.prefix.as_bytes(), sp.suffix.as_bytes(), sp.max_len)?;
         w.ack = sp.ack.clone();
         let o = &b.outputs;
         w.console = o.console;
