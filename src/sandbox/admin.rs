@@ -19,10 +19,11 @@ use serde_json::{json, Value};
 
 use super::faults::Faults;
 use super::server::http::{Request, Response};
-use super::state::{lock, State};
+use super::state::State;
 use super::SandboxError;
 use crate::money::{parse_cents, Cents};
 use crate::redact::mask_barcode;
+use crate::sync::lock;
 
 /// True when `peer` may use the admin API (loopback, including IPv4-mapped IPv6).
 pub(crate) fn is_admin_peer(peer: &SocketAddr) -> bool {

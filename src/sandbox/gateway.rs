@@ -26,7 +26,8 @@ use super::admin;
 use super::polling;
 use super::server::http::{Request, Response};
 use super::server::{Action, Handler};
-use super::state::{lock, State};
+use super::state::State;
+use crate::sync::lock;
 
 /// The request handler: admin API or ATS.
 pub(crate) struct Service {

@@ -18,8 +18,9 @@ use serde_json::{json, Map, Value};
 use super::commands;
 use super::faults::Rng;
 use super::server::http::{Request, Response};
-use super::state::{lock, State};
+use super::state::State;
 use super::ATS_VERSION;
+use crate::sync::lock;
 
 /// At most this many cycles are remembered; the oldest are forgotten first.
 const MAX_PENDING: usize = 10_000;
