@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::config::SandboxConfig;
 use super::data::{day_number, DataSet};
+use super::error::SandboxError;
 use super::faults::{FaultState, Faults};
-use super::polling::PollTable;
+use super::poll_table::PollTable;
 use super::ratelimit::RateLimiter;
 use super::stats::Stats;
-use super::{SandboxConfig, SandboxError};
 use crate::clock::SharedClock;
 use crate::sync::lock;
 
