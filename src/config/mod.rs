@@ -8,6 +8,8 @@
 //! `CONCESSION_STORE_DIR`, `CONCESSION_TERMINAL_ID`) are applied to the raw form, so
 //! they are validated like the file.
 
+pub mod scanner;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use crate::ats::AtsConfig;
 use crate::money::Cents;
 use crate::redact::Secret;
+pub use scanner::{ScannerKind, ScannerSection};
 
 /// Why the configuration could not be used. Messages name the field and never the key.
 #[derive(Debug)]
@@ -115,7 +118,7 @@ pub struct RawConfig {
     pub cache: RawCache,
     pub offline: RawOffline,
     pub health: RawHealth,
-    pub scanner: RawScanner,
+    pub scanner: ScannerSection,
     pub pos: RawPos,
 }
 
@@ -172,19 +175,6 @@ pub struct RawHealth {
     pub probe_interval_ms: Option<u64>,
     pub probes_to_online: Option<u32>,
     pub max_clock_skew_ms: Option<u64>,
-}
-
-/// `[scanner]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawScanner {
-    pub kind: Option<String>,
-    pub path: Option<PathBuf>,
-    pub baud: Option<u32>,
-    pub listen: Option<String>,
-    pub prefix: Option<String>,
-    pub suffix: Option<String>,
-    pub max_len: Option<usize>,
 }
 
 /// `[pos]` as written.
@@ -327,28 +317,6 @@ pub struct HealthSettings {
     pub max_clock_skew: Duration,
 }
 
-/// Where scans come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScannerKind {
-    /// Keyboard-wedge scanners and people typing.
-    Stdin,
-    /// A serial device at this path and baud rate.
-    Serial { path: PathBuf, baud: u32 },
-    /// Network scanners sending lines to this address.
-    Tcp { listen: SocketAddr },
-    /// No scanner (POS link only).
-    None,
-}
-
-/// Validated `[scanner]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannerSettings {
-    pub kind: ScannerKind,
-    pub prefix: String,
-    pub suffix: String,
-    pub max_len: usize,
-}
-
 /// How decisions are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PosOutput {
@@ -456,7 +424,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub offline: OfflineSettings,
     pub health: HealthSettings,
-    pub scanner: ScannerSettings,
+    pub scanner: ScannerSection,
     pub pos: PosSettings,
 }
 
@@ -742,37 +710,8 @@ impl Config {
                 format!("must be between 1 and health.window ({})", health.window),
             ));
         }
-        let s = raw.scanner;
-        let kind = match s.kind.as_deref().unwrap_or("stdin") {
-            "stdin" => ScannerKind::Stdin,
-            "none" => ScannerKind::None,
-            "serial" => ScannerKind::Serial {
-                path: s.path.clone().ok_or_else(|| {
-                    invalid("scanner.path", "a serial scanner needs a device path")
-                })?,
-                baud: ranged("scanner.baud", s.baud.unwrap_or(9600).into(), 50, 4_000_000)? as u32,
-            },
-            "tcp" => ScannerKind::Tcp {
-                listen: addr(
-                    "scanner.listen",
-                    s.listen.as_deref().ok_or_else(|| {
-                        invalid("scanner.listen", "a tcp scanner needs a listen address")
-                    })?,
-                )?,
-            },
-            other => {
-                return Err(invalid(
-                    "scanner.kind",
-                    format!("{other:?} is not one of stdin, serial, tcp, none"),
-                ))
-            }
-        };
-        let scanner = ScannerSettings {
-            kind,
-            prefix: s.prefix.unwrap_or_default(),
-            suffix: s.suffix.unwrap_or_default(),
-            max_len: ranged("scanner.max_len", s.max_len.unwrap_or(256) as u64, 8, 256)? as usize,
-        };
+        let scanner = raw.scanner;
+        scanner.validate().map_err(|e| invalid(e.field, e.reason))?;
         let p = raw.pos;
         let pos = PosSettings {
             output: match p.output.as_deref().unwrap_or("console") {
@@ -908,7 +847,7 @@ mod tests {
 
     #[test]
     fn shipped_demo_config_is_valid() {
-        let text = include_str!("../config/agent.toml");
+        let text = include_str!("../../config/agent.toml");
         let c = parse(text).expect("config/agent.toml validates");
         assert_eq!(c.ats.endpoint, AtsEndpoint::Sandbox);
         assert_eq!(c.deadline, Duration::from_secs(2));
