@@ -9,7 +9,7 @@
 //!
 //! The HTTP/1.1 server is our own (std `TcpListener`, a thread per connection, `httparse`,
 //! optional rustls), so faults can act below HTTP: dropped connections, black holes,
-//! truncated bodies. Every wait and every timestamp goes through [`SharedClock`].
+//! truncated bodies. Every wait and every timestamp goes through [`SharedClock`](crate::clock::SharedClock).
 //!
 //! ```no_run
 //! use concession_agent::sandbox::{Sandbox, SandboxConfig};

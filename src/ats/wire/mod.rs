@@ -7,11 +7,11 @@
 //! Decoding is lenient about form and strict about meaning: numbers may arrive as
 //! strings and the reverse, keys are matched case-insensitively (`count`/`Count`),
 //! unknown fields are kept (`extra`), but negative or malformed amounts, wrong types
-//! and absurd lengths are a typed [`AtsError::Decode`], never a panic and never value.
+//! and absurd lengths are a typed [`AtsError::Decode`](crate::ats::AtsError::Decode), never a panic and never value.
 //!
-//! One file per part: [`envelope`] (request body, response `header`/`command1`, result
-//! codes), [`fields`] (lenient reading and plausibility limits), and one per command
-//! family: [`verify`], [`av`], [`events`], [`ping`]. Their items are re-exported here, so
+//! One file per part: `envelope` (request body, response `header`/`command1`, result
+//! codes), `fields` (lenient reading and plausibility limits), and one per command
+//! family: `verify`, `av`, `events`, `ping`. Their items are re-exported here, so
 //! callers name them `wire::ITEM`.
 
 mod av;
