@@ -16,7 +16,7 @@ use crate::agent::{Outputs, PosOutput};
 use crate::ats::{AtsClient, AtsConfig, AtsError};
 use crate::board::{AckSetting, BoardError, BoardProfile, GpioProfile, JsonlTarget};
 use crate::clock::SharedClock;
-use crate::config::{AtsEndpoint, Config, PosOutput as StdoutFormat, ScannerKind, ScannerSection};
+use crate::config::{AtsEndpoint, Config, ScannerKind, ScannerSection, StdoutFormat};
 use crate::pos::{PosError, PosOptions, PosServer};
 use crate::scan::frame::{FrameConfig, FrameConfigError};
 use crate::scan::source::{self, SourceError, SourceHandle, SourceOptions, TcpScannerSource};

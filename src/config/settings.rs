@@ -72,7 +72,7 @@ pub struct HealthSettings {
 
 /// How decisions are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PosOutput {
+pub enum StdoutFormat {
     /// Text for people (colour on a TTY).
     Console,
     /// JSON lines for POS software.
@@ -82,7 +82,7 @@ pub enum PosOutput {
 /// Validated `[pos]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PosSettings {
-    pub output: PosOutput,
+    pub output: StdoutFormat,
     pub listen: Option<SocketAddr>,
     /// The link's credential; required for a non-loopback `listen`.
     pub token: Option<Secret>,

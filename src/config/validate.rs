@@ -11,8 +11,8 @@ use super::raw::{RawAts, RawCache, RawConfig, RawHealth, RawOffline, RawPos};
 use super::scanner::ScannerSection;
 use super::secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};
 use super::settings::{
-    AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, OfflineSettings, PosOutput,
-    PosSettings,
+    AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, OfflineSettings, PosSettings,
+    StdoutFormat,
 };
 use crate::redact::Secret;
 
@@ -300,8 +300,8 @@ fn scanner(s: ScannerSection) -> Result<ScannerSection, ConfigError> {
 fn pos(p: RawPos, ats: &AtsSettings) -> Result<PosSettings, ConfigError> {
     let pos = PosSettings {
         output: match p.output.as_deref().unwrap_or("console") {
-            "console" => PosOutput::Console,
-            "jsonl" => PosOutput::JsonLines,
+            "console" => StdoutFormat::Console,
+            "jsonl" => StdoutFormat::JsonLines,
             other => {
                 return Err(invalid(
                     "pos.output",
