@@ -19,3 +19,22 @@ pub fn ticket_info(barcode: &str, event_date: Option<&str>) -> TicketInfo {
         status: TicketStatus::Active,
     }
 }
+
+/// xorshift64: reproducible trials (the seed must not be 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
