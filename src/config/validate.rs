@@ -104,8 +104,7 @@ fn venue(
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let v =
-        crate::venue::VenueSettings::from_raw(raw).map_err(|e| invalid(e.field, e.message))?;
+    let v = crate::venue::VenueSettings::from_raw(raw).map_err(|e| invalid(e.field, e.message))?;
     if v.timeout >= deadline {
         return Err(invalid(
             "venue.timeout_ms",
