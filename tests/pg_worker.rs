@@ -229,7 +229,7 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
         )
     );
     let mut out = Vec::new();
-    let n = concession_agent::venue::export_now(
+    let n = concession_agent::venue::cli::export(
         &settings(&url, 2000),
         "test",
         concession_agent::store::Format::Jsonl,

@@ -8,8 +8,8 @@ use std::io::Write;
 
 use postgres::{Client, Statement, Transaction};
 
+use super::error::VenueError;
 use super::ledger::{self, kind_from, kind_str, VenueLine};
-use super::VenueError;
 use crate::decide::Verdict;
 use crate::store::{EntryKind, JournalEntry, TicketRecord};
 

@@ -42,8 +42,9 @@ use postgres::Client;
 
 use super::config::VenueSettings;
 use super::db::{self, Recorded};
+use super::error::VenueError;
 use super::ledger::VenueLine;
-use super::{connect, schema, VenueError};
+use super::{connect, schema};
 use crate::redact::mask_barcode;
 use crate::store::{journal::seq_of, JournalEntry, Store};
 
