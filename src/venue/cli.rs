@@ -72,13 +72,13 @@ pub fn export(
 
 /// Connects from a `venue` CLI command (blocking is fine there) and applies the
 /// migrations. Returns the versions applied.
-fn migrate_now(settings: &VenueSettings, app: &str) -> Result<Vec<i32>, VenueError> {
+pub fn migrate_now(settings: &VenueSettings, app: &str) -> Result<Vec<i32>, VenueError> {
     let mut client = super::connect::connect(settings, app)?;
     super::schema::migrate(&mut client)
 }
 
 /// `venue export` from a CLI command.
-fn export_now(
+pub fn export_now(
     settings: &VenueSettings,
     app: &str,
     format: crate::store::Format,

@@ -93,6 +93,8 @@ pub mod worker;
 pub use config::{RawVenue, VenueConfigError, VenueSettings};
 pub use error::VenueError;
 #[cfg(feature = "venue")]
+pub use cli::{export_now, migrate_now};
+#[cfg(feature = "venue")]
 pub use worker::{Begin, CommitOutcome, Report, VenueHandle, VenueStatus, VenueTxn};
 
 /// The reason of the local void that reverses an approval whose venue commit is in
