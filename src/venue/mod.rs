@@ -90,10 +90,10 @@ pub mod schema;
 #[cfg(feature = "venue")]
 pub mod worker;
 
-pub use config::{RawVenue, VenueConfigError, VenueSettings};
-pub use error::VenueError;
 #[cfg(feature = "venue")]
 pub use cli::{export_now, migrate_now};
+pub use config::{RawVenue, VenueConfigError, VenueSettings};
+pub use error::VenueError;
 #[cfg(feature = "venue")]
 pub use worker::{Begin, CommitOutcome, Report, VenueHandle, VenueStatus, VenueTxn};
 
