@@ -21,5 +21,6 @@ pub mod sandbox;
 pub mod scan;
 pub mod signal;
 pub mod store;
+pub(crate) mod sync;
 pub mod ticket;
 pub mod venue;

@@ -229,7 +229,7 @@ fn offline_approvals_at_two_stands_upload_in_order_and_the_excess_is_an_overdraf
         )
     );
     let mut out = Vec::new();
-    let n = concession_agent::venue::export_now(
+    let n = concession_agent::venue::cli::export(
         &settings(&url, 2000),
         "test",
         concession_agent::store::Format::Jsonl,
@@ -394,6 +394,69 @@ fn a_database_away_at_start_is_migrated_when_it_answers_and_then_decides() {
             &format!("SELECT count(*) FROM venue_decisions WHERE id = '{}'", e.id)
         ),
         "1"
+    );
+    v.shutdown(WAIT);
+}
+
+/// docs/venue.md's grants are enough for a stand, and no more is needed: a terminal role
+/// with only them starts (schema current), redeems, replays and exports; it cannot
+/// rewrite a recorded decision.
+#[test]
+fn a_terminal_role_with_only_the_documented_grants_redeems_replays_and_exports() {
+    let Some(cluster) = pg::shared("pg_worker") else {
+        return;
+    };
+    let url = cluster.fresh_db();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let role = format!("terminal_{db}");
+    // The owner migrates (as `venue migrate` would).
+    concession_agent::venue::migrate_now(&settings(&url, 2000), "owner").unwrap();
+    cluster.psql(
+        &url,
+        &format!(
+            "CREATE ROLE {role} LOGIN;
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT ON venue_migrations TO {role};
+             GRANT SELECT, INSERT, UPDATE ON venue_lines TO {role};
+             GRANT SELECT, INSERT ON venue_decisions TO {role};
+             GRANT USAGE ON SEQUENCE venue_decisions_seq_seq TO {role};"
+        ),
+    );
+    let as_terminal = url.replacen(&format!("{}@", pg::USER), &format!("{role}@"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), "t");
+    let rec = record(2000);
+    journal(&s, &approval(400, true), &rec);
+    let v = VenueHandle::start(settings(&as_terminal, 2000), s.clone()).unwrap();
+    let r = v.start_up(true, WAIT).unwrap();
+    assert_eq!((r.migrated.len(), r.uploaded), (0, 1), "{r:?}");
+    let Begin::Locked(txn) = v.begin(BC, seed_from_record(&rec), WAIT) else {
+        panic!("venue away: {:?}", v.status());
+    };
+    assert_eq!(txn.lines()[0].redeemed, 400);
+    let e = journal(&s, &approval(100, false), &rec);
+    assert_eq!(
+        txn.commit(&e, WAIT),
+        CommitOutcome::Committed { overdraft_cents: 0 }
+    );
+    let mut out = Vec::new();
+    let n = concession_agent::venue::export_now(
+        &settings(&as_terminal, 2000),
+        "t",
+        concession_agent::store::Format::Jsonl,
+        None,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(n, 2);
+    // A recorded decision cannot be rewritten by a stand.
+    assert_eq!(
+        cluster.psql(
+            &url,
+            &format!("SELECT has_table_privilege('{role}', 'venue_decisions', 'UPDATE')")
+        ),
+        "f"
     );
     v.shutdown(WAIT);
 }

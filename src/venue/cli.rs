@@ -8,7 +8,9 @@
 
 use std::io::Write;
 
-use super::{VenueError, VenueHandle, VenueSettings};
+use super::config::VenueSettings;
+use super::error::VenueError;
+use super::worker::VenueHandle;
 use crate::store::{Format, Store};
 
 fn app(terminal: &str) -> String {
@@ -17,7 +19,7 @@ fn app(terminal: &str) -> String {
 
 /// `venue migrate`: a line for stdout.
 pub fn migrate(settings: &VenueSettings, terminal: &str) -> Result<String, VenueError> {
-    let applied = super::migrate_now(settings, &app(terminal))?;
+    let applied = migrate_now(settings, &app(terminal))?;
     Ok(if applied.is_empty() {
         format!("venue schema current (version {})", super::schema::LATEST)
     } else {
@@ -65,5 +67,31 @@ pub fn export(
     since: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<u64, VenueError> {
-    super::export_now(settings, &app(terminal), format, since, out)
+    export_now(settings, &app(terminal), format, since, out)
+}
+
+/// Connects from a `venue` CLI command (blocking is fine there) and applies the
+/// migrations. Returns the versions applied.
+pub fn migrate_now(settings: &VenueSettings, app: &str) -> Result<Vec<i32>, VenueError> {
+    let mut client = super::connect::connect(settings, app)?;
+    super::schema::migrate(&mut client)
+}
+
+/// `venue export` from a CLI command.
+pub fn export_now(
+    settings: &VenueSettings,
+    app: &str,
+    format: crate::store::Format,
+    since: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, VenueError> {
+    let mut client = super::connect::connect(settings, app)?;
+    let v = super::schema::current_version(&mut client)?;
+    if v > super::schema::LATEST {
+        return Err(VenueError::FutureSchema {
+            found: v,
+            known: super::schema::LATEST,
+        });
+    }
+    super::db::export(&mut client, format, since, out)
 }

@@ -21,7 +21,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::config::VenueSettings;
-use super::VenueError;
+use super::error::VenueError;
 
 /// The TCP connect bound when the URL gives none.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

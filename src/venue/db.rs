@@ -6,18 +6,55 @@
 
 use std::io::Write;
 
-use postgres::{Client, Transaction};
+use postgres::{Client, Statement, Transaction};
 
+use super::error::VenueError;
 use super::ledger::{self, kind_from, kind_str, VenueLine};
-use super::VenueError;
 use crate::decide::Verdict;
 use crate::store::{EntryKind, JournalEntry, TicketRecord};
+
+/// The statements of a redemption, prepared once per connection: each then costs one
+/// round trip instead of two (parse, then execute).
+pub struct Prepared {
+    seed: Statement,
+    lock: Statement,
+    insert: Statement,
+    update: Statement,
+}
+
+const SEED_SQL: &str = "INSERT INTO venue_lines (barcode, av_id, kind, loaded)
+     SELECT $1, a, k, l FROM unnest($2::text[], $3::text[], $4::bigint[]) AS s(a, k, l)
+     ON CONFLICT (barcode, av_id) DO NOTHING";
+const LOCK_SQL: &str = "SELECT av_id, kind, loaded, redeemed FROM venue_lines
+     WHERE barcode = $1 ORDER BY av_id FOR UPDATE";
+const INSERT_SQL: &str = "INSERT INTO venue_decisions (id, issuer, local_seq, kind, terminal,
+         barcode, verdict, reason, approved_cents, items, source, offline, void_of, uploaded,
+         overdraft_cents, overdraft_items, entry)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ($10::text)::jsonb, $11, $12, $13, $14,
+         $15, $16, ($17::text)::jsonb)
+     ON CONFLICT (id) DO NOTHING RETURNING seq";
+const UPDATE_SQL: &str = "UPDATE venue_lines AS l SET redeemed = u.r, updated_at = now()
+     FROM unnest($2::text[], $3::bigint[]) AS u(a, r)
+     WHERE l.barcode = $1 AND l.av_id = u.a";
+
+impl Prepared {
+    /// Prepares the statements on `client` (the schema must exist).
+    pub fn new(client: &mut Client) -> Result<Prepared, VenueError> {
+        Ok(Prepared {
+            seed: client.prepare(SEED_SQL)?,
+            lock: client.prepare(LOCK_SQL)?,
+            insert: client.prepare(INSERT_SQL)?,
+            update: client.prepare(UPDATE_SQL)?,
+        })
+    }
+}
 
 /// Creates the ticket's missing lines from `seed` and locks all its lines
 /// (`SELECT ... FOR UPDATE`): until the transaction ends, no other stand can decide on
 /// this ticket. Returns the lines as locked.
 pub fn lock_lines(
     tx: &mut Transaction<'_>,
+    p: &Prepared,
     barcode: &str,
     seed: &[VenueLine],
 ) -> Result<Vec<VenueLine>, VenueError> {
@@ -25,18 +62,9 @@ pub fn lock_lines(
         let av: Vec<&str> = seed.iter().map(|l| l.av_id.as_str()).collect();
         let kind: Vec<&str> = seed.iter().map(|l| kind_str(l.kind)).collect();
         let loaded: Vec<i64> = seed.iter().map(|l| to_i64(l.loaded)).collect();
-        tx.execute(
-            "INSERT INTO venue_lines (barcode, av_id, kind, loaded)
-             SELECT $1, a, k, l FROM unnest($2::text[], $3::text[], $4::bigint[]) AS s(a, k, l)
-             ON CONFLICT (barcode, av_id) DO NOTHING",
-            &[&barcode, &av, &kind, &loaded],
-        )?;
+        tx.execute(&p.seed, &[&barcode, &av, &kind, &loaded])?;
     }
-    let rows = tx.query(
-        "SELECT av_id, kind, loaded, redeemed FROM venue_lines
-         WHERE barcode = $1 ORDER BY av_id FOR UPDATE",
-        &[&barcode],
-    )?;
+    let rows = tx.query(&p.lock, &[&barcode])?;
     Ok(rows
         .iter()
         .map(|r| VenueLine {
@@ -72,6 +100,7 @@ pub enum Recorded {
 /// updates the lines.
 pub fn record_entry(
     tx: &mut Transaction<'_>,
+    p: &Prepared,
     issuer: &str,
     entry: &JournalEntry,
     lines: &[VenueLine],
@@ -81,12 +110,7 @@ pub fn record_entry(
     let json = serde_json::to_string(entry).map_err(|e| VenueError::Data(e.to_string()))?;
     let items = serde_json::to_string(&entry.items).map_err(|e| VenueError::Data(e.to_string()))?;
     let inserted = tx.query_opt(
-        "INSERT INTO venue_decisions (id, issuer, local_seq, kind, terminal, barcode, verdict,
-             reason, approved_cents, items, source, offline, void_of, uploaded,
-             overdraft_cents, overdraft_items, entry)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ($10::text)::jsonb, $11, $12, $13, $14,
-             $15, $16, ($17::text)::jsonb)
-         ON CONFLICT (id) DO NOTHING RETURNING seq",
+        &p.insert,
         &[
             &entry.id,
             &issuer,
@@ -110,12 +134,10 @@ pub fn record_entry(
     if inserted.is_none() {
         return Ok(Recorded::Duplicate);
     }
-    for (av, redeemed) in &applied.redeemed {
-        tx.execute(
-            "UPDATE venue_lines SET redeemed = $3, updated_at = now()
-             WHERE barcode = $1 AND av_id = $2",
-            &[&entry.barcode, av, &to_i64(*redeemed)],
-        )?;
+    if !applied.redeemed.is_empty() {
+        let av: Vec<&str> = applied.redeemed.keys().map(String::as_str).collect();
+        let r: Vec<i64> = applied.redeemed.values().map(|v| to_i64(*v)).collect();
+        tx.execute(&p.update, &[&entry.barcode, &av, &r])?;
     }
     Ok(Recorded::New {
         overdraft_cents: applied.overdraft_cents,
@@ -128,6 +150,7 @@ pub fn record_entry(
 /// never seen the ticket), then [`record_entry`].
 pub fn upload(
     client: &mut Client,
+    p: &Prepared,
     issuer: &str,
     entry: &JournalEntry,
     record: Option<&TicketRecord>,
@@ -136,11 +159,11 @@ pub fn upload(
     let moves_value = entry.verdict == Verdict::Approve && !entry.barcode.is_empty();
     let lines = if moves_value {
         let seed = ledger::seed_for_entry(entry, record);
-        lock_lines(&mut tx, &entry.barcode, &seed)?
+        lock_lines(&mut tx, p, &entry.barcode, &seed)?
     } else {
         Vec::new()
     };
-    let r = record_entry(&mut tx, issuer, entry, &lines, true)?;
+    let r = record_entry(&mut tx, p, issuer, entry, &lines, true)?;
     tx.commit()?;
     Ok(r)
 }

@@ -12,7 +12,7 @@
 
 use postgres::Client;
 
-use super::VenueError;
+use super::error::VenueError;
 
 /// The advisory lock key of migrations (`'conc'` `'venu'` as two ASCII words).
 pub const MIGRATION_LOCK: i64 = 0x636f_6e63_7665_6e75;

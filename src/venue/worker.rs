@@ -42,8 +42,9 @@ use postgres::Client;
 
 use super::config::VenueSettings;
 use super::db::{self, Recorded};
+use super::error::VenueError;
 use super::ledger::VenueLine;
-use super::{connect, schema, VenueError};
+use super::{connect, schema};
 use crate::redact::mask_barcode;
 use crate::store::{journal::seq_of, JournalEntry, Store};
 
@@ -415,6 +416,8 @@ struct Worker {
     shared: Arc<Shared>,
     epoch: Instant,
     client: Option<Client>,
+    /// The redemption's statements, prepared on `client` once the schema is there.
+    prepared: Option<db::Prepared>,
     last_attempt: Option<Instant>,
     /// Every entry with a sequence number up to this one is in the venue.
     watermark: u64,
@@ -437,6 +440,7 @@ impl Worker {
             shared,
             epoch,
             client: None,
+            prepared: None,
             last_attempt: None,
             watermark,
             verified: false,
@@ -462,6 +466,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.prepared = None;
         if let Some(c) = self.client.take() {
             discard(c);
         }
@@ -562,6 +567,15 @@ impl Worker {
         Ok(report)
     }
 
+    /// Prepares the redemption's statements on this connection (once).
+    fn ensure_prepared(&mut self) -> Result<(), VenueError> {
+        if self.prepared.is_none() {
+            let client = self.client.as_mut().ok_or_else(not_connected)?;
+            self.prepared = Some(db::Prepared::new(client)?);
+        }
+        Ok(())
+    }
+
     /// The schema is migrated, once per run (the database may have been away at start).
     fn ready(&mut self) -> Result<(), VenueError> {
         self.check_schema(true).map(drop)
@@ -604,6 +618,11 @@ impl Worker {
         steps: &Receiver<Step>,
     ) -> Result<(), VenueError> {
         let issuer = self.issuer.clone();
+        if let Err(e) = self.ensure_prepared() {
+            let _ = reply.send(Err(e.to_string()));
+            return Err(e);
+        }
+        let p = self.prepared.as_ref().ok_or_else(not_connected)?;
         let client = self.client.as_mut().ok_or_else(not_connected)?;
         let mut tx = match client.transaction() {
             Ok(tx) => tx,
@@ -612,7 +631,7 @@ impl Worker {
                 return Err(e.into());
             }
         };
-        let lines = match db::lock_lines(&mut tx, barcode, seed) {
+        let lines = match db::lock_lines(&mut tx, p, barcode, seed) {
             Ok(l) => l,
             Err(e) => {
                 let _ = reply.send(Err(e.to_string()));
@@ -629,7 +648,7 @@ impl Worker {
             Ok(Step::Commit(entry, answer)) => (entry, answer),
             Ok(Step::Abort) | Err(_) => return Ok(()),
         };
-        let recorded = match db::record_entry(&mut tx, &issuer, &entry, &lines, false) {
+        let recorded = match db::record_entry(&mut tx, p, &issuer, &entry, &lines, false) {
             Ok(r) => r,
             Err(e) => {
                 let _ = answer.send(CommitOutcome::NotCommitted(e.to_string()));
@@ -671,6 +690,7 @@ impl Worker {
             if !c.is_closed() {
                 return Ok(());
             }
+            self.prepared = None;
             if let Some(c) = self.client.take() {
                 discard(c);
             }
@@ -717,6 +737,7 @@ impl Worker {
             if self.client.is_some() {
                 log::warn!("venue database connection lost: {e}");
             }
+            self.prepared = None;
             if let Some(c) = self.client.take() {
                 discard(c);
             }
@@ -742,6 +763,8 @@ impl Worker {
     fn catch_up(&mut self) -> Result<Report, VenueError> {
         let mut report = Report::default();
         let last = self.local_last()?;
+        self.ensure_prepared()?;
+        let p = self.prepared.as_ref().ok_or_else(not_connected)?;
         let client = self.client.as_mut().ok_or_else(not_connected)?;
         if !self.verified {
             let held = db::count_through(client, &self.issuer, self.watermark)?;
@@ -769,7 +792,7 @@ impl Worker {
                 } else {
                     self.store.get_record(&entry.barcode).ok().flatten()
                 };
-                match db::upload(client, &self.issuer, &entry, record.as_ref())? {
+                match db::upload(client, p, &self.issuer, &entry, record.as_ref())? {
                     Recorded::New {
                         overdraft_cents,
                         overdraft_items,

@@ -1,6 +1,7 @@
 //! Shared test support: an agent wired to an in-process sandbox on loopback.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod pg;
 pub mod venue;
 
