@@ -307,7 +307,11 @@ fn main() {
         }
     );
 
-    // 2. Throughput.
+    // 2. Throughput (`STANDS=0`: latency only).
+    if stands == 0 {
+        sb.shutdown();
+        return;
+    }
     println!("\n### Throughput, {stands} stands at once, {secs} s, closed loop per stand\n");
     println!(
         "| mode | stands | decisions | seconds | decisions/s | committed/s | p50 ms | p99 ms | mix |"
