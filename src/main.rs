@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use concession_agent::agent::health::Mode;
 use concession_agent::agent::prefetch::{self, events_to_prefetch, RefreshPlan};
 use concession_agent::agent::{local_date, Agent, AgentError, Outputs};
 use concession_agent::app::{self, AtsLink, Wiring};
@@ -17,6 +16,7 @@ use concession_agent::ats::AtsError;
 use concession_agent::board::BoardProfile;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
+use concession_agent::decide::Mode;
 use concession_agent::pos::JournalLookup;
 use concession_agent::scan::barcode::classify;
 use concession_agent::store::{self, Format};

@@ -5,10 +5,10 @@
 
 mod support;
 
-use concession_agent::agent::health::Mode;
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
 use concession_agent::clock::{self, ClockState, ManualClock, SharedClock};
+use concession_agent::decide::Mode;
 use concession_agent::sandbox::{DataSet, Faults, SandboxConfig};
 use serde_json::{json, Map};
 use support::{Harness, Recorder};

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
+use concession_agent::decide::Verdict;
 use concession_agent::pos::{PosOptions, PosServer};
 use concession_agent::scan::AgentRequest;
-use concession_agent::signal::Verdict;
 use serde_json::Value;
 use support::wait_for;
 

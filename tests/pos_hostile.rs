@@ -15,10 +15,11 @@ use concession_agent::agent::Agent;
 use concession_agent::app::{self, Wiring};
 use concession_agent::clock::ManualClock;
 use concession_agent::config::{Config, RawConfig};
+use concession_agent::decide::Verdict;
 use concession_agent::pos::{PosError, PosOptions, PosServer};
 use concession_agent::redact::Secret;
 use concession_agent::scan::{AgentRequest, ScanEvent};
-use concession_agent::signal::{DecisionEvent, Verdict};
+use concession_agent::signal::DecisionEvent;
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::Value;
 
@@ -115,10 +116,10 @@ fn approval(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         terminal: "stand-12".into(),
         barcode: "********0003".into(),
         decision: Verdict::Approve,
-        reason: "approved".into(),
+        reason: concession_agent::decide::Reason::Approved,
         approved_cents: cents,
         items: vec![],
-        source: "live".into(),
+        source: concession_agent::decide::Source::Live,
         latency_ms: 5,
         request: request.map(str::to_string),
     }

@@ -9,8 +9,9 @@
 //! answering local scans, the agent stops taking scans ([`AgentError::OutputLost`]).
 
 use super::{Agent, AgentError};
+use crate::decide::Verdict;
 use crate::scan::{Origin, ScanEvent};
-use crate::signal::{DecisionEvent, SignalError, Verdict};
+use crate::signal::{DecisionEvent, SignalError};
 
 /// The journal reason of a void the agent makes for an approval it could not report.
 pub const UNDELIVERED: &str = "undelivered";

@@ -23,7 +23,7 @@ use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decide::{
-    self, DecideInput, Decision, Evidence, OfflineCaps, Policy, ScanKind, TicketLedger,
+    self, DecideInput, Decision, Evidence, Mode, OfflineCaps, Policy, ScanKind, TicketLedger,
 };
 use crate::money::Cents;
 use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
@@ -33,7 +33,7 @@ use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
 use crate::store::{rfc3339_ms, NewDecision, Store, StoreError};
 use crate::ticket::TicketRecord;
 
-use health::{Health, Mode};
+use health::Health;
 use lookup::Lookups;
 
 /// Why the agent could not do its job (a deny is not an error).
@@ -332,11 +332,7 @@ impl Agent {
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         let mut live: Option<TicketRecord> = None;
-        let mut scan_mode = if online {
-            decide::Mode::Online
-        } else {
-            decide::Mode::Offline
-        };
+        let mut scan_mode = self.mode;
         if !barcode.is_empty() && online && !fresh {
             // A scan that spent its deadline in the queue cannot wait for ATS: asking
             // would spend rate budget on an answer nobody waits for and count the
@@ -346,7 +342,7 @@ impl Agent {
             }
             if live.is_none() {
                 // This scan falls back alone; the mode follows the rolling window.
-                scan_mode = decide::Mode::Offline;
+                scan_mode = Mode::Offline;
             }
         }
         let record = live.clone().or(cached);
@@ -360,7 +356,7 @@ impl Agent {
         };
         let source = if live.is_some() {
             decide::Source::Live
-        } else if scan_mode == decide::Mode::Online {
+        } else if scan_mode == Mode::Online {
             decide::Source::Cache
         } else {
             decide::Source::Offline
@@ -378,7 +374,7 @@ impl Agent {
                 let decision = Decision::deny(
                     decide::Reason::StoreError,
                     source,
-                    scan_mode == decide::Mode::Offline,
+                    scan_mode == Mode::Offline,
                 );
                 return Evaluation {
                     barcode,
@@ -534,11 +530,11 @@ impl Agent {
             time: rfc3339_ms(scan.received_at_ms),
             terminal: self.config.terminal_id.clone(),
             barcode: scan.input.masked(),
-            decision: crate::signal::Verdict::Deny,
-            reason: "store_error".into(),
+            decision: crate::decide::Verdict::Deny,
+            reason: crate::decide::Reason::StoreError,
             approved_cents: 0,
             items: Vec::new(),
-            source: "offline".into(),
+            source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
         }

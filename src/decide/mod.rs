@@ -59,7 +59,6 @@ use serde::{Deserialize, Serialize};
 use crate::money::Cents;
 use crate::ticket::TicketRecord;
 
-pub use crate::signal::Verdict;
 pub use ledger::{LedgerLine, OfflineUsage, Restored, TicketLedger};
 pub use policy::{OfflineCaps, Policy};
 pub use rules::decide;
@@ -91,7 +90,28 @@ pub enum Evidence<'a> {
     None,
 }
 
-/// Whether the agent can reach ATS for this scan (the agent's judgement).
+/// Approve or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Value handed over.
+    Approve,
+    /// Nothing handed over.
+    Deny,
+}
+
+impl Verdict {
+    /// `approve` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// Whether the agent can reach ATS: its connectivity mode (`agent::health`), and the
+/// mode one scan is judged in (offline when ATS was late for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -122,6 +142,19 @@ impl Source {
             Source::Cache => "cache",
             Source::Offline => "offline",
         }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire name (`"live"`), as the JSON lines and exports spell it.
+impl PartialEq<&str> for Source {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -239,6 +272,13 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Compares with the wire name (`"approved"`), as the JSON lines and exports spell it.
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl FromStr for Reason {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -344,7 +384,7 @@ impl Decision {
     }
 }
 
-/// Serde for [`Verdict`] (`approve` / `deny`), which the signal module only serializes.
+/// Serde for [`Verdict`] (`approve` / `deny`) in the journal's own encoding.
 pub mod verdict_serde {
     use super::Verdict;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -112,8 +112,8 @@ impl<W: Write + Send> VoidSignal for JsonlSignal<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::Verdict;
     use crate::pos::VoidOutcome;
-    use crate::signal::Verdict;
     use serde_json::Value;
 
     fn event() -> DecisionEvent {
@@ -123,10 +123,10 @@ mod tests {
             terminal: "stand-12".into(),
             barcode: "********0001".into(),
             decision: Verdict::Approve,
-            reason: "approved".into(),
+            reason: crate::decide::Reason::Approved,
             approved_cents: 2000,
             items: vec!["Pizza and a Coke".into()],
-            source: "live".into(),
+            source: crate::decide::Source::Live,
             latency_ms: 42,
             request: Some("r1".into()),
         }

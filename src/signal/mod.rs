@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::decide::{Reason, Source, Verdict};
 use crate::money::Cents;
 
 /// One decision as the POS sees it. Field names are the JSON-lines protocol (docs/pos-protocol.md).
@@ -30,38 +31,18 @@ pub struct DecisionEvent {
     /// `approve` or `deny`.
     pub decision: Verdict,
     /// Why: `approved`, `partial`, or a deny reason (`unknown_ticket`, `offline_limit`, ...).
-    pub reason: String,
+    pub reason: Reason,
     /// Money approved, integer cents (0 on deny).
     pub approved_cents: Cents,
     /// Items approved ("Pizza and a Coke"), one entry per unit.
     pub items: Vec<String>,
     /// Where the evidence came from: `live`, `cache` or `offline`.
-    pub source: String,
+    pub source: Source,
     /// Scan-to-decision time.
     pub latency_ms: u64,
     /// The POS request id this answers, when the scan came from the POS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
-}
-
-/// Approve or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Value handed over.
-    Approve,
-    /// Nothing handed over.
-    Deny,
-}
-
-impl Verdict {
-    /// `approve` or `deny`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Approve => "approve",
-            Verdict::Deny => "deny",
-        }
-    }
 }
 
 /// The agent's state, for ready/offline lights and status lines.

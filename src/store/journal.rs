@@ -126,7 +126,8 @@ impl JournalEntry {
         }
     }
 
-    /// The POS event for this entry (what the signals report).
+    /// The POS event for this decision entry (what the signals report); the reason is
+    /// [`JournalEntry::decision`]'s.
     pub fn to_event(&self) -> DecisionEvent {
         DecisionEvent {
             id: self.id.clone(),
@@ -134,10 +135,10 @@ impl JournalEntry {
             terminal: self.terminal.clone(),
             barcode: self.barcode_masked.clone(),
             decision: self.verdict,
-            reason: self.reason.clone(),
+            reason: self.decision().reason,
             approved_cents: self.approved_cents,
             items: self.items.iter().map(|i| i.description.clone()).collect(),
-            source: self.source.as_str().to_string(),
+            source: self.source,
             latency_ms: self.latency_ms,
             request: self.request.clone(),
         }
