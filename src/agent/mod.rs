@@ -30,7 +30,7 @@ use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
 use crate::redact::mask_barcode;
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
 use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
-use crate::store::{rfc3339_ms, NewDecision, Store, StoreError};
+use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
 use health::Health;
@@ -573,9 +573,9 @@ impl Agent {
             }
             Err(e) => {
                 event.outcome = match &e {
-                    StoreError::UnknownDecision(_) | StoreError::BadId(_) => VoidOutcome::NotFound,
-                    StoreError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
-                    StoreError::NotVoidable(_) => VoidOutcome::NotApproved,
+                    VoidError::UnknownDecision(_) | VoidError::BadId(_) => VoidOutcome::NotFound,
+                    VoidError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
+                    VoidError::NotVoidable(_) => VoidOutcome::NotApproved,
                     _ => VoidOutcome::Refused,
                 };
                 event.error = Some(e.to_string());

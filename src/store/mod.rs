@@ -49,11 +49,11 @@ use serde::{Deserialize, Serialize};
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
 pub use cache::CacheStats;
-pub use error::StoreError;
 use error::{at, db_err};
+pub use error::{StoreError, VoidError};
 pub use export::{export, export_with, ExportOptions, Format};
 use identity::{Access, Identity};
-pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
+pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, Voided};
 pub use snapshot::Snapshot;
 pub use time::rfc3339_ms;
 
