@@ -260,8 +260,7 @@ fn a_board_whose_clock_reset_to_1970_trusts_no_cached_record() {
     let link = app::connect_ats(&config, clock.clone()).expect("client builds");
     let store = app::open_store(&config).expect("store opens");
     let outputs = Outputs {
-        pos: vec![Box::new(Recorder::default())],
-        other: Vec::new(),
+        signals: vec![Box::new(Recorder::default())],
     };
     let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
     // Before any call: a 1970 clock is implausible on its own.

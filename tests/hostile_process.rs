@@ -208,7 +208,7 @@ fn an_approval_for_a_pos_client_that_left_is_voided() {
     let link = app::connect_ats(&config, clock.clone()).unwrap();
     let store = app::open_store(&config).unwrap();
     let mut outputs = Outputs::default();
-    outputs.pos.push(Box::new(srv.signal()));
+    outputs.push(Box::new(srv.signal()));
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
 
     let mut c = std::net::TcpStream::connect(srv.local_addr()).unwrap();

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use concession_agent::clock::ManualClock;
 use concession_agent::decide::Verdict;
-use concession_agent::pos::{PosOptions, PosServer, VoidEvent, VoidOutcome, VoidSignal};
+use concession_agent::pos::{PosOptions, PosServer};
 use concession_agent::scan::{AgentRequest, Origin, ScanEvent, ScanInput};
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+use concession_agent::signal::{
+    AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome,
+};
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::Value;
 

@@ -576,8 +576,7 @@ impl Terminal {
         let store = app::open_store(&config).expect("store opens");
         let seen = Recorder::default();
         let outputs = Outputs {
-            pos: vec![Box::new(seen.clone())],
-            other: Vec::new(),
+            signals: vec![Box::new(seen.clone())],
         };
         Terminal {
             agent: Agent::new(config, link.client, store, clock.clone(), outputs),

@@ -26,10 +26,9 @@ use crate::decide::{
     self, DecideInput, Decision, Evidence, Mode, OfflineCaps, Policy, ScanKind, TicketLedger,
 };
 use crate::money::Cents;
-use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
 use crate::redact::mask_barcode;
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
 use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
@@ -79,27 +78,23 @@ impl From<StoreError> for AgentError {
     }
 }
 
-/// An output that also answers voids (console, JSON lines, the POS link).
-pub trait PosOutput: Signal + VoidSignal {}
-impl<T: Signal + VoidSignal> PosOutput for T {}
-
-/// Where decisions go.
+/// Where decisions, voids and status go: every output, in one list (console, JSON
+/// lines, the POS link, GPIO, scanner beeps). Each says which scans it answers
+/// ([`Signal::answers`]) and whether it reports voids ([`Signal::void_result`]).
 #[derive(Default)]
 pub struct Outputs {
-    /// Outputs that report decisions and voids.
-    pub pos: Vec<Box<dyn PosOutput>>,
-    /// Outputs that report decisions only (GPIO, scanner beeps).
-    pub other: Vec<Box<dyn Signal>>,
+    /// The outputs, in the order they are told.
+    pub signals: Vec<Box<dyn Signal>>,
 }
 
 impl Outputs {
+    /// Adds an output.
+    pub fn push(&mut self, signal: Box<dyn Signal>) {
+        self.signals.push(signal);
+    }
+
     fn each(&mut self, mut f: impl FnMut(&mut dyn Signal) -> Result<(), SignalError>) {
-        for s in self.pos.iter_mut() {
-            if let Err(e) = f(s.as_mut()) {
-                log::warn!("pos output: {e}");
-            }
-        }
-        for s in self.other.iter_mut() {
+        for s in self.signals.iter_mut() {
             if let Err(e) = f(s.as_mut()) {
                 log::warn!("output: {e}");
             }
@@ -540,7 +535,7 @@ impl Agent {
         }
     }
 
-    /// Voids an earlier decision and reports the result to the POS outputs.
+    /// Voids an earlier decision and reports the result to the outputs.
     pub fn handle_void(&mut self, decision_id: &str, request_id: Option<&str>) -> VoidEvent {
         let now = self.clock.wall_ms();
         let mut event = VoidEvent {
@@ -581,11 +576,7 @@ impl Agent {
                 event.error = Some(e.to_string());
             }
         }
-        for s in self.outputs.pos.iter_mut() {
-            if let Err(e) = s.void_result(&event) {
-                log::warn!("pos output: {e}");
-            }
-        }
+        self.outputs.each(|s| s.void_result(&event));
         event
     }
 
@@ -746,7 +737,7 @@ mod tests {
         store.lock_wal().replace_file_for_test(read_only);
         let seen = Seen::default();
         let mut outputs = Outputs::default();
-        outputs.other.push(Box::new(seen.clone()));
+        outputs.push(Box::new(seen.clone()));
         let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
         let (tx, rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {

@@ -14,11 +14,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use super::options::PosOptions;
 use super::request::{error_line, RequestError};
 use super::routing::{Owners, Pending};
-use super::{VoidEvent, VoidOutcome};
 use crate::clock::SharedClock;
 use crate::scan::{AgentRequest, ConnId};
 use crate::signal::jsonl::{decision_line, void_line};
-use crate::signal::DecisionEvent;
+use crate::signal::{DecisionEvent, VoidEvent, VoidOutcome};
 
 pub(super) struct Client {
     pub(super) peer: SocketAddr,

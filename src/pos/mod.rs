@@ -34,12 +34,6 @@ mod routing;
 mod server;
 mod signal;
 
-use serde::Serialize;
-
-use crate::money::Cents;
-use crate::scan::Origin;
-use crate::signal::SignalError;
-
 pub use options::{JournalLookup, PosOptions};
 pub use request::{
     auth_line, error_line, parse_line, pong_line, PosRequest, Rejected, RequestError,
@@ -48,60 +42,3 @@ pub use request::{
 pub use routing::OWNERS_KEPT;
 pub use server::{PosError, PosServer};
 pub use signal::PosSignal;
-
-// ---------------------------------------------------------------------------------------
-// Void answers
-
-/// What became of a void request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum VoidOutcome {
-    /// The approval was reversed; its value counts as unspent again.
-    Voided,
-    /// No decision with that id on this terminal.
-    NotFound,
-    /// Already voided earlier (the answer repeats the first reversal).
-    AlreadyVoided,
-    /// The decision was a deny: nothing to reverse.
-    NotApproved,
-    /// Refused for another reason (see `error`).
-    Refused,
-}
-
-/// The answer to a void request, sent as `{"type":"void_result", ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VoidEvent {
-    /// The decision the POS asked to reverse.
-    pub decision_id: String,
-    /// The POS request id this answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// What happened.
-    pub outcome: VoidOutcome,
-    /// Money reversed, integer cents.
-    pub reversed_cents: Cents,
-    /// Items reversed, one entry per unit.
-    pub items: Vec<String>,
-    /// Why, when not voided.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When the void was decided, RFC 3339 UTC with milliseconds.
-    pub time: String,
-    /// Terminal id.
-    pub terminal: String,
-}
-
-/// An output that can also report void answers (POS link, JSON lines, console).
-pub trait VoidSignal {
-    /// Reports the answer to a void request.
-    fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError>;
-
-    /// True when this output is how the one who made a scan from `origin` learns the
-    /// decision. An approval that no answering output took is reversed by the agent
-    /// (`undelivered`, issue 11). Default: stdout-like outputs answer every scan that
-    /// did not come over the POS link (the link answers those itself).
-    fn answers(&self, origin: &Origin) -> bool {
-        !origin.is_pos()
-    }
-}

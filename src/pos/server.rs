@@ -20,7 +20,6 @@ use super::request::{
 };
 use super::routing::{Bucket, Owners, Pending};
 use super::signal::PosSignal;
-use super::{VoidEvent, VoidOutcome};
 use crate::clock::SharedClock;
 use crate::scan::frame::{Frame, FrameConfig, Framer};
 use crate::scan::source::wait_readable;
@@ -28,6 +27,7 @@ use crate::scan::{
     barcode, next_conn_id, AgentRequest, ConnId, Origin, ScanEvent, UnreadableReason,
 };
 use crate::signal::jsonl::void_line;
+use crate::signal::{VoidEvent, VoidOutcome};
 
 /// Why the POS link could not start.
 #[derive(Debug)]
@@ -131,7 +131,7 @@ impl PosServer {
         self.local_addr
     }
 
-    /// The output half: a [`Signal`] (and [`VoidSignal`]) writing answers to clients.
+    /// The output half: a [`Signal`](crate::signal::Signal) writing answers to clients.
     pub fn signal(&self) -> PosSignal {
         PosSignal {
             shared: self.shared.clone(),

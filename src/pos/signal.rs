@@ -4,10 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::link::{lock, Shared};
-use super::{VoidEvent, VoidSignal};
 use crate::scan::{ConnId, Origin};
 use crate::signal::jsonl::status_line;
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent};
 
 /// The output half of the POS link: answers go to the client that asked.
 #[derive(Clone)]
@@ -37,11 +36,6 @@ impl PosSignal {
         self.shared.decision(pos_conn(origin), event)
     }
 
-    /// Sends a void answer to the client behind `origin` (or routes by request id).
-    pub fn void_result_to(&mut self, origin: &Origin, event: &VoidEvent) {
-        self.shared.void_result(pos_conn(origin), event);
-    }
-
     /// Clients connected now.
     pub fn client_count(&self) -> usize {
         lock(&self.shared.clients).len()
@@ -67,9 +61,7 @@ impl Signal for PosSignal {
         self.shared.broadcast(&Arc::from(status_line(status)));
         Ok(())
     }
-}
 
-impl VoidSignal for PosSignal {
     /// Routes by `event.request_id` like [`Signal::decision`]; a reversal also reaches
     /// the clients that were told of the decision.
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {

@@ -20,11 +20,11 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use super::{AgentStatus, DecisionEvent, Signal, SignalError};
+use super::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
+use crate::scan::Origin;
 
 use crate::decide::Verdict;
 use crate::money::format_cents;
-use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
 
 const GREEN: &str = "\x1b[1;32m";
 const RED: &str = "\x1b[1;31m";
@@ -278,12 +278,15 @@ impl<W: Write + Send> Signal for ConsoleSignal<W> {
         let line = format_status(status, self.color);
         Ok(self.line(line)?)
     }
-}
 
-impl<W: Write + Send> VoidSignal for ConsoleSignal<W> {
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
         let line = format_void_at(event, self.color, self.offset_minutes);
         Ok(self.line(line)?)
+    }
+
+    /// Answers every scan that did not come over the POS link.
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
     }
 }
 

@@ -13,8 +13,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{AgentStatus, DecisionEvent, Signal, SignalError};
-use crate::pos::{VoidEvent, VoidSignal};
+use super::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent};
+use crate::scan::Origin;
 
 #[derive(Serialize)]
 struct Tagged<'a, T: Serialize> {
@@ -101,11 +101,14 @@ impl<W: Write + Send> Signal for JsonlSignal<W> {
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
         Ok(self.line(&status_line(status))?)
     }
-}
 
-impl<W: Write + Send> VoidSignal for JsonlSignal<W> {
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
         Ok(self.line(&void_line(event))?)
+    }
+
+    /// Answers every scan that did not come over the POS link.
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
     }
 }
 
@@ -113,7 +116,7 @@ impl<W: Write + Send> VoidSignal for JsonlSignal<W> {
 mod tests {
     use super::*;
     use crate::decide::Verdict;
-    use crate::pos::VoidOutcome;
+    use crate::signal::VoidOutcome;
     use serde_json::Value;
 
     fn event() -> DecisionEvent {
