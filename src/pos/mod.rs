@@ -4,7 +4,7 @@
 //! `{"type":"scan","barcode":"...","amount_cents":500,"request_id":"r1"}`,
 //! `{"type":"void","decision_id":"...","request_id":"r2"}`, `{"type":"ping"}`, or a
 //! plain barcode line (a scan without amount). [`PosServer`] turns requests into
-//! [`AgentRequest`]s on the agent's channel; [`PosSignal`] writes the answers back
+//! [`AgentRequest`](crate::scan::AgentRequest)s on the agent's channel; [`PosSignal`] writes the answers back
 //! (`decision`, `void_result`, `status` lines) to the client that asked, or to every
 //! client for scans made at the stand's own scanner. A malformed request gets an
 //! `{"type":"error",...}` line; the connection stays open.

@@ -21,7 +21,7 @@ pub struct PosOptions {
     pub poll_interval: Duration,
     /// Write timeout per line to a client (default 2 s).
     pub write_timeout: Duration,
-    /// Stops the server when set (share the agent's flag, or use [`PosServer::shutdown`]).
+    /// Stops the server when set (share the agent's flag, or use [`PosServer::shutdown`](super::PosServer::shutdown)).
     pub stop: Arc<AtomicBool>,
     /// The link's credential. Required to listen on a non-loopback address; when set,
     /// every client must `auth` before anything but `ping`, and an authenticated client
