@@ -285,7 +285,7 @@ fn main() {
     );
     println!(
         "{}",
-        s_cache_put_flush.line("put_record (1-tree tx) + Store::flush")
+        s_cache_put_flush.line("put_record (compare-and-swap) + Store::flush")
     );
     println!("{}", s_flush_clean.line("Store::flush with nothing dirty"));
     println!(

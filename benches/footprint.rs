@@ -16,7 +16,15 @@
 //! TLS roots loaded). This is the agent's start-up without the lead's CLI; see
 //! BENCHMARKS.md.
 //!
+//! The real binary at an event (`real_event`): `ats-sandbox --generate N` (rate limit
+//! raised), then the agent binary's `cache prefetch` twice (new store, then a refresh
+//! over it) and `run` with `prefetch_at_start` fed a scan every 250 ms on stdin; peak
+//! resident memory is each child's `ru_maxrss` (what `/usr/bin/time -v` reports), scan
+//! latency the decisions' `latency_ms`, disk the store directory's bytes.
+//!
 //! Env: `SIZES` (default `10000,100000`), `STARTS` (runs per case, default 10),
+//! `EVENT_TICKETS` (default 100000, 0 skips), `EVENT_SCANS` (default 40), `SANDBOX_BIN`
+//! (the `ats-sandbox` binary; default the one cargo built),
 //! `CACHE_MB` (overrides `StoreOptions::cache_capacity_bytes` in the memory children),
 //! `AGENT_BIN` (the agent binary to start; default the one cargo built for this bench),
 //! `AGENT_ATS_URL` (the ATS url in its config; default `https://127.0.0.1:9`, refused).
@@ -323,6 +331,16 @@ fn main() {
             ),
         ));
     }
+    // The real binary at a real event (issue 10): `EVENT_TICKETS` (default 100000; 0
+    // skips), `EVENT_SCANS` scans during `run` (default 40).
+    let event = env_usize("EVENT_TICKETS", 100_000);
+    #[cfg(target_os = "linux")]
+    match sandbox_bin() {
+        Some(sb) if event > 0 => {
+            real_event(&bin, &sb, event, env_usize("EVENT_SCANS", 40), dir.path())
+        }
+        _ => println!("real event skipped (EVENT_TICKETS=0, or no SANDBOX_BIN)"),
+    }
     println!("\nagent binary: {}", bin.display());
     println!(
         "agent binary size: {} bytes",
@@ -366,4 +384,207 @@ fn main() {
         println!("{m}");
     }
     println!("{}", common::machine(dir.path()));
+}
+
+/// Peak resident memory (KiB, `ru_maxrss`, as `/usr/bin/time -v` reports it) and exit
+/// status of a finished child.
+#[cfg(target_os = "linux")]
+fn wait_peak(child: &mut std::process::Child) -> (u64, i32) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 only writes into the two locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: `pid` is our own unwaited child.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    (usage.ru_maxrss as u64, status)
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The `ats-sandbox` binary: `SANDBOX_BIN`, else the one cargo built with this bench.
+fn sandbox_bin() -> Option<PathBuf> {
+    std::env::var_os("SANDBOX_BIN")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_BIN_EXE_ats-sandbox").map(PathBuf::from))
+}
+
+/// Starts `ats-sandbox --generate n` on a free port with the rate limit raised (so only
+/// the agent's own work shows) and returns it with its URL.
+fn start_sandbox(bin: &Path, n: usize) -> (std::process::Child, String) {
+    let mut child = Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--generate", &n.to_string()])
+        .args(["--rate-per-minute", "100000", "--rate-per-day", "10000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let mut out = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("stdout")));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap_or_else(|e| panic!("{e}"));
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("sandbox said {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// The real binary at an event of `n` generated tickets (+5 built-in): `cache prefetch`
+/// into a new store, a second `cache prefetch` (a refresh over a full cache), then `run`
+/// with `prefetch_at_start` on a new store while a scan arrives on stdin every 250 ms
+/// from the moment it starts. Peak memory is the child's `ru_maxrss`.
+#[cfg(target_os = "linux")]
+fn real_event(agent: &Path, sandbox: &Path, n: usize, scans: usize, dir: &Path) {
+    let (mut sb, url) = start_sandbox(sandbox, n);
+    let config = |store: &Path, scanner: &str| {
+        let path = store.with_extension("toml");
+        std::fs::write(
+            &path,
+            format!(
+                "terminal_id = \"bench-stand\"\nstore_dir = {:?}\nevents = [\"EVENT01\"]\n\
+                 [ats]\nurl = {url:?}\napikey = \"sandbox-key\"\nrate_per_minute = 10000\n\
+                 rate_per_day = 1000000\n[scanner]\nkind = {scanner:?}\n",
+                store.display().to_string()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    println!(
+        "\n## the real binary at an event of {} tickets ({url})",
+        n + 5
+    );
+    let store = dir.join(format!("event-{n}"));
+    let cfg = config(&store, "none");
+    for pass in [
+        "cache prefetch (new store)",
+        "cache prefetch again (refresh)",
+    ] {
+        let t = Instant::now();
+        let mut child = Command::new(agent)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["cache", "prefetch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", agent.display()));
+        let mut said = String::new();
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                said.push_str(&line.unwrap_or_default());
+            }
+        }
+        let (peak, status) = wait_peak(&mut child);
+        println!(
+            "{pass}: exit {status}, {:.2} s to a fully cached event, peak RSS {peak} kB \
+             ({} MiB), store {} bytes on disk; it said: {said}",
+            t.elapsed().as_secs_f64(),
+            mib(peak),
+            dir_bytes(&store),
+        );
+    }
+
+    let store = dir.join(format!("event-run-{n}"));
+    let cfg = config(&store, "stdin");
+    let t = Instant::now();
+    let mut child = Command::new(agent)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--pos", "jsonl"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", agent.display()));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+    // The time the log says the prefetch completed, from the start.
+    let cached_at = std::thread::spawn(move || {
+        let mut at = None;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if at.is_none() && line.contains("prefetched ") {
+                at = Some(t.elapsed());
+            }
+        }
+        at
+    });
+    let decisions = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .filter(|v| v.get("latency_ms").is_some())
+            .map(|v| (t.elapsed(), v))
+            .collect::<Vec<_>>()
+    });
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+    for k in 0..scans {
+        let bc = 200_000_000_000u64 + ((k as u64 * 2477) % n.max(1) as u64);
+        use std::io::Write;
+        let _ = writeln!(stdin, "{bc}");
+        let _ = stdin.flush();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    drop(stdin);
+    let (peak, status) = wait_peak(&mut child);
+    let decisions = decisions.join().unwrap_or_default();
+    let cached_at = cached_at.join().unwrap_or(None);
+    let lat: Vec<u64> = decisions
+        .iter()
+        .filter_map(|(_, v)| v["latency_ms"].as_u64())
+        .collect();
+    let during: Vec<u64> = decisions
+        .iter()
+        .filter(|(at, _)| cached_at.is_none_or(|c| *at <= c))
+        .filter_map(|(_, v)| v["latency_ms"].as_u64())
+        .collect();
+    let pct = |v: &[u64], p: f64| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut sources = std::collections::BTreeMap::<String, usize>::new();
+    for (_, v) in &decisions {
+        let key = format!("{} via {}", v["decision"], v["source"]).replace('"', "");
+        *sources.entry(key).or_default() += 1;
+    }
+    println!(
+        "run with prefetch_at_start, a scan every 250 ms: exit {status}, peak RSS {peak} kB \
+         ({} MiB), event fully cached {:.2} s after start, store {} bytes",
+        mib(peak),
+        cached_at.map_or(f64::NAN, |c| c.as_secs_f64()),
+        dir_bytes(&store),
+    );
+    println!(
+        "scan latency (ms, the decision's latency_ms), all {} scans: p50 {} p99 {} max {}; \
+         the {} decided before the prefetch completed: p99 {} max {}; {sources:?}",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.iter().max().copied().unwrap_or(0),
+        during.len(),
+        pct(&during, 0.99),
+        during.iter().max().copied().unwrap_or(0),
+    );
+    let _ = sb.kill();
+    let _ = sb.wait();
 }

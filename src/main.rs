@@ -364,21 +364,81 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         Some(e) => vec![e],
                         None => config.events.clone(),
                     };
-                    let events = events_to_prefetch(&link.client, &names, &today)
-                        .map_err(|e| e.to_string())?;
+                    // Ctrl-C ends between pages: what was written stays, and the next
+                    // `cache prefetch` (or the running agent) resumes after it.
+                    let stop = Arc::new(AtomicBool::new(false));
+                    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                        signal_hook::flag::register(sig, Arc::clone(&stop))
+                            .map_err(|e| format!("signal handler: {e}"))?;
+                    }
+                    let tty = std::io::stderr().is_terminal();
+                    let max_wait = std::time::Duration::from_secs(15 * 60);
+                    let events = prefetch::retry_rate_limited(
+                        &clock,
+                        &stop,
+                        max_wait,
+                        |left| {
+                            if tty {
+                                eprint!(
+                                    "\r\x1b[Kevent_search: rate budget spent: waiting {} s",
+                                    left.as_secs()
+                                );
+                            }
+                        },
+                        || events_to_prefetch(&link.client, &names, &today),
+                    )
+                    .map_err(|e| e.to_string())?;
                     if events.is_empty() {
                         out("no events today")?;
                     }
+                    let progress = prefetch::Progress::default();
                     for ev in &events {
-                        let n = prefetch::prefetch_event(
-                            &link.client,
-                            &store,
-                            ev,
-                            clock.wall_ms(),
-                            None,
-                        )
-                        .map_err(|e| e.to_string())?;
-                        out(&format!("{}: {n} tickets cached", ev.event_name))?;
+                        let started = std::time::Instant::now();
+                        let mut show = |p: &prefetch::PrefetchProgress| {
+                            if tty {
+                                eprint!("\r\x1b[K{}", progress_line(p));
+                            }
+                        };
+                        let mut run = prefetch::PrefetchRun {
+                            reserve_per_minute: None,
+                            stop: &stop,
+                            progress: &progress,
+                            // The minute window or a server closure is waited out;
+                            // the day's budget is not (the pass resumes tomorrow).
+                            max_wait,
+                            stamp_ms: None,
+                            on_progress: Some(&mut show),
+                        };
+                        let done =
+                            prefetch::prefetch_event_paged(&link.client, &store, ev, &mut run);
+                        if tty {
+                            eprintln!();
+                        }
+                        let p = progress.snapshot();
+                        let (minute, day) = link.client.budget_remaining();
+                        match done {
+                            Ok(s) => {
+                                // stdout keeps its one line per event (scripts read it);
+                                // the summary goes with the progress, to stderr.
+                                out(&format!("{}: {} tickets cached", ev.event_name, s.tickets))?;
+                                eprintln!(
+                                    "{}: {} pages in {:.1} s{}; calls left: {minute} this \
+                                     minute, {day} today",
+                                    ev.event_name,
+                                    s.pages,
+                                    started.elapsed().as_secs_f64(),
+                                    if s.resumed { " (resumed)" } else { "" },
+                                );
+                            }
+                            Err(e) => {
+                                return Err(format!(
+                                    "{}: {e}; {} tickets in {} pages kept, the next prefetch \
+                                     resumes after them",
+                                    ev.event_name, p.tickets, p.pages
+                                )
+                                .into())
+                            }
+                        }
                     }
                 }
             }
@@ -449,6 +509,21 @@ fn start_up_ping(link: &AtsLink, clock: &SharedClock) -> Result<(), AtsError> {
         .map(drop)
 }
 
+/// One line of `cache prefetch` progress for the terminal.
+fn progress_line(p: &prefetch::PrefetchProgress) -> String {
+    let (minute, day) = p.calls_left;
+    let head = format!("{}: page {}, {} tickets", p.event, p.pages, p.tickets);
+    if p.state == prefetch::PrefetchState::Waiting {
+        // While the budget is closed the client reports no calls left at all.
+        format!(
+            "{head}, rate budget spent: waiting {} s",
+            p.wait_ms.div_ceil(1000)
+        )
+    } else {
+        format!("{head}, calls left {minute} this minute, {day} today")
+    }
+}
+
 fn run_agent(
     config: Config,
     board: Option<&Path>,
@@ -503,6 +578,7 @@ fn run_agent(
         app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).map_err(|e| e.to_string())?;
     // Only the sources hold senders now: the channel closes when they all end.
     drop(tx);
+    let prefetch_progress = prefetch::Progress::default();
     let refresher = prefetch::spawn_refresher(
         Arc::clone(&link.client),
         store.clone(),
@@ -513,6 +589,7 @@ fn run_agent(
             at_start: config.cache.prefetch_at_start,
             interval: config.cache.refresh_interval,
             reserve_per_minute: config.cache.budget_reserve_per_minute,
+            progress: prefetch_progress.clone(),
         },
         Arc::clone(&stop),
     )
@@ -521,6 +598,7 @@ fn run_agent(
     let config_store_temporary = config.store_temporary;
     let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
+    agent.set_prefetch_progress(prefetch_progress);
     // The start-up ping also compared the wall clock with ATS's (`server_date`).
     let clock_state = agent.clock_state();
     match online_at_start {

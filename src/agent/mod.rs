@@ -170,6 +170,7 @@ pub struct Agent {
     output_lost: Option<String>,
     /// The outputs were told `low_disk` (an approval was refused for disk headroom).
     low_disk: bool,
+    prefetch: prefetch::Progress,
 }
 
 impl Agent {
@@ -205,12 +206,23 @@ impl Agent {
             clock_trusted: true,
             output_lost: None,
             low_disk: false,
+            prefetch: prefetch::Progress::default(),
         }
     }
 
     /// The store (for commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Shares the background refresher's progress with the agent (for its status).
+    pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.prefetch = progress;
+    }
+
+    /// Where the background prefetch stands (pages, tickets, budget, waits).
+    pub fn prefetch_progress(&self) -> prefetch::PrefetchProgress {
+        self.prefetch.snapshot()
     }
 
     /// The ATS client.

@@ -39,6 +39,15 @@ const MAX_POLLS: u32 = 10_000;
 /// Error bodies are kept up to this many characters.
 const MAX_MESSAGE: usize = 512;
 
+/// One page of an event listing ([`AtsClient::get_av_barcodes_event_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    /// `(barcode, value line)` rows, in the order ATS sent them.
+    pub rows: Vec<(String, ValueLine)>,
+    /// True when ATS says more rows follow (ask again with the last barcode).
+    pub more: bool,
+}
+
 /// A client for the ATS API. Cheap to clone (one `Arc`); `Send + Sync`.
 #[derive(Clone)]
 pub struct AtsClient {
@@ -283,6 +292,44 @@ impl AtsClient {
         stop: &AtomicBool,
     ) -> Result<Vec<(String, ValueLine)>, AtsError> {
         self.scrubbed(|| self.event_listing(event_name, None, Some((reserve_per_minute, stop))))
+    }
+
+    /// One chunk ("page") of an event listing: the rows after `prev_barcode` (the last
+    /// barcode of the previous page; `None` for the first page) and whether more follow.
+    /// Background prefetch writes each page as it comes, so a listing cut short keeps
+    /// what it fetched. With `pace`, waits for the budget first as
+    /// [`get_av_barcodes_for_event_paced`](Self::get_av_barcodes_for_event_paced) does.
+    pub fn get_av_barcodes_event_page(
+        &self,
+        event_name: &str,
+        prev_barcode: Option<&str>,
+        pace: Option<(u32, &AtomicBool)>,
+    ) -> Result<EventPage, AtsError> {
+        self.scrubbed(|| {
+            if let Some((reserve, stop)) = pace {
+                self.wait_for_budget(reserve, stop)?;
+            }
+            let fields = wire::av_event_fields(event_name, prev_barcode);
+            let env = self.call(wire::CMD_GET_AV_BARCODES, &fields, self.default_deadline())?;
+            let chunk = wire::decode_av_chunk(env.command1())?;
+            let more = !chunk.rows.is_empty() && chunk.more_data != Some(false);
+            let mut rows = Vec::with_capacity(chunk.rows.len());
+            for (i, row) in chunk.rows.into_iter().enumerate() {
+                let Some(barcode) = row.barcode else {
+                    return Err(AtsError::decode(
+                        format!("av_barcodes[{i}].barcode"),
+                        "missing in event listing",
+                    ));
+                };
+                rows.push((barcode, row.line));
+            }
+            Ok(EventPage { rows, more })
+        })
+    }
+
+    /// The clock this client waits and stamps with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
     }
 
     /// Waits until [`pace`] says go; gives up when it refuses or `stop` is set.

@@ -22,7 +22,7 @@ mod rate;
 mod tls;
 pub mod wire;
 
-pub use client::{AtsClient, MAX_EVENT_CHUNKS, MAX_EVENT_ROWS};
+pub use client::{AtsClient, EventPage, MAX_EVENT_CHUNKS, MAX_EVENT_ROWS};
 pub use config::{is_loopback_host, AtsConfig, Endpoint};
 pub use cookies::CallJar;
 pub use error::{AtsError, Phase, RateWindow};

@@ -4,11 +4,21 @@
 //! call must not overwrite a fresher one). Negative answers (`info: None`) are cached
 //! too. Cache entries that cannot be decoded are treated as misses and logged: the
 //! cache is disposable, the ledger and journal are not.
+//!
+//! Cache writes never use a sled transaction (nor `apply_batch`): both take sled's
+//! global write lock, which every other read and write of the database (the scan
+//! loop's cache read and journal commit included) then waits on. Each record is a
+//! compare-and-swap on its own key instead, so a prefetch writing thousands of records
+//! never delays a scan.
+//!
+//! The `prefetch` tree holds one [`PrefetchCursor`] per event: where a listing pass
+//! stands, so that a pass cut off resumes after its last written page.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::error::db_err;
+use super::record;
 use super::{Store, StoreError, TicketRecord};
 
 /// What the cache holds.
@@ -25,53 +35,124 @@ pub struct CacheStats {
 }
 
 fn is_newer(new: &TicketRecord, old: Option<&[u8]>) -> bool {
-    match old.map(|b| codec::decode::<TicketRecord>("cache", b)) {
+    match old.map(|b| record::decode(&new.barcode, b)) {
         Some(Ok(old)) => new.supersedes(&old),
         // Nothing there, or something unreadable: replace it.
         _ => true,
     }
 }
 
+/// Where a listing pass of one event stands (kept in the store, so a restart resumes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefetchCursor {
+    /// The pass's generation: the wall time (ms) it started. Records it wrote are at
+    /// least this new.
+    pub pass_started_ms: u64,
+    /// The last barcode of the last page written (`prev_barcode` of the next page).
+    pub last_barcode: Option<String>,
+    /// Pages written in this pass.
+    pub pages: u64,
+    /// Tickets written in this pass.
+    pub tickets: u64,
+    /// True once the pass is over (the next pass starts afresh): the whole listing was
+    /// written (then `completed_ms` is set), or the pass was abandoned on an answer it
+    /// could not page through.
+    pub complete: bool,
+    /// When the pass completed (wall ms); `None` for an abandoned pass.
+    pub completed_ms: Option<u64>,
+    /// The generation of the last pass that completed (kept while the next pass runs):
+    /// cached tickets of the event older than it were not listed by it.
+    #[serde(default)]
+    pub last_complete_pass_ms: Option<u64>,
+}
+
 impl Store {
     /// Caches `record` unless a newer one is already cached. Returns whether it was
     /// stored.
     pub fn put_record(&self, record: &TicketRecord) -> Result<bool, StoreError> {
-        let value = codec::encode("cache", record)?;
-        let res: sled::transaction::TransactionResult<bool, StoreError> =
-            self.cache.transaction(|t| {
-                let old = t.get(record.barcode.as_bytes())?;
-                if !is_newer(record, old.as_deref()) {
-                    return Ok(false);
-                }
-                t.insert(record.barcode.as_bytes(), value.as_slice())?;
-                Ok(true)
-            });
-        res.map_err(tx_error)
+        let value = record::encode(record)?;
+        self.put_encoded(record, value)
     }
 
-    /// Caches many records in one transaction (prefetch). Older records than the ones
-    /// cached are skipped. Returns how many were stored.
+    /// Compare-and-swap until `record` is stored or a newer one is found.
+    fn put_encoded(&self, record: &TicketRecord, value: Vec<u8>) -> Result<bool, StoreError> {
+        let key = record.barcode.as_bytes();
+        let value = sled::IVec::from(value);
+        loop {
+            let old = self.cache.get(key).map_err(db_err)?;
+            if !is_newer(record, old.as_deref()) {
+                return Ok(false);
+            }
+            match self
+                .cache
+                .compare_and_swap(key, old, Some(value.clone()))
+                .map_err(db_err)?
+            {
+                Ok(()) => return Ok(true),
+                // Another writer got there first: look again.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Caches many records (a prefetch page), each unless a newer one is cached.
+    /// Returns how many were stored. Not atomic: each record is usable once written.
     pub fn put_records<'a, I>(&self, records: I) -> Result<usize, StoreError>
     where
         I: IntoIterator<Item = &'a TicketRecord>,
     {
-        let mut encoded = Vec::new();
+        let mut n = 0;
         for r in records {
-            encoded.push((r, codec::encode("cache", r)?));
+            let value = record::encode(r)?;
+            if self.put_encoded(r, value)? {
+                n += 1;
+            }
         }
-        let res: sled::transaction::TransactionResult<usize, StoreError> =
-            self.cache.transaction(|t| {
-                let mut n = 0;
-                for (r, value) in &encoded {
-                    let old = t.get(r.barcode.as_bytes())?;
-                    if is_newer(r, old.as_deref()) {
-                        t.insert(r.barcode.as_bytes(), value.as_slice())?;
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            });
-        res.map_err(tx_error)
+        Ok(n)
+    }
+
+    /// True when a listing pass of `record`'s event completed after `record` was
+    /// fetched: that pass listed every ticket of the event and rewrote each one it
+    /// listed, so this one was left out (voided, reissued, returned, or without value
+    /// now). Such a record is never used: a ticket missing from a fresh listing must not
+    /// stay approvable from cache. Checked on read, so a completed pass retires tickets
+    /// without scanning the cache.
+    fn unlisted_since(&self, record: &TicketRecord) -> Result<bool, StoreError> {
+        let Some(info) = &record.info else {
+            return Ok(false);
+        };
+        Ok(match self.last_complete_pass(&info.event_name)? {
+            Some(started) => record.fetched_at_ms < started,
+            None => false,
+        })
+    }
+
+    /// The generation (start, wall ms) of the last completed listing pass of `event`.
+    fn last_complete_pass(&self, event: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .prefetch_cursor(event)?
+            .and_then(|c| c.last_complete_pass_ms))
+    }
+
+    /// The listing cursor of `event`, if a pass was ever started.
+    pub fn prefetch_cursor(&self, event: &str) -> Result<Option<PrefetchCursor>, StoreError> {
+        match self.prefetch.get(cursor_key(event)).map_err(db_err)? {
+            None => Ok(None),
+            // An unreadable cursor only costs a pass from the start.
+            Some(v) => Ok(codec::decode("prefetch", &v).ok()),
+        }
+    }
+
+    /// Records where `event`'s listing pass stands (durable with the next
+    /// [`Store::sync_cache`] or checkpoint).
+    pub fn set_prefetch_cursor(
+        &self,
+        event: &str,
+        cursor: &PrefetchCursor,
+    ) -> Result<(), StoreError> {
+        let v = codec::encode("prefetch", cursor)?;
+        self.prefetch.insert(cursor_key(event), v).map_err(db_err)?;
+        Ok(())
     }
 
     /// The cached record for `barcode`, if any.
@@ -79,7 +160,15 @@ impl Store {
         let Some(bytes) = self.cache.get(barcode.as_bytes()).map_err(db_err)? else {
             return Ok(None);
         };
-        match codec::decode("cache", &bytes) {
+        match record::decode(barcode, &bytes) {
+            Ok(r) if self.unlisted_since(&r)? => {
+                log::debug!(
+                    "cache entry for {} predates the last complete listing of its event, \
+                     which left it out: not used",
+                    crate::redact::mask_barcode(barcode)
+                );
+                Ok(None)
+            }
             Ok(r) => Ok(Some(r)),
             Err(e) => {
                 log::warn!(
@@ -98,9 +187,9 @@ impl Store {
             ..CacheStats::default()
         };
         for kv in self.cache.iter() {
-            let (_, v) = kv.map_err(db_err)?;
+            let (k, v) = kv.map_err(db_err)?;
             stats.entries += 1;
-            if let Ok(r) = codec::decode::<TicketRecord>("cache", &v) {
+            if let Ok(r) = record::decode(&String::from_utf8_lossy(&k), &v) {
                 let t = r.fetched_at_ms;
                 stats.oldest_fetched_ms = Some(stats.oldest_fetched_ms.map_or(t, |o| o.min(t)));
                 stats.newest_fetched_ms = Some(stats.newest_fetched_ms.map_or(t, |o| o.max(t)));
@@ -109,17 +198,15 @@ impl Store {
         Ok(stats)
     }
 
-    /// Empties the cache (the ledger and journal stay).
+    /// Empties the cache and the listing cursors (the ledger and journal stay).
     pub fn cache_clear(&self) -> Result<(), StoreError> {
         self.cache.clear().map_err(db_err)?;
+        self.prefetch.clear().map_err(db_err)?;
         self.flush()
     }
 }
 
-/// Flattens a sled transaction error into a [`StoreError`].
-pub(crate) fn tx_error(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
-    match e {
-        sled::transaction::TransactionError::Abort(e) => e,
-        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e.to_string()),
-    }
+/// Event names match case-insensitively (as ATS matches them).
+fn cursor_key(event: &str) -> Vec<u8> {
+    event.to_ascii_lowercase().into_bytes()
 }

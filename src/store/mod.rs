@@ -1,7 +1,7 @@
 //! The durable store: the only code that touches sled.
 //!
 //! One sled database per terminal, in a directory created with mode 0700 (it holds
-//! full barcodes). Four trees:
+//! full barcodes). Five trees:
 //!
 //! | tree | key | value |
 //! |---|---|---|
@@ -9,8 +9,10 @@
 //! | `ledger` | barcode | this terminal's [`TicketLedger`] for the ticket (see [`ledger`]) |
 //! | `journal` | sequence number (u64, big endian) | one [`JournalEntry`] per decision or void |
 //! | `meta` | name | schema version, the decision sequence, the offline window and usage |
+//! | `prefetch` | event name (lower case) | where that event's listing pass stands ([`PrefetchCursor`]) |
 //!
-//! Every value carries a format byte before its JSON (`codec.rs`). The schema version
+//! Every value carries a format byte before its JSON (`codec.rs`; cached records use a
+//! compact positional JSON, `record.rs`). The schema version
 //! is checked on open: a database from a newer agent is refused with
 //! [`StoreError::FutureSchema`] rather than misread.
 //!
@@ -20,9 +22,10 @@
 //! records sled lost. A decision (journal entry, the ticket's ledger, the offline usage)
 //! is one record, so when [`Store::commit_decision`] returns `Ok` it survives a crash or
 //! power cut and the POS may be told. [`Store::flush`] makes sled itself durable (sled's
-//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache writes
-//! are not logged (a lost cache entry only costs a lookup): sled writes each one out
-//! when it is made (a sled transaction), and they are durable after the next checkpoint.
+//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache and
+//! `prefetch` writes are not logged (a lost cache entry only costs a lookup): they are
+//! durable after the next [`Store::sync_cache`] (prefetch calls it after every page,
+//! without the redo log's lock) or checkpoint.
 //!
 //! No sled type appears in this module's public API.
 
@@ -34,6 +37,7 @@ pub mod headroom;
 pub mod identity;
 pub mod journal;
 pub mod ledger;
+mod record;
 pub mod snapshot;
 mod wal;
 /// Dates and timestamps (kept under this name for callers of the store).
@@ -48,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
-pub use cache::CacheStats;
+pub use cache::{CacheStats, PrefetchCursor};
 use error::{at, db_err};
 pub use error::{StoreError, VoidError};
 pub use export::{export, export_with, ExportOptions, Format};
@@ -122,6 +126,8 @@ pub struct Store {
     ledger: sled::Tree,
     journal: sled::Tree,
     meta: sled::Tree,
+    /// Listing cursors of prefetch passes (see `cache.rs`); not logged, like the cache.
+    prefetch: sled::Tree,
     terminal: String,
     /// The prefix of new decision ids: the terminal id, plus the issuer tag of an
     /// adopted store (`identity.rs`).
@@ -186,6 +192,7 @@ impl Store {
         let ledger = db.open_tree("ledger").map_err(db_err)?;
         let journal = db.open_tree("journal").map_err(db_err)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
+        let prefetch = db.open_tree("prefetch").map_err(db_err)?;
         let fresh = check_schema(&meta)? == Schema::Fresh;
         let store_id = match meta.get(META_STORE_ID).map_err(db_err)? {
             Some(v) if !fresh => codec::read_u64("meta/store_id", &v)?,
@@ -202,6 +209,7 @@ impl Store {
             ledger,
             journal,
             meta,
+            prefetch,
             db,
             issuer: opts.terminal_id.clone(),
             terminal: opts.terminal_id,
@@ -405,8 +413,19 @@ impl Store {
     /// the redo log over (a checkpoint: the next open has nothing to re-apply). The
     /// agent calls it when it stops and after a prefetch.
     pub fn flush(&self) -> Result<(), StoreError> {
+        // First without the redo log's lock: what sled has to write out (a prefetch's
+        // pages) is written while decisions go on; the checkpoint under the lock then
+        // only writes what came in meanwhile.
+        self.sync_sled()?;
         let mut wal = self.lock_wal();
         self.checkpoint(&mut wal)
+    }
+
+    /// Makes the cache writes so far durable (sled's flush and an `fdatasync`) without
+    /// taking the redo log's lock, so it never delays a decision's commit. Prefetch
+    /// calls it after every page.
+    pub fn sync_cache(&self) -> Result<(), StoreError> {
+        self.sync_sled()
     }
 
     /// sled's flush, then an `fdatasync` of its log file. sled's own flush writes its
