@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use concession_agent::commands;
-use concession_agent::config::PosOutput;
+use concession_agent::config::StdoutFormat;
 use concession_agent::store::Format;
 use concession_agent::{app, clock};
 
@@ -140,8 +140,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
     let clock = clock::system();
     let _temp_store = app::TempStore::for_config(&config);
     let stdout = cli.pos.map(|p| match p {
-        PosFormat::Console => PosOutput::Console,
-        PosFormat::Jsonl => PosOutput::JsonLines,
+        PosFormat::Console => StdoutFormat::Console,
+        PosFormat::Jsonl => StdoutFormat::JsonLines,
     });
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run_agent(config, cli.board.as_deref(), stdout, clock),

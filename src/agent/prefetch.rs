@@ -418,7 +418,14 @@ fn stream_event(
             .collect();
         store.put_records(records.iter())?;
         cursor.pages += 1;
-        cursor.tickets += records.len() as u64;
+        // A ticket that straddles the page boundary, or a server that reads
+        // `prev_barcode` inclusively, repeats the previous page's last ticket: it was
+        // counted there.
+        let repeated = cursor.last_barcode.as_deref();
+        cursor.tickets += records
+            .iter()
+            .filter(|r| Some(r.barcode.as_str()) != repeated)
+            .count() as u64;
         cursor.last_barcode = Some(last);
         // The page is made durable before the cursor names it, so a cursor that
         // survives a crash never points past a page that did not (the cursor itself

@@ -15,7 +15,7 @@ use crate::agent::{Agent, AgentError};
 use crate::ats::AtsError;
 use crate::board::BoardProfile;
 use crate::clock::SharedClock;
-use crate::config::{Config, PosOutput, RawConfig, ScannerKind};
+use crate::config::{Config, RawConfig, ScannerKind, StdoutFormat};
 use crate::decide::Mode;
 use crate::pos::JournalLookup;
 
@@ -115,14 +115,14 @@ pub fn start_up_ping(link: &AtsLink, clock: &SharedClock) -> Result<(), AtsError
 pub fn run_agent(
     config: Config,
     board: Option<&Path>,
-    stdout: Option<PosOutput>,
+    stdout: Option<StdoutFormat>,
     clock: SharedClock,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let board = board.map(BoardProfile::load).transpose()?;
     let mut wiring = Wiring::plan(&config, board.as_ref())?;
     match stdout {
-        Some(PosOutput::JsonLines) => wiring.stdout_jsonl(),
-        Some(PosOutput::Console) => {
+        Some(StdoutFormat::JsonLines) => wiring.stdout_jsonl(),
+        Some(StdoutFormat::Console) => {
             wiring.console = true;
             wiring.jsonl_stdout = false;
         }
@@ -200,7 +200,8 @@ pub fn run_agent(
             agent.force_mode(Mode::Offline);
         }
     }
-    if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
+    if wiring.console && wiring.scanner.kind == ScannerKind::Stdin && std::io::stdin().is_terminal()
+    {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
         if config_store_temporary {
             eprintln!(
