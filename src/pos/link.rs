@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -18,6 +18,7 @@ use crate::clock::SharedClock;
 use crate::scan::{AgentRequest, ConnId};
 use crate::signal::jsonl::{decision_line, void_line};
 use crate::signal::{DecisionEvent, VoidEvent, VoidOutcome};
+use crate::sync::lock;
 
 pub(super) struct Client {
     pub(super) peer: SocketAddr,
@@ -38,12 +39,6 @@ pub(super) struct Shared {
     pub(super) clock: SharedClock,
     pub(super) opts: PosOptions,
     pub(super) seq: AtomicU64,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent between statements; a panic elsewhere must not
-    // take the POS link down with it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::link::{lock, Client, Shared};
+use super::link::{Client, Shared};
 use super::options::PosOptions;
 use super::request::{
     auth_line, error_line, parse_line, pong_line, same_secret, PosRequest, RequestError, MAX_LINE,
@@ -28,6 +28,7 @@ use crate::scan::{
 };
 use crate::signal::jsonl::void_line;
 use crate::signal::{VoidEvent, VoidOutcome};
+use crate::sync::lock;
 
 /// Why the POS link could not start.
 #[derive(Debug)]

@@ -3,10 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::link::{lock, Shared};
+use super::link::Shared;
 use crate::scan::{ConnId, Origin};
 use crate::signal::jsonl::status_line;
 use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent};
+use crate::sync::lock;
 
 /// The output half of the POS link: answers go to the client that asked.
 #[derive(Clone)]
