@@ -22,11 +22,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
+pub use crate::date::local_date;
 use crate::decide::{
     self, DecideInput, Decision, Evidence, Mode, OfflineCaps, Policy, ScanKind, TicketLedger,
 };
 use crate::money::Cents;
-use crate::redact::mask_barcode;
+use crate::redact::{mask_barcode, masked_error};
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
 use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
 use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
@@ -128,22 +129,6 @@ pub struct Evaluation {
     pub decision: Decision,
     /// The record it was judged on.
     pub record: Option<TicketRecord>,
-}
-
-/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
-pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
-    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
-    crate::date::utc_date(shifted.max(0) as u64)
-}
-
-/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
-/// the request in its error text, and that must not put a full barcode in the log.
-pub(crate) fn masked_error(e: &dyn fmt::Display, barcode: &str) -> String {
-    let text = e.to_string();
-    if barcode.is_empty() {
-        return text;
-    }
-    text.replace(barcode, &mask_barcode(barcode))
 }
 
 /// How much of the deadline is kept for committing and signalling.
@@ -742,15 +727,32 @@ mod tests {
         let raw = crate::config::RawConfig::parse(&text, std::path::Path::new("t")).unwrap();
         let config = Config::from_raw(raw).unwrap();
         let clock = crate::clock::system();
-        let link = crate::app::connect_ats(&config, clock.clone()).unwrap();
-        let store = crate::app::open_store(&config).unwrap();
+        // Built here rather than by `app` (which depends on the agent): nothing answers
+        // on port 9, and this test makes no ATS call.
+        let client = crate::ats::AtsClient::with_clock(
+            crate::ats::AtsConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                apikey: config.ats.apikey.clone(),
+                ..crate::ats::AtsConfig::default()
+            },
+            clock.clone(),
+        )
+        .unwrap();
+        let store = Store::open(
+            &config.store_dir,
+            crate::store::StoreOptions {
+                terminal_id: config.terminal_id.clone(),
+                ..crate::store::StoreOptions::default()
+            },
+        )
+        .unwrap();
         // The next log write fails, as on a disk that returns EIO.
         let read_only = std::fs::File::open(dir.path().join("store").join("wal")).unwrap();
         store.lock_wal().replace_file_for_test(read_only);
         let seen = Seen::default();
         let mut outputs = Outputs::default();
         outputs.push(Box::new(seen.clone()));
-        let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
+        let mut agent = Agent::new(config, Arc::new(client), store, clock.clone(), outputs);
         let (tx, rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {
             tx.send(AgentRequest::Scan(ScanEvent {
