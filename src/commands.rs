@@ -1,5 +1,5 @@
 //! The one-shot subcommands of `concession-agent`, one function each (`run` is
-//! [`app::run_agent`](crate::app::run_agent)). `main.rs` parses the command line and
+//! [`app::run::run_agent`](crate::app::run::run_agent)). `main.rs` parses the command line and
 //! calls one of these; each writes its answer to stdout and returns the exit code.
 //!
 //! A write to stdout that fails is a [`StdoutError`]; its reader gone (`... | head -1`)
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::agent::prefetch::{self, events_to_prefetch};
 use crate::agent::{local_date, Agent, Outputs};
-use crate::app::{self, start_up_ping, EXIT_UNAUTHORIZED, UNAUTHORIZED};
+use crate::app;
+use crate::app::run::{start_up_ping, EXIT_UNAUTHORIZED, UNAUTHORIZED};
 use crate::ats::AtsError;
 use crate::clock::SharedClock;
 use crate::config::Config;

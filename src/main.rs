@@ -131,20 +131,20 @@ enum ExportFormat {
 }
 
 fn main() -> ExitCode {
-    app::init_process();
+    app::run::init_process();
     run(Cli::parse()).unwrap_or_else(|e| commands::failed(&*e))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
-    let config = app::load_config(cli.config.as_deref())?;
+    let config = app::run::load_config(cli.config.as_deref())?;
     let clock = clock::system();
-    let _temp_store = app::TempStore::for_config(&config);
+    let _temp_store = app::run::TempStore::for_config(&config);
     let stdout = cli.pos.map(|p| match p {
         PosFormat::Console => StdoutFormat::Console,
         PosFormat::Jsonl => StdoutFormat::JsonLines,
     });
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => app::run_agent(config, cli.board.as_deref(), stdout, clock),
+        Command::Run => app::run::run_agent(config, cli.board.as_deref(), stdout, clock),
         Command::Ping => commands::ping(&config, clock),
         Command::Call { cmd, fields } => commands::call(&config, clock, &cmd, &fields),
         Command::Lookup {

@@ -3,10 +3,10 @@
 //! The only place that decides which ATS to talk to (the in-process sandbox or a real
 //! endpoint), which scanner to read, and which outputs to drive. `main.rs` parses the
 //! command line and calls in here; tests build the same parts with their own clocks.
-//! `run.rs` holds the process around the agent: configuration, logging, start-up and
-//! shutdown ([`run_agent`]).
+//! [`run`] holds the process around the agent: configuration, logging, start-up and
+//! shutdown ([`run::run_agent`]).
 
-mod run;
+pub mod run;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,11 +29,6 @@ use crate::signal::console::ConsoleSignal;
 use crate::signal::jsonl::JsonlSignal;
 use crate::signal::Signal;
 use crate::store::{Store, StoreError, StoreOptions};
-
-pub use run::{
-    init_logging, init_process, load_config, log_filter, run_agent, start_up_ping, TempStore,
-    EXIT_UNAUTHORIZED, UNAUTHORIZED,
-};
 
 /// Why the agent could not start.
 #[derive(Debug)]
