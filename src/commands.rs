@@ -1,5 +1,5 @@
 //! The one-shot subcommands of `concession-agent`, one function each (`run` is
-//! [`app::run::run_agent`](crate::app::run::run_agent)). `main.rs` parses the command line and
+//! [`app::run::run_agent`]). `main.rs` parses the command line and
 //! calls one of these; each writes its answer to stdout and returns the exit code.
 //!
 //! A write to stdout that fails is a [`StdoutError`]; its reader gone (`... | head -1`)
