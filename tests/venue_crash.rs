@@ -83,8 +83,9 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
             "{mode:?}/{kill_at:?}: {d:?}"
         );
 
-        trap.arm(mode);
         let barcode = fresh();
+        // The COMMIT of this scan's transaction, not of a replay running meanwhile.
+        trap.arm_for(mode, &barcode);
         stand.send(&barcode);
         assert!(
             trap.wait_sprung(Duration::from_secs(10)),

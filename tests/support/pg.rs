@@ -52,8 +52,14 @@ pub fn ci() -> bool {
 }
 
 /// The directory holding `initdb`, `postgres`, `pg_ctl`, `pg_basebackup`, `psql`, ...:
-/// the newest `/usr/lib/postgresql/N/bin`, else the directory of `initdb` on `PATH`.
+/// `VENUE_TEST_PG_BIN` when set (a directory without `initdb` means "not installed",
+/// to check the skip and the CI failure), else the newest `/usr/lib/postgresql/N/bin`,
+/// else the directory of `initdb` on `PATH`.
 pub fn bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("VENUE_TEST_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").is_file().then_some(dir);
+    }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -313,8 +319,23 @@ impl Cluster {
             },
             "initdb",
         );
-        c.start_server(true);
+        let mut c = c;
+        c.start_first();
         c
+    }
+
+    /// The first start, on a new free port if another process took the one chosen
+    /// (between [`free_port`] releasing it and the postmaster binding it).
+    fn start_first(&mut self) {
+        for attempt in 0.. {
+            match self.start_server(true) {
+                Ok(()) => return,
+                Err(log) if attempt < 3 && log.contains("could not bind") => {
+                    self.port = free_port();
+                }
+                Err(log) => panic!("postgres did not start on port {}:\n{log}", self.port),
+            }
+        }
     }
 
     fn fresh_dir(bin: PathBuf, run_as: RunAs, opts: ClusterOptions) -> Cluster {
@@ -360,7 +381,7 @@ impl Cluster {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    fn start_server(&self, first: bool) {
+    fn start_server(&self, first: bool) -> Result<(), String> {
         let mut server = self.server.lock().unwrap();
         assert!(server.is_none(), "server already running");
         let log = std::fs::OpenOptions::new()
@@ -397,17 +418,28 @@ impl Cluster {
         let child = spawn_kept(c).expect("postgres starts");
         *server = Some(child);
         drop(server);
-        if !self.wait_ready(SERVER_WAIT) {
-            panic!(
+        match self.try_wait_ready(SERVER_WAIT) {
+            Ok(true) => Ok(()),
+            Ok(false) => panic!(
                 "postgres on port {} not ready within {SERVER_WAIT:?} (first start: {first}):\n{}",
                 self.port,
                 self.log()
-            );
+            ),
+            Err(log) => {
+                *self.server.lock().unwrap() = None;
+                Err(log)
+            }
         }
     }
 
     /// Polls `pg_isready` until the server accepts connections or `timeout` passes.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.try_wait_ready(timeout)
+            .unwrap_or_else(|log| panic!("postgres exited during start:\n{log}"))
+    }
+
+    /// As [`Cluster::wait_ready`]; `Err(log)` when the postmaster exited meanwhile.
+    fn try_wait_ready(&self, timeout: Duration) -> Result<bool, String> {
         let until = Instant::now() + timeout;
         loop {
             let ok = Command::new(self.bin.join("pg_isready"))
@@ -420,15 +452,15 @@ impl Cluster {
                 .map(|s| s.success())
                 .unwrap_or(false);
             if ok {
-                return true;
+                return Ok(true);
             }
             if let Some(child) = self.server.lock().unwrap().as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("postgres exited during start ({status}):\n{}", self.log());
+                    return Err(format!("exited with {status}:\n{}", self.log()));
                 }
             }
             if Instant::now() >= until {
-                return false;
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -576,7 +608,9 @@ impl Cluster {
 
     /// Starts the stopped server again, on the same data and port.
     pub fn start(&self) {
-        self.start_server(false);
+        if let Err(log) = self.start_server(false) {
+            panic!("postgres did not start again on port {}:\n{log}", self.port);
+        }
     }
 
     /// [`Cluster::stop`] then [`Cluster::start`].
@@ -648,7 +682,8 @@ impl Cluster {
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
             .current_dir(&c.dir);
         run(b, "pg_basebackup");
-        c.start_server(true);
+        let mut c = c;
+        c.start_first();
         assert_eq!(c.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
         c
     }
@@ -755,6 +790,9 @@ pub enum TrapMode {
 #[derive(Debug, Default)]
 struct TrapState {
     armed: Option<TrapMode>,
+    /// Only a `COMMIT` of a transaction in which these bytes were sent (a barcode, in a
+    /// query or as a bound parameter) springs the trap.
+    needle: Option<Vec<u8>>,
     /// Set when an armed trap caught a `COMMIT` (and disarmed).
     sprung: Option<TrapMode>,
     connections: usize,
@@ -806,6 +844,16 @@ impl CommitTrap {
     pub fn arm(&self, mode: TrapMode) {
         let mut s = self.state.0.lock().unwrap();
         s.armed = Some(mode);
+        s.needle = None;
+        s.sprung = None;
+    }
+
+    /// Arms the trap for the next `COMMIT` of a transaction that sent `needle` (the
+    /// scan's barcode: not a replay's or a background job's transaction).
+    pub fn arm_for(&self, mode: TrapMode, needle: &str) {
+        let mut s = self.state.0.lock().unwrap();
+        s.armed = Some(mode);
+        s.needle = Some(needle.as_bytes().to_vec());
         s.sprung = None;
     }
 
@@ -890,6 +938,8 @@ fn trap_connection(
         r.read_exact(&mut v).ok().map(|_| v)
     };
     let mut started = false;
+    // The armed needle was sent in the current transaction.
+    let mut saw_needle = false;
     loop {
         let msg = if !started {
             let Some(len) = read_exact(&mut c_read, 4) else {
@@ -915,25 +965,46 @@ fn trap_connection(
             let Some(body) = read_exact(&mut c_read, n.saturating_sub(4)) else {
                 break;
             };
+            let (m, cv) = &*st;
+            let mut s = m.lock().unwrap();
+            if let Some(needle) = &s.needle {
+                if body.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    saw_needle = true;
+                }
+            }
+            let msg = [head.clone(), body.clone()].concat();
             if is_commit(head[0], &body) {
-                let (m, cv) = &*st;
-                let mut s = m.lock().unwrap();
-                if let Some(mode) = s.armed.take() {
-                    s.sprung = Some(mode);
-                    cv.notify_all();
-                    drop(s);
+                let catch = s.armed.is_some() && (s.needle.is_none() || saw_needle);
+                saw_needle = false;
+                if catch {
+                    let mode = s.armed.take().unwrap();
                     match mode {
                         TrapMode::HoldCommit => {
+                            s.sprung = Some(mode);
+                            cv.notify_all();
+                            drop(s);
                             // Black hole: wait for the client to go, forward nothing.
                             let mut sink = [0u8; 4096];
                             while matches!(c_read.read(&mut sink), Ok(n) if n > 0) {}
                             break;
                         }
-                        TrapMode::SwallowReply => swallow.store(true, Ordering::SeqCst),
+                        TrapMode::SwallowReply => {
+                            // Forwarded before the test hears of it: "sprung" means the
+                            // server has the COMMIT.
+                            swallow.store(true, Ordering::SeqCst);
+                            let sent = s_write.write_all(&msg).is_ok();
+                            s.sprung = Some(mode);
+                            cv.notify_all();
+                            if !sent {
+                                break;
+                            }
+                            continue;
+                        }
                     }
                 }
             }
-            [head, body].concat()
+            drop(s);
+            msg
         };
         if s_write.write_all(&msg).is_err() {
             break;
