@@ -185,12 +185,21 @@ impl Agent {
                 "venue: commit of {} in doubt ({why}): voided and decided again offline",
                 entry.id
             );
-            self.store.void_for(
+            match self.store.void_for(
                 &entry.id,
                 self.clock.wall_ms(),
                 scan.request_id.as_deref(),
                 crate::venue::IN_DOUBT_VOID_REASON,
-            )?;
+            ) {
+                Ok(_) => {}
+                Err(crate::store::VoidError::Store(e)) => return Err(e),
+                Err(e) => {
+                    // Cannot happen for an approval just journaled; if it does, the POS
+                    // is told the decision as journaled, and the replay settles it.
+                    log::error!("venue: cannot reverse {} ({e}): told as decided", entry.id);
+                    return Ok((entry, Some(VenueMark::Pending.as_str())));
+                }
+            }
             let again = self.decide_offline(&eval.barcode, eval.record.as_ref(), scan.amount_cents);
             let second = self.store.commit_decision_marked(
                 &crate::store::NewDecision {
