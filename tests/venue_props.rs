@@ -31,10 +31,10 @@ use concession_agent::app;
 use concession_agent::ats::AtsClient;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig};
-use concession_agent::pos::VoidOutcome;
 use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};
 use concession_agent::signal::DecisionEvent;
+use concession_agent::signal::VoidOutcome;
 use concession_agent::store::{Format, Store, StoreOptions};
 use concession_agent::venue::{self, RawVenue, VenueHandle, VenueSettings};
 use proptest::prelude::*;
@@ -141,8 +141,7 @@ fn stand_config(ats: &str, dir: &std::path::Path, terminal: &str, venue_url: &st
 fn start_agent(config: &Config, clock: &SharedClock, ats: &Arc<AtsClient>) -> Agent {
     let store = app::open_store(config).expect("store opens");
     let outputs = Outputs {
-        pos: Vec::new(),
-        other: Vec::new(),
+        signals: Vec::new(),
     };
     let venue = app::start_venue(config, &store).expect("venue worker starts");
     let mut agent = Agent::new(
