@@ -22,7 +22,8 @@
 //!
 //! Env: `SAMPLES` (per mode, default 1000), `STANDS` (16), `THROUGHPUT_SECS` (5),
 //! `PER_STAND` (tickets per venue throughput stand, default 1500), `PER_SINGLE` (tickets
-//! every single-terminal stand scans, default 4000).
+//! every single-terminal stand scans, default 4000), `PG_DURABLE=0` (diagnostic: the
+//! server's fsync off).
 //!
 //! `cargo bench --features venue --bench venue`
 
@@ -230,8 +231,10 @@ fn main() {
 
     let scratch = common::scratch();
     println!("{}", common::machine(scratch.path()));
+    // `PG_DURABLE=0` (a diagnostic, not a venue's setting): the server's own fsync off,
+    // to see what PostgreSQL's WAL flush adds to the tail.
     let cluster = pg::Cluster::new(pg::ClusterOptions {
-        durable: true,
+        durable: env_usize("PG_DURABLE", 1) != 0,
         settings: vec![],
     });
     let db = cluster.create_db("venue");
@@ -307,7 +310,11 @@ fn main() {
         }
     );
 
-    // 2. Throughput.
+    // 2. Throughput (`STANDS=0`: latency only).
+    if stands == 0 {
+        sb.shutdown();
+        return;
+    }
     println!("\n### Throughput, {stands} stands at once, {secs} s, closed loop per stand\n");
     println!(
         "| mode | stands | decisions | seconds | decisions/s | committed/s | p50 ms | p99 ms | mix |"

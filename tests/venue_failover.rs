@@ -147,6 +147,10 @@ fn a_promoted_standby_holds_every_decision_acknowledged_to_a_pos_after_replay() 
             *spent <= TICKET_CENTS as i64 + o,
             "ticket {t}: {spent} cents, overdraft {o}"
         );
+        assert!(
+            *spent <= (STANDS as u64 * TICKET_CENTS) as i64,
+            "ticket {t}: {spent} cents, more than {STANDS} stands x its value"
+        );
     }
     eprintln!(
         "VENUE FAILOVER: {} decisions, {pending} pending around the failover, \

@@ -228,6 +228,12 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
     }
     for (t, spent) in &check.spent {
         let over = overdraft_by_ticket.get(t).copied().unwrap_or(0);
+        // The exposure docs/venue.md states: each stand a fan reaches can hand over at
+        // most the ticket's value on its own ledger while the venue is away.
+        assert!(
+            *spent <= (STANDS as u64 * TICKET_CENTS) as i64,
+            "ticket {t}: {spent} cents spent, more than {STANDS} stands x its value"
+        );
         assert!(
             *spent <= TICKET_CENTS as i64 + over,
             "ticket {t}: {spent} cents spent of {TICKET_CENTS} loaded, only {over} recorded \
