@@ -14,9 +14,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::db::{Store, StoreOptions, SLED_LOG};
 use super::error::at;
+use super::error::StoreError;
 use super::identity::Access;
-use super::{Store, StoreError, StoreOptions, SLED_LOG};
 
 /// A private, read-only-use copy of a store, opened. Removed on drop.
 #[derive(Debug)]
