@@ -11,6 +11,7 @@ mod deliver;
 pub mod health;
 pub mod lookup;
 pub mod prefetch;
+pub mod publish;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,6 +177,8 @@ pub struct Agent {
     /// The outputs were told `low_disk` (an approval was refused for disk headroom).
     low_disk: bool,
     prefetch: prefetch::Progress,
+    /// The status file and metrics (`publish.rs`).
+    publisher: publish::Publisher,
 }
 
 impl Agent {
@@ -196,6 +199,8 @@ impl Agent {
             4,
         );
         let next_probe = clock.now();
+        let publisher =
+            publish::Publisher::new(&config, store.clone(), Arc::clone(&ats), clock.clone());
         Agent {
             policy: policy_from(&config),
             config,
@@ -212,6 +217,7 @@ impl Agent {
             output_lost: None,
             low_disk: false,
             prefetch: prefetch::Progress::default(),
+            publisher,
         }
     }
 
@@ -222,7 +228,28 @@ impl Agent {
 
     /// Shares the background refresher's progress with the agent (for its status).
     pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.publisher.set_prefetch(progress.clone());
         self.prefetch = progress;
+    }
+
+    /// Writes the metrics textfile as `settings` say (from `run` on; default: none).
+    pub fn set_metrics(&mut self, settings: crate::metrics::MetricsSettings) {
+        self.publisher.set_metrics(settings);
+    }
+
+    /// What `concession-agent status` would say now (the status file's content).
+    pub fn status(&self) -> crate::status::StatusSnapshot {
+        self.publisher.snapshot()
+    }
+
+    /// The mode the status reports (`online`, `offline`, `low_disk`).
+    fn publish_mode(&self) {
+        let mode = match (self.low_disk, self.mode) {
+            (true, _) => "low_disk",
+            (false, Mode::Online) => "online",
+            (false, Mode::Offline) => "offline",
+        };
+        self.publisher.set_mode(mode);
     }
 
     /// Where the background prefetch stands (pages, tickets, budget, waits).
@@ -480,6 +507,7 @@ impl Agent {
                 log::error!("approval refused, denying store_error: {e}");
                 if !self.low_disk {
                     self.low_disk = true;
+                    self.publish_mode();
                     self.outputs.each(|s| s.status(AgentStatus::LowDisk));
                 }
                 let deny = Decision::deny(
@@ -497,12 +525,14 @@ impl Agent {
                 }) {
                     Ok(entry) => {
                         let event = entry.to_event();
+                        self.publisher.decided(&event, entry.offline, true);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
                     }
                     Err(e) => {
                         log::error!("journal write failed, denying: {e}");
                         let event = self.unjournaled_deny(scan, latency_ms);
+                        self.publisher.decided(&event, false, false);
                         self.outputs.each(|s| s.decision(&event));
                         return Err(e.into());
                     }
@@ -512,6 +542,7 @@ impl Agent {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
                 log::error!("journal write failed, denying: {e}");
                 let event = self.unjournaled_deny(scan, latency_ms);
+                self.publisher.decided(&event, false, false);
                 self.outputs.each(|s| s.decision(&event));
                 return Err(e.into());
             }
@@ -519,6 +550,7 @@ impl Agent {
         if self.low_disk && eval.decision.is_approve() {
             // Space was freed: approvals go through again.
             self.low_disk = false;
+            self.publish_mode();
             log::info!("disk space back above the headroom: approvals resume");
             let status = match self.mode {
                 Mode::Online => AgentStatus::Ready,
@@ -527,6 +559,7 @@ impl Agent {
             self.outputs.each(|s| s.status(status));
         }
         let event = entry.to_event();
+        self.publisher.decided(&event, entry.offline, true);
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",
             event.id,
@@ -571,6 +604,7 @@ impl Agent {
         };
         match self.store.void(decision_id, now, request_id) {
             Ok(v) => {
+                self.publisher.voided(&v.entry);
                 event.reversed_cents = v.entry.approved_cents;
                 event.items = v
                     .entry
@@ -634,6 +668,7 @@ impl Agent {
             return;
         }
         self.mode = now;
+        self.publish_mode();
         let status = match now {
             Mode::Online => {
                 log::info!("ATS reachable again: online");
@@ -683,6 +718,8 @@ impl Agent {
             Mode::Offline => AgentStatus::Offline,
         };
         self.outputs.each(|s| s.status(first));
+        self.publish_mode();
+        self.publisher.spawn();
         let tick = self
             .config
             .health
@@ -714,6 +751,8 @@ impl Agent {
         if let Err(e) = self.store.flush() {
             log::error!("final flush failed: {e}");
         }
+        // The last status and metrics, with the final counters.
+        self.publisher.finish("stopping");
         fatal.map_or(Ok(()), Err)
     }
 

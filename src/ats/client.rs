@@ -64,6 +64,28 @@ struct Inner {
     /// ATS's clock (Unix ms) at the last answer that carried it (`ping`), and the
     /// monotonic instant it arrived: for the clock sanity check.
     server_clock: Mutex<Option<(u64, Instant)>>,
+    /// Calls by result, for the status and the metrics.
+    calls: CallCounters,
+}
+
+/// Calls by result (see [`AtsClient::call_counts`]).
+#[derive(Default)]
+struct CallCounters {
+    ok: AtomicU64,
+    rate_limited: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl CallCounters {
+    fn count(&self, result: &Result<Envelope, AtsError>) {
+        let which = match result {
+            // An API error (unknown barcode) is an answer.
+            Ok(_) | Err(AtsError::Api { .. }) => &self.ok,
+            Err(AtsError::RateBudget { .. } | AtsError::RateLimited { .. }) => &self.rate_limited,
+            Err(_) => &self.failed,
+        };
+        which.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for AtsClient {
@@ -102,6 +124,7 @@ impl AtsClient {
                 budget: Mutex::new(budget),
                 seq: AtomicU64::new(0),
                 server_clock: Mutex::new(None),
+                calls: CallCounters::default(),
             }),
         })
     }
@@ -160,6 +183,17 @@ impl AtsClient {
     pub fn budget_remaining(&self) -> (u32, u32) {
         let now = self.inner.clock.now();
         self.budget().remaining(now)
+    }
+
+    /// Commands called since the client was built, by result: answered (API errors
+    /// included), refused by the rate budget (locally or 429), failed.
+    pub fn call_counts(&self) -> crate::metrics::AtsCalls {
+        let c = &self.inner.calls;
+        crate::metrics::AtsCalls {
+            ok: c.ok.load(Ordering::Relaxed),
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// `ping`: returns `command1` (`system_available`, `db_name`, ...).
@@ -507,9 +541,11 @@ impl AtsClient {
             &cfg.dsn,
             fields,
         );
-        let env = self.exchange(&body, &reference, deadline)?;
-        wire::check_result(&env)?;
-        Ok(env)
+        let result = self
+            .exchange(&body, &reference, deadline)
+            .and_then(|env| wire::check_result(&env).map(|()| env));
+        self.inner.calls.count(&result);
+        result
     }
 
     /// POSTs `body` until it is answered, polling through 202s with this call's own
