@@ -19,6 +19,7 @@ use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig, ScannerKind};
 use concession_agent::pos::JournalLookup;
 use concession_agent::scan::barcode::classify;
+use concession_agent::status;
 use concession_agent::store::{self, Format};
 
 /// The demo configuration, used when `config/agent.toml` is not where it is looked for.
@@ -81,6 +82,20 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// This terminal's status: mode, today's decisions, offline exposure, ATS budget,
+    /// prefetch, cache, free disk, clock. Works while the agent runs (it reads what the
+    /// agent publishes) and when it does not (it reads the store).
+    Status {
+        /// text (for people) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -263,12 +278,27 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .store_temporary
         .then(|| TempStore(config.store_dir.clone()));
     let command = cli.command.unwrap_or(Command::Run);
-    if config.store_temporary && matches!(command, Command::Journal { .. } | Command::Store { .. })
+    if config.store_temporary
+        && matches!(
+            command,
+            Command::Journal { .. } | Command::Store { .. } | Command::Status { .. }
+        )
     {
         return Err(Failure::Message(NO_DEMO_STORE.into()));
     }
     match command {
         Command::Run => Ok(run_agent(config, cli.board.as_deref(), cli.pos, clock)?),
+        Command::Status { format } => {
+            let snap = status::current(&config, clock.wall_ms()).map_err(|e| e.to_string())?;
+            match format {
+                StatusFormat::Json => out_json(&serde_json::to_value(&snap).unwrap_or_default())?,
+                StatusFormat::Text => {
+                    let text = status::render_text(&snap, clock.wall_ms());
+                    out(text.trim_end())?
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ping => {
             let link = app::connect_ats(&config, clock).map_err(|e| e.to_string())?;
             let answer = match link.client.ping() {
@@ -306,6 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             barcode,
             amount_cents,
         } => {
+            refuse_if_held(&config, "lookup", status::LOOKUP_WHILE_RUNNING)?;
             let link = app::connect_ats(&config, clock.clone()).map_err(|e| e.to_string())?;
             // A refused key would otherwise show as an offline decision.
             if let Err(e @ AtsError::Unauthorized { .. }) = start_up_ping(&link, &clock) {
@@ -337,6 +368,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache { action } => {
+            if matches!(action, CacheAction::Stats) && held(&config) {
+                return cache_stats_from_agent(&config);
+            }
+            let instead = match action {
+                CacheAction::Prefetch { .. } => {
+                    "The running agent prefetches by itself (cache.prefetch_at_start, \
+                     cache.refresh_interval_ms); `concession-agent status` shows how far."
+                }
+                _ => "Stop the agent first.",
+            };
+            let name = match action {
+                CacheAction::Prefetch { .. } => "cache prefetch",
+                CacheAction::Stats => "cache stats",
+                CacheAction::Clear => "cache clear",
+            };
+            refuse_if_held(&config, name, instead)?;
             let store = app::open_store(&config).map_err(|e| e.to_string())?;
             match action {
                 CacheAction::Stats => {
@@ -453,6 +500,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     scratch,
                 },
         } => {
+            refuse_if_held(&config, "journal export", status::EXPORT_WHILE_RUNNING)?;
             let scratch = scratch.unwrap_or_else(std::env::temp_dir);
             let snap =
                 store::Snapshot::open(&config.store_dir, &scratch, app::store_options(&config))
@@ -481,6 +529,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Store {
             action: StoreAction::Adopt,
         } => {
+            refuse_if_held(&config, "store adopt", "Stop the agent first.")?;
             let (store, prefix) =
                 store::Store::adopt(&config.store_dir, app::store_options(&config))
                     .map_err(|e| e.to_string())?;
@@ -492,6 +541,61 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// True when a running agent holds the store (see `store::snapshot::is_held`).
+fn held(config: &Config) -> bool {
+    store::snapshot::is_held(&config.store_dir).unwrap_or(false)
+}
+
+/// Refuses `command` plainly, at once, while the running agent holds the store (sled
+/// would refuse it after 3 s with `could not acquire lock ... WouldBlock`).
+fn refuse_if_held(config: &Config, command: &str, instead: &str) -> Result<(), Failure> {
+    if held(config) {
+        return Err(Failure::Message(status::held_message(
+            &config.store_dir,
+            command,
+            instead,
+        )));
+    }
+    Ok(())
+}
+
+/// `cache stats` while the agent runs: what it counted (once a minute), from its status.
+fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Failure> {
+    let snap = match status::read(&config.store_dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Failure::Message(status::held_message(
+                &config.store_dir,
+                "cache stats",
+                "It publishes no status (an older agent?): stop it first.",
+            )))
+        }
+        Err(e) => return Err(Failure::Message(e.to_string())),
+    };
+    let Some(c) = snap.cache else {
+        return Err(Failure::Message(
+            "cache stats: the running agent has not counted its cache yet (it does within a \
+             second of starting, then every minute): try again"
+                .into(),
+        ));
+    };
+    eprintln!(
+        "concession-agent: the running agent holds the store; these are its figures, counted at {}",
+        c.counted_at
+    );
+    let out = serde_json::json!({
+        "entries": c.entries,
+        "bytes_on_disk": c.bytes_on_disk,
+        "oldest_fetched": c.oldest_fetched,
+        "newest_fetched": c.newest_fetched,
+        "journal_entries": snap.journal_entries,
+        "counted_at": c.counted_at,
+        "from": "running agent",
+    });
+    out_json(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What the agent says when ATS refuses its key.

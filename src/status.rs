@@ -61,6 +61,11 @@ pub enum StatusError {
     },
     /// The store could not be read (no agent running).
     Store(StoreError),
+    /// A process holds the store but has published no status (an agent of an older
+    /// version, or one that cannot write its directory).
+    HeldSilent(PathBuf),
+    /// No store there yet.
+    NoStore(PathBuf),
 }
 
 impl fmt::Display for StatusError {
@@ -73,6 +78,18 @@ impl fmt::Display for StatusError {
                 write!(f, "{} is not a status snapshot: {detail}", path.display())
             }
             StatusError::Store(e) => write!(f, "store: {e}"),
+            StatusError::HeldSilent(dir) => write!(
+                f,
+                "the store {} is held by a running process that publishes no status \
+                 ({STATUS_FILE} is missing: an agent older than this command, or one \
+                 that cannot write there); its log has the status",
+                dir.display()
+            ),
+            StatusError::NoStore(dir) => write!(
+                f,
+                "no store at {} yet: no agent has run with this store_dir",
+                dir.display()
+            ),
         }
     }
 }
@@ -527,6 +544,71 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
         },
     })
 }
+
+/// The status of the terminal whose store is `config.store_dir`, judged at `now_ms`:
+/// what the running agent last published while one holds the store, else what the
+/// store itself says ([`from_store`]).
+pub fn current(config: &crate::config::Config, now_ms: u64) -> Result<StatusSnapshot, StatusError> {
+    let dir = &config.store_dir;
+    if crate::store::snapshot::is_held(dir)? {
+        return match read(dir)? {
+            Some(s) => Ok(s),
+            None => Err(StatusError::HeldSilent(dir.clone())),
+        };
+    }
+    if !dir.join("db").is_file() {
+        return Err(StatusError::NoStore(dir.clone()));
+    }
+    let store = crate::store::Store::open(dir, crate::app::store_options(config))?;
+    let o = &config.offline;
+    let snap = from_store(&FromStore {
+        store: &store,
+        store_dir: dir,
+        terminal: &config.terminal_id,
+        caps: OfflineExposure {
+            cap_cents: o.total_cents,
+            cap_count: o.total_count.into(),
+            per_transaction_cents: o.per_transaction_cents,
+            per_ticket_cents: o.per_ticket_cents,
+            ..OfflineExposure::default()
+        },
+        min_free_bytes: config.store_min_free_bytes,
+        utc_offset_minutes: config.utc_offset_minutes,
+        now_ms,
+    })?;
+    Ok(snap)
+}
+
+/// The refusal of a command that needs the store while the running agent holds it:
+/// says who holds it, why that blocks `command`, and what to do instead (`instead`).
+pub fn held_message(store_dir: &Path, command: &str, instead: &str) -> String {
+    let who = match read(store_dir) {
+        Ok(Some(s)) if s.source == "agent" => match s.pid {
+            Some(pid) => format!("the running agent (pid {pid})"),
+            None => "the running agent".into(),
+        },
+        _ => "a running agent".into(),
+    };
+    format!(
+        "{command}: the store {} is held by {who}: sled lets one process open a store. {instead}",
+        store_dir.display()
+    )
+}
+
+/// What `journal export` says while the agent runs.
+pub const EXPORT_WHILE_RUNNING: &str = "A copy taken under a running agent is not \
+    consistent (sled rewrites its files in place while the copy is read, so entries \
+    could be missing), so export needs the agent stopped: stop it (systemctl stop \
+    concession-agent; every scan already read is journaled first, nothing is lost), \
+    export, start it again. While it runs, `concession-agent status` shows today's \
+    totals and the last decision.";
+
+/// What `lookup` says while the agent runs.
+pub const LOOKUP_WHILE_RUNNING: &str = "lookup judges with this terminal's ledger, \
+    which only the agent can read now: scan the ticket at the stand, or ask ATS \
+    what it holds with \
+    `concession-agent call get_av_barcodes barcode=...` (that leaves out what this \
+    terminal redeemed and ATS has not yet reflected), or stop the agent.";
 
 /// `$12.34` for cents.
 fn dollars(c: impl Into<i128>) -> String {

@@ -37,6 +37,8 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 const MIN_SPACING: Duration = Duration::from_millis(200);
 /// How often the cache is counted.
 const CACHE_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon after a prefetch page the cache is counted again.
+const RECOUNT_AFTER_PREFETCH: Duration = Duration::from_secs(5);
 
 /// What only the loop knows, shared with the publisher thread.
 #[derive(Debug, Clone)]
@@ -349,6 +351,7 @@ fn publish_loop(
     let mut next_metrics: Option<Instant> = None;
     let mut warned = false;
     let mut last_write: Option<Instant> = None;
+    let mut last_pass = None;
     while !stop.load(Ordering::SeqCst) {
         // A burst of decisions wakes the thread for each: at most one write per
         // MIN_SPACING.
@@ -359,6 +362,13 @@ fn publish_loop(
         }
         let now = Instant::now();
         last_write = Some(now);
+        // A prefetch page changes the cache: count again soon after (not per page).
+        let p = s.prefetch.snapshot();
+        let pass = (p.pass_started_ms, p.pages, p.state);
+        if last_pass != Some(pass) {
+            last_pass = Some(pass);
+            next_cache = Some(next_cache.map_or(now, |t| t.min(now + RECOUNT_AFTER_PREFETCH)));
+        }
         if next_cache.is_none_or(|t| now >= t) {
             match CacheStatus::count(&s.store, s.clock.wall_ms()) {
                 Ok(c) => *lock(cache) = Some(c),
