@@ -161,7 +161,11 @@ impl Metrics {
             "counter",
             "Money approved since the agent started, cents.",
         );
-        let _ = writeln!(out, "concession_approved_cents_total {}", self.approved_cents);
+        let _ = writeln!(
+            out,
+            "concession_approved_cents_total {}",
+            self.approved_cents
+        );
         head(
             &mut out,
             "concession_voids_total",
@@ -175,7 +179,11 @@ impl Metrics {
             "counter",
             "Money given back by voids since the agent started, cents.",
         );
-        let _ = writeln!(out, "concession_refunded_cents_total {}", self.refunded_cents);
+        let _ = writeln!(
+            out,
+            "concession_refunded_cents_total {}",
+            self.refunded_cents
+        );
 
         let h = &self.duration;
         head(
@@ -202,7 +210,11 @@ impl Metrics {
             "concession_decision_duration_seconds_sum {}",
             h.sum_seconds
         );
-        let _ = writeln!(out, "concession_decision_duration_seconds_count {}", h.count);
+        let _ = writeln!(
+            out,
+            "concession_decision_duration_seconds_count {}",
+            h.count
+        );
 
         let gauge = |out: &mut String, name: &str, help: &str, value: String| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -410,37 +422,39 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
         if line.is_empty() {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let (kw, rest) = rest.split_once(' ').ok_or(format!("line {n}: bare comment"))?;
-            let (name, value) = rest.split_once(' ').ok_or(format!("line {n}: no text"))?;
+        if let Some(rest) = line.strip_prefix('#') {
+            // Other comments are allowed and ignored.
+            let mut words = rest.trim_start().splitn(3, ' ');
+            let kw = words.next().unwrap_or("");
+            if kw != "HELP" && kw != "TYPE" {
+                continue;
+            }
+            let name = words.next().unwrap_or("");
+            let value = words.next().ok_or(format!("line {n}: {kw} without text"))?;
             if !valid_name(name) {
                 return Err(format!("line {n}: bad metric name {name:?}"));
             }
-            match kw {
-                "HELP" => {
-                    if p.help.insert(name.into(), value.into()).is_some() {
-                        return Err(format!("line {n}: second HELP for {name}"));
-                    }
-                }
-                "TYPE" => {
-                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&value) {
-                        return Err(format!("line {n}: unknown type {value:?}"));
-                    }
-                    if p.types.insert(name.into(), value.into()).is_some() {
-                        return Err(format!("line {n}: second TYPE for {name}"));
-                    }
-                }
-                _ => {}
+            let known = ["counter", "gauge", "histogram", "summary", "untyped"];
+            if kw == "TYPE" && !known.contains(&value) {
+                return Err(format!("line {n}: unknown type {value:?}"));
+            }
+            let map = if kw == "HELP" {
+                &mut p.help
+            } else {
+                &mut p.types
+            };
+            if map.insert(name.into(), value.into()).is_some() {
+                return Err(format!("line {n}: second {kw} for {name}"));
             }
             continue;
         }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .ok_or(format!("line {n}: no value"))?;
+        let (series, value) = line.rsplit_once(' ').ok_or(format!("line {n}: no value"))?;
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().map_err(|_| format!("line {n}: bad value {v:?}"))?,
+            v => v
+                .parse()
+                .map_err(|_| format!("line {n}: bad value {v:?}"))?,
         };
         let (name, labels) = match series.split_once('{') {
             None => (series, Vec::new()),
@@ -448,7 +462,10 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
                 let body = rest
                     .strip_suffix('}')
                     .ok_or(format!("line {n}: unclosed labels"))?;
-                (name, parse_labels(body).map_err(|e| format!("line {n}: {e}"))?)
+                (
+                    name,
+                    parse_labels(body).map_err(|e| format!("line {n}: {e}"))?,
+                )
             }
         };
         if !valid_name(name) {
@@ -570,8 +587,20 @@ mod tests {
     #[test]
     fn the_rendered_file_parses_with_help_and_type_on_every_family() {
         let mut m = Metrics::default();
-        m.record_decision("approve", "approved", "live", 2000, Duration::from_millis(30));
-        m.record_decision("deny", "unknown_ticket", "live", 0, Duration::from_millis(3));
+        m.record_decision(
+            "approve",
+            "approved",
+            "live",
+            2000,
+            Duration::from_millis(30),
+        );
+        m.record_decision(
+            "deny",
+            "unknown_ticket",
+            "live",
+            0,
+            Duration::from_millis(3),
+        );
         m.record_decision("approve", "approved", "live", 500, Duration::from_secs(3));
         m.record_void(500);
         let text = m.render(&status());
@@ -588,7 +617,10 @@ mod tests {
             ("source", "live"),
         ];
         assert_eq!(p.value("concession_decisions_total", &approved), Some(2.0));
-        assert_eq!(p.value("concession_approved_cents_total", &[]), Some(2500.0));
+        assert_eq!(
+            p.value("concession_approved_cents_total", &[]),
+            Some(2500.0)
+        );
         assert_eq!(p.value("concession_refunded_cents_total", &[]), Some(500.0));
         assert_eq!(p.value("concession_online", &[]), Some(0.0));
         assert_eq!(
@@ -633,7 +665,9 @@ mod tests {
             .iter()
             .flat_map(|s| s.labels.iter().map(|(k, _)| k.as_str()))
             .collect();
-        let allowed = ["decision", "reason", "source", "result", "window", "le", "version", "terminal"];
+        let allowed = [
+            "decision", "reason", "source", "result", "window", "le", "version", "terminal",
+        ];
         assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
     }
 

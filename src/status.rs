@@ -441,10 +441,12 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), StatusError> {
         .unwrap_or_default();
     // A leading dot keeps node_exporter's `*.prom` glob off the half-written file.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let err = |op| move |source| StatusError::File {
-        path: path.to_path_buf(),
-        op,
-        source,
+    let err = |op| {
+        move |source| StatusError::File {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
     };
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -661,7 +663,10 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
         ),
         m => format!("{m}{since}"),
     };
-    line("terminal", format!("{} (concession-agent {})", s.terminal, s.version));
+    line(
+        "terminal",
+        format!("{} (concession-agent {})", s.terminal, s.version),
+    );
     line("mode", mode);
     if s.source == "agent" {
         let age = now_ms.saturating_sub(s.as_of_ms);
@@ -683,7 +688,12 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
     match &s.last_decision {
         Some(d) if d.kind == "void" => line(
             "last decision",
-            format!("{} void, {} given back, {}", d.id, dollars(d.approved_cents), d.time),
+            format!(
+                "{} void, {} given back, {}",
+                d.id,
+                dollars(d.approved_cents),
+                d.time
+            ),
         ),
         Some(d) => line(
             "last decision",
@@ -762,7 +772,10 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
                     p.event, p.state, p.pages, p.tickets
                 );
                 if p.state == "waiting" {
-                    v.push_str(&format!(", waiting {} s for the budget", p.wait_ms.div_ceil(1000)));
+                    v.push_str(&format!(
+                        ", waiting {} s for the budget",
+                        p.wait_ms.div_ceil(1000)
+                    ));
                 }
                 if let Some(c) = &p.completed {
                     v.push_str(&format!(", last completed {c}"));
@@ -796,7 +809,11 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
                 bytes(f),
                 d.store_dir,
                 bytes(d.min_free_bytes),
-                if d.is_low() { ": LOW, approvals refused" } else { "" }
+                if d.is_low() {
+                    ": LOW, approvals refused"
+                } else {
+                    ""
+                }
             ),
             None => format!("unknown under {}", d.store_dir),
         },
@@ -920,8 +937,14 @@ mod tests {
         let text = render_text(&s, s.as_of_ms + 2_000);
         assert!(text.contains("offline since"), "{text}");
         assert!(text.contains("(5 min ago)"), "{text}");
-        assert!(text.contains("$20.00 of $500.00, 1 of 50 approvals"), "{text}");
-        assert!(text.contains("70 calls left this minute, 4900 today"), "{text}");
+        assert!(
+            text.contains("$20.00 of $500.00, 1 of 50 approvals"),
+            "{text}"
+        );
+        assert!(
+            text.contains("70 calls left this minute, 4900 today"),
+            "{text}"
+        );
         assert!(text.contains("net $30.00"), "{text}");
         assert!(text.contains("LOW, approvals refused"), "{text}");
         assert!(text.contains("EV1 done: 2 pages, 900 tickets"), "{text}");
@@ -937,8 +960,14 @@ mod tests {
         s.ats_budget = None;
         s.prefetch = None;
         let text = render_text(&s, s.as_of_ms);
-        assert!(text.contains("stopped (no agent holds the store)"), "{text}");
-        assert!(text.contains("unknown (kept by the running agent)"), "{text}");
+        assert!(
+            text.contains("stopped (no agent holds the store)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unknown (kept by the running agent)"),
+            "{text}"
+        );
         assert!(!text.contains("as of"), "{text}");
     }
 

@@ -102,7 +102,10 @@ fn the_metrics_textfile_parses_with_help_and_type_and_its_counters_follow_decisi
         ),
         Some(1.0)
     );
-    assert_eq!(p.value("concession_approved_cents_total", &[]), Some(2000.0));
+    assert_eq!(
+        p.value("concession_approved_cents_total", &[]),
+        Some(2000.0)
+    );
     assert_eq!(
         p.value("concession_decision_duration_seconds_count", &[]),
         Some(2.0)
@@ -114,7 +117,11 @@ fn the_metrics_textfile_parses_with_help_and_type_and_its_counters_follow_decisi
         ),
         Some(2.0)
     );
-    assert!(p.value("concession_ats_calls_total", &[("result", "ok")]).unwrap() >= 2.0);
+    assert!(
+        p.value("concession_ats_calls_total", &[("result", "ok")])
+            .unwrap()
+            >= 2.0
+    );
     // Label sets are the bounded ones: no barcode, id or request anywhere.
     for s in &p.samples {
         for (k, v) in &s.labels {

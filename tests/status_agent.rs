@@ -34,7 +34,10 @@ fn status_offline_shows_the_mode_since_when_and_the_exposure_used_against_the_ca
     assert_eq!(s.today.offline_approvals, 1);
     assert_eq!(s.last_decision.as_ref().unwrap().source, "offline");
     let text = concession_agent::status::render_text(&s, h.clock.wall_ms());
-    assert!(text.contains("$10.00 of $30.00, 1 of 4 approvals"), "{text}");
+    assert!(
+        text.contains("$10.00 of $30.00, 1 of 4 approvals"),
+        "{text}"
+    );
 
     // Back online: the offline window closes, the exposure starts again from zero.
     h.agent.force_mode(Mode::Online);
@@ -63,7 +66,10 @@ fn a_void_counts_in_todays_totals_and_is_the_last_decision() {
     // A restarted agent reads the same day back from the journal.
     let h = h.restart();
     let s = h.agent.status();
-    assert_eq!((s.today.decisions, s.today.voids, s.today.net_cents()), (1, 1, 0));
+    assert_eq!(
+        (s.today.decisions, s.today.voids, s.today.net_cents()),
+        (1, 1, 0)
+    );
     assert_eq!(s.journal_entries, 2);
     assert_eq!(s.last_decision.unwrap().kind, "void");
 }
@@ -83,5 +89,9 @@ fn todays_totals_from_the_journal_leave_out_yesterday() {
     let tomorrow = concession_agent::agent::local_date(now + 86_400_000, offset);
     let (t, newest) = DayTotals::from_journal(h.agent.store(), &tomorrow, offset).unwrap();
     assert_eq!((t.decisions, t.approved_cents), (0, 0));
-    assert_eq!(newest.unwrap().seq, 2, "the last decision is still the last");
+    assert_eq!(
+        newest.unwrap().seq,
+        2,
+        "the last decision is still the last"
+    );
 }

@@ -22,8 +22,8 @@ fn json(out: &std::process::Output) -> Value {
 }
 
 #[test]
-fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_stops_reads_the_store(
-) {
+fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_stops_reads_the_store()
+{
     let sandbox = support::sandbox();
     let mut agent = RunningAgent::start(&sandbox.base_url(), "");
     agent.scan("100000000001");
@@ -48,7 +48,10 @@ fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_sto
     assert_eq!(status["last_decision"]["barcode"], "********9999");
     assert_eq!(status["offline"]["used_cents"], 0);
     assert_eq!(status["offline"]["cap_cents"], 50_000);
-    assert!(status["ats_budget"]["minute"].as_u64().unwrap() < 80, "{status}");
+    assert!(
+        status["ats_budget"]["minute"].as_u64().unwrap() < 80,
+        "{status}"
+    );
     assert!(status["ats_calls"]["ok"].as_u64().unwrap() >= 2, "{status}");
     assert!(status["disk"]["free_bytes"].as_u64().unwrap() > 0);
     assert_eq!(status["clock"]["state"], "ok");
@@ -59,14 +62,20 @@ fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_sto
     assert!(text.contains("2 decisions, 1 approved"), "{text}");
     // Full barcodes never leave the store through the status.
     for out in [&text, &status.to_string()] {
-        assert!(!out.contains("100000000001") && !out.contains("999999999999"), "{out}");
+        assert!(
+            !out.contains("100000000001") && !out.contains("999999999999"),
+            "{out}"
+        );
     }
 
     // The commands that need the store say at once who holds it and what to do.
     let pid = agent.child.id().to_string();
     for (args, hint) in [
         (&["journal", "export"][..], "export needs the agent stopped"),
-        (&["lookup", "100000000001"][..], "only the agent can read now"),
+        (
+            &["lookup", "100000000001"][..],
+            "only the agent can read now",
+        ),
         (&["cache", "clear"][..], "Stop the agent first"),
     ] {
         let started = Instant::now();
@@ -78,7 +87,10 @@ fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_sto
             "{args:?} took {:?}",
             started.elapsed()
         );
-        assert!(err.contains(&format!("held by the running agent (pid {pid})")), "{err}");
+        assert!(
+            err.contains(&format!("held by the running agent (pid {pid})")),
+            "{err}"
+        );
         assert!(err.contains(hint), "{err}");
         assert!(!err.contains("WouldBlock"), "{err}");
     }
@@ -100,7 +112,10 @@ fn status_while_the_agent_runs_shows_its_mode_totals_and_budget_and_after_it_sto
     assert_eq!(after["last_decision"]["id"], "status-stand-000000000002");
     assert!(after["ats_budget"].is_null());
     let text = String::from_utf8(agent.command(&["status"]).stdout).unwrap();
-    assert!(text.contains("stopped (no agent holds the store)"), "{text}");
+    assert!(
+        text.contains("stopped (no agent holds the store)"),
+        "{text}"
+    );
     // And the store is free again for the commands that need it.
     let export = agent.command(&["journal", "export"]);
     assert!(export.status.success());
