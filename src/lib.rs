@@ -23,4 +23,5 @@ pub mod scan;
 pub mod signal;
 pub mod status;
 pub mod store;
+pub(crate) mod sync;
 pub mod ticket;
