@@ -171,3 +171,70 @@ fn the_metrics_textfile_parses_with_help_and_type_and_its_counters_follow_decisi
     assert_eq!(names, vec!["concession.prom".to_string()]);
     h.agent.shutdown();
 }
+
+#[test]
+fn the_real_binary_writes_the_textfile_named_in_metrics_and_a_last_one_at_stop() {
+    let sandbox = support::sandbox();
+    let mut agent = support::RunningAgent::start(
+        &sandbox.base_url(),
+        "[metrics]\ntextfile = \"{dir}/stand.prom\"\ninterval_s = 1",
+    );
+    let path = agent.dir.path().join("stand.prom");
+    let p = wait_file(&path, |_| true);
+    assert_eq!(p.sum("concession_decisions_total"), 0.0);
+    agent.scan("100000000001");
+    agent.wait_decisions(1);
+    let p = wait_file(&path, |p| p.sum("concession_decisions_total") == 1.0);
+    assert_eq!(
+        p.value("concession_approved_cents_total", &[]),
+        Some(2000.0)
+    );
+    assert_eq!(
+        p.value(
+            "concession_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("terminal", "status-stand")
+            ]
+        ),
+        Some(1.0)
+    );
+    agent.scan("999999999999");
+    agent.wait_decisions(2);
+    assert!(agent.stop().success());
+    // The file written at stop carries the last decision, whatever the interval.
+    let p = parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(p.sum("concession_decisions_total"), 2.0);
+}
+
+#[test]
+fn metrics_settings_out_of_range_or_in_a_missing_directory_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse_cfg = |metrics: &str| {
+        let text = format!(
+            "store_dir = {:?}\n[ats]\nurl = \"http://127.0.0.1:9\"\napikey = \"k\"\n[metrics]\n{metrics}\n",
+            dir.path().join("store").display().to_string()
+        );
+        let raw = concession_agent::config::RawConfig::parse(&text, std::path::Path::new("t"))
+            .map_err(|e| e.to_string())?;
+        concession_agent::config::Config::from_raw(raw).map_err(|e| e.to_string())
+    };
+    let ok = parse_cfg(&format!(
+        "textfile = {:?}",
+        dir.path().join("a.prom").display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(ok.metrics.textfile, Some(dir.path().join("a.prom")));
+    assert_eq!(ok.metrics.interval, Duration::from_secs(5));
+    let e = parse_cfg("interval_s = 0").unwrap_err();
+    assert!(e.contains("metrics.interval_s"), "{e}");
+    let e = parse_cfg("textfile = \"/nonexistent-dir-for-s1/a.prom\"").unwrap_err();
+    assert!(
+        e.contains("metrics.textfile") && e.contains("does not exist"),
+        "{e}"
+    );
+    let e = parse_cfg("texfile = \"x\"").unwrap_err();
+    assert!(e.contains("texfile"), "{e}");
+    // Without [metrics] there is no file.
+    assert_eq!(parse_cfg("").unwrap().metrics.textfile, None);
+}

@@ -232,7 +232,8 @@ impl Agent {
         self.prefetch = progress;
     }
 
-    /// Writes the metrics textfile as `settings` say (from `run` on; default: none).
+    /// Writes the metrics textfile as `settings` say, from `run` on, instead of as the
+    /// configuration's `[metrics]` does.
     pub fn set_metrics(&mut self, settings: crate::metrics::MetricsSettings) {
         self.publisher.set_metrics(settings);
     }

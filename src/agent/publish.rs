@@ -122,7 +122,7 @@ impl Publisher {
             min_free_bytes: config.store_min_free_bytes,
             max_clock_skew_ms: config.health.max_clock_skew.as_millis() as u64,
             utc_offset_minutes: config.utc_offset_minutes,
-            metrics: MetricsSettings::default(),
+            metrics: config.metrics.clone(),
         };
         Publisher {
             facts: Arc::new(Mutex::new(Facts {

@@ -25,7 +25,7 @@ mod validate;
 mod tests;
 
 pub use error::ConfigError;
-pub use raw::{RawAts, RawCache, RawConfig, RawHealth, RawOffline, RawPos};
+pub use raw::{RawAts, RawCache, RawConfig, RawHealth, RawMetrics, RawOffline, RawPos};
 pub use scanner::{ScannerKind, ScannerSection};
 pub use secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};
 pub use settings::{

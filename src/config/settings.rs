@@ -124,4 +124,6 @@ pub struct Config {
     pub health: HealthSettings,
     pub scanner: ScannerSection,
     pub pos: PosSettings,
+    /// `[metrics]`: the Prometheus textfile.
+    pub metrics: crate::metrics::MetricsSettings,
 }
