@@ -500,7 +500,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     scratch,
                 },
         } => {
-            refuse_if_held(&config, "journal export", status::EXPORT_WHILE_RUNNING)?;
+            if held(&config) {
+                return export_via_agent(&config, format, since, mask_barcodes);
+            }
             let scratch = scratch.unwrap_or_else(std::env::temp_dir);
             let snap =
                 store::Snapshot::open(&config.store_dir, &scratch, app::store_options(&config))
@@ -559,6 +561,44 @@ fn refuse_if_held(config: &Config, command: &str, instead: &str) -> Result<(), F
         )));
     }
     Ok(())
+}
+
+/// `journal export` while the agent runs: the agent reads its own store and streams
+/// the rows (`agent::control`); an agent without the socket is refused plainly.
+fn export_via_agent(
+    config: &Config,
+    format: ExportFormat,
+    since: Option<String>,
+    mask_barcodes: bool,
+) -> Result<ExitCode, Failure> {
+    use concession_agent::agent::control::{self, ControlError, ExportRequest};
+    let req = ExportRequest {
+        format: match format {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Csv => "csv",
+        }
+        .into(),
+        since,
+        mask_barcodes,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match control::export_via_agent(&config.store_dir, &req, &mut out) {
+        Ok(()) => {}
+        Err(ControlError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Err(e.into())
+        }
+        Err(ControlError::Connect(_)) => {
+            return Err(Failure::Message(status::held_message(
+                &config.store_dir,
+                "journal export",
+                status::EXPORT_WHILE_RUNNING,
+            )))
+        }
+        Err(e) => return Err(Failure::Message(format!("journal export: {e}"))),
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cache stats` while the agent runs: what it counted (once a minute), from its status.

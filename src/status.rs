@@ -597,13 +597,14 @@ pub fn held_message(store_dir: &Path, command: &str, instead: &str) -> String {
     )
 }
 
-/// What `journal export` says while the agent runs.
-pub const EXPORT_WHILE_RUNNING: &str = "A copy taken under a running agent is not \
-    consistent (sled rewrites its files in place while the copy is read, so entries \
-    could be missing), so export needs the agent stopped: stop it (systemctl stop \
-    concession-agent; every scan already read is journaled first, nothing is lost), \
-    export, start it again. While it runs, `concession-agent status` shows today's \
-    totals and the last decision.";
+/// What `journal export` says while an agent runs that has no export socket (an
+/// older agent, or one that could not create it).
+pub const EXPORT_WHILE_RUNNING: &str = "It does not answer exports on its socket \
+    (an agent older than this command, or one that could not create STORE_DIR/control.sock: \
+    see its log), and a copy taken under a running agent is not consistent (sled \
+    rewrites its files in place while the copy is read, so entries could be missing): \
+    stop it (systemctl stop concession-agent; every scan already read is journaled \
+    first, nothing is lost), export, start it again.";
 
 /// What `lookup` says while the agent runs.
 pub const LOOKUP_WHILE_RUNNING: &str = "lookup judges with this terminal's ledger, \

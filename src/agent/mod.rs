@@ -7,6 +7,7 @@
 //! ATS calls run on the [`lookup::Lookups`] worker pool; background prefetch and
 //! refresh on their own thread ([`prefetch`]).
 
+pub mod control;
 mod deliver;
 pub mod health;
 pub mod lookup;

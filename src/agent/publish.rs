@@ -81,6 +81,8 @@ pub struct Publisher {
     wake: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// `journal export` while the agent runs (`control.rs`).
+    control: Option<super::control::ControlServer>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +140,7 @@ impl Publisher {
             wake: None,
             thread: None,
             stop: Arc::new(AtomicBool::new(false)),
+            control: None,
         }
     }
 
@@ -151,10 +154,24 @@ impl Publisher {
         self.sources.metrics = settings;
     }
 
-    /// Starts the thread that writes the status file (and the metrics file). Once.
+    /// Starts the thread that writes the status file (and the metrics file), and the
+    /// export socket. Once.
     pub fn spawn(&mut self) {
         if self.thread.is_some() {
             return;
+        }
+        match super::control::ControlServer::start(
+            self.sources.store.clone(),
+            &self.sources.store_dir,
+        ) {
+            Ok(c) => self.control = Some(c),
+            Err(e) => log::warn!(
+                "export socket {}: {e}: `journal export` needs the agent stopped",
+                self.sources
+                    .store_dir
+                    .join(super::control::SOCKET)
+                    .display()
+            ),
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let facts = Arc::clone(&self.facts);
@@ -256,6 +273,7 @@ impl Publisher {
 
     /// Stops the thread and writes both files a last time, with `mode`.
     pub fn finish(&mut self, mode: &str) {
+        drop(self.control.take());
         self.set_mode(mode);
         self.stop.store(true, Ordering::SeqCst);
         drop(self.wake.take());
