@@ -387,14 +387,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let store = app::open_store(&config).map_err(|e| e.to_string())?;
             match action {
                 CacheAction::Stats => {
-                    let s = store.cache_stats().map_err(|e| e.to_string())?;
-                    let out = serde_json::json!({
-                        "entries": s.entries,
-                        "bytes_on_disk": s.bytes_on_disk,
-                        "oldest_fetched": s.oldest_fetched_ms.map(store::rfc3339_ms),
-                        "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
-                        "journal_entries": store.journal_len(),
-                    });
+                    let out = concession_agent::agent::control::cache_stats_json(&store)
+                        .map_err(|e| e.to_string())?;
                     out_json(&out)?;
                 }
                 CacheAction::Clear => {
@@ -573,6 +567,7 @@ fn export_via_agent(
 ) -> Result<ExitCode, Failure> {
     use concession_agent::agent::control::{self, ControlError, ExportRequest};
     let req = ExportRequest {
+        cmd: "export".into(),
         format: match format {
             ExportFormat::Jsonl => "jsonl",
             ExportFormat::Csv => "csv",
@@ -601,8 +596,27 @@ fn export_via_agent(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cache stats` while the agent runs: what it counted (once a minute), from its status.
+/// `cache stats` while the agent runs: the agent counts its cache now (over its
+/// socket, `agent::control`); an agent without the socket: its last published count.
 fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Failure> {
+    use concession_agent::agent::control::{self, ControlError, ExportRequest};
+    let ask = ExportRequest {
+        cmd: "cache_stats".into(),
+        format: String::new(),
+        since: None,
+        mask_barcodes: false,
+    };
+    let mut answer = Vec::new();
+    match control::export_via_agent(&config.store_dir, &ask, &mut answer) {
+        Ok(()) => {
+            let v: serde_json::Value = serde_json::from_slice(&answer)
+                .map_err(|e| format!("cache stats: the agent's answer: {e}"))?;
+            out_json(&v)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(ControlError::Connect(_)) => {}
+        Err(e) => return Err(Failure::Message(format!("cache stats: {e}"))),
+    }
     let snap = match status::read(&config.store_dir) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -616,9 +630,7 @@ fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Failure> {
     };
     let Some(c) = snap.cache else {
         return Err(Failure::Message(
-            "cache stats: the running agent has not counted its cache yet (it does within a \
-             second of starting, then every minute): try again"
-                .into(),
+            "cache stats: the running agent has not counted its cache yet: try again".into(),
         ));
     };
     eprintln!(
@@ -632,7 +644,6 @@ fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Failure> {
         "newest_fetched": c.newest_fetched,
         "journal_entries": snap.journal_entries,
         "counted_at": c.counted_at,
-        "from": "running agent",
     });
     out_json(&out)?;
     Ok(ExitCode::SUCCESS)

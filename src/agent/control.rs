@@ -39,9 +39,13 @@ const ERROR_FRAME: u32 = u32::MAX;
 /// Output is sent in frames of at most this many bytes.
 const FRAME: usize = 64 * 1024;
 
-/// What `journal export` asks of the running agent.
+/// What a command asks of the running agent: `journal export` (the default), or
+/// `cache_stats` (`cache stats`: the fields below are then unused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRequest {
+    /// `export` or `cache_stats`.
+    #[serde(default)]
+    pub cmd: String,
     /// `jsonl` or `csv`.
     pub format: String,
     /// Entries after this id.
@@ -221,6 +225,15 @@ fn answer(stream: UnixStream, store: &Store) -> io::Result<()> {
         Ok(r) => r,
         Err(e) => return frames.error(&format!("bad request: {e}")),
     };
+    if req.cmd == "cache_stats" {
+        return match cache_stats_json(store) {
+            Ok(v) => {
+                frames.write_all(v.to_string().as_bytes())?;
+                frames.end()
+            }
+            Err(e) => frames.error(&e.to_string()),
+        };
+    }
     let format = match req.format.as_str() {
         "jsonl" => Format::Jsonl,
         "csv" => Format::Csv,
@@ -241,7 +254,20 @@ fn answer(stream: UnixStream, store: &Store) -> io::Result<()> {
     }
 }
 
-/// `journal export` through the agent running on `store_dir`: the rows go to `out`.
+/// What `cache stats` prints for `store` (counted now: reads every entry).
+pub fn cache_stats_json(store: &Store) -> Result<serde_json::Value, store::StoreError> {
+    let s = store.cache_stats()?;
+    Ok(serde_json::json!({
+        "entries": s.entries,
+        "bytes_on_disk": s.bytes_on_disk,
+        "oldest_fetched": s.oldest_fetched_ms.map(store::rfc3339_ms),
+        "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
+        "journal_entries": store.journal_len(),
+    }))
+}
+
+/// `journal export` (or `cache stats`) through the agent running on `store_dir`: its
+/// output goes to `out`.
 pub fn export_via_agent(
     store_dir: &Path,
     req: &ExportRequest,
@@ -296,6 +322,7 @@ mod tests {
 
     fn req(since: Option<&str>) -> ExportRequest {
         ExportRequest {
+            cmd: "export".into(),
             format: "jsonl".into(),
             since: since.map(str::to_string),
             mask_barcodes: false,
@@ -347,6 +374,15 @@ mod tests {
         let e = export_via_agent(dir.path(), &req(Some("u-000000000001")), &mut via).unwrap_err();
         assert!(matches!(e, ControlError::Remote(_)), "{e}");
         assert!(via.is_empty());
+        let mut stats = Vec::new();
+        let ask = ExportRequest {
+            cmd: "cache_stats".into(),
+            ..req(None)
+        };
+        export_via_agent(dir.path(), &ask, &mut stats).unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+        assert_eq!(stats, cache_stats_json(&store).unwrap());
+        assert_eq!(stats["journal_entries"], 3);
         drop(server);
         assert!(!dir.path().join(SOCKET).exists());
         let e = export_via_agent(dir.path(), &req(None), &mut Vec::new()).unwrap_err();
