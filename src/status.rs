@@ -80,9 +80,10 @@ impl fmt::Display for StatusError {
             StatusError::Store(e) => write!(f, "store: {e}"),
             StatusError::HeldSilent(dir) => write!(
                 f,
-                "the store {} is held by a running process that publishes no status \
-                 ({STATUS_FILE} is missing: an agent older than this command, or one \
-                 that cannot write there); its log has the status",
+                "the store {} is held by a process that publishes no status: a command \
+                 such as `cache prefetch` (try again when it ends), or an agent older \
+                 than this command or one that cannot write {STATUS_FILE} there (its log \
+                 has the status)",
                 dir.display()
             ),
             StatusError::NoStore(dir) => write!(
@@ -553,9 +554,11 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
 pub fn current(config: &crate::config::Config, now_ms: u64) -> Result<StatusSnapshot, StatusError> {
     let dir = &config.store_dir;
     if crate::store::snapshot::is_held(dir)? {
+        // The file may be a previous agent's, with the store now held by a command
+        // (`cache prefetch`): only a living publisher's snapshot answers.
         return match read(dir)? {
-            Some(s) => Ok(s),
-            None => Err(StatusError::HeldSilent(dir.clone())),
+            Some(s) if s.pid.is_some_and(pid_alive) => Ok(s),
+            _ => Err(StatusError::HeldSilent(dir.clone())),
         };
     }
     if !dir.join("db").is_file() {
@@ -581,15 +584,17 @@ pub fn current(config: &crate::config::Config, now_ms: u64) -> Result<StatusSnap
     Ok(snap)
 }
 
+/// True while process `pid` exists (Linux: `/proc/PID`).
+fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// The refusal of a command that needs the store while the running agent holds it:
 /// says who holds it, why that blocks `command`, and what to do instead (`instead`).
 pub fn held_message(store_dir: &Path, command: &str, instead: &str) -> String {
-    let who = match read(store_dir) {
-        Ok(Some(s)) if s.source == "agent" => match s.pid {
-            Some(pid) => format!("the running agent (pid {pid})"),
-            None => "the running agent".into(),
-        },
-        _ => "a running agent".into(),
+    let who = match read(store_dir).ok().flatten().and_then(|s| s.pid) {
+        Some(pid) if pid_alive(pid) => format!("the running agent (pid {pid})"),
+        _ => "another process (a running agent, or a command such as `cache prefetch`)".into(),
     };
     format!(
         "{command}: the store {} is held by {who}: sled lets one process open a store. {instead}",

@@ -162,6 +162,26 @@ fn status_and_journal_export_work_while_the_agent_runs_and_after_it_stops() {
     assert!(export.status.success());
     assert_eq!(String::from_utf8(export.stdout).unwrap(), live_rows);
     assert!(!agent.store_dir().join("control.sock").exists());
+
+    // Held by a process that is not the agent that last published (here: this test,
+    // as a `cache prefetch` would): no stale snapshot is passed off as the live one.
+    let store = concession_agent::store::Store::open(
+        &agent.store_dir(),
+        concession_agent::store::StoreOptions {
+            terminal_id: "status-stand".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let out = agent.command(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("publishes no status"), "{err}");
+    let out = agent.command(&["journal", "export"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("held by another process"), "{err}");
+    drop(store);
 }
 
 #[test]
