@@ -386,9 +386,14 @@ fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `{"type":"pong","request_id":...}` (no trailing newline).
-pub fn pong_line(request_id: Option<&str>) -> String {
-    serde_json::json!({ "type": "pong", "request_id": request_id }).to_string()
+/// `{"type":"pong","request_id":...,"status":"ready"}` (no trailing newline): the
+/// agent's current status, left out before the agent has signalled one.
+pub fn pong_line(request_id: Option<&str>, status: Option<AgentStatus>) -> String {
+    let mut v = serde_json::json!({ "type": "pong", "request_id": request_id });
+    if let Some(s) = status {
+        v["status"] = serde_json::to_value(s).unwrap_or_default();
+    }
+    v.to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -619,6 +624,10 @@ struct Shared {
     clock: SharedClock,
     opts: PosOptions,
     seq: AtomicU64,
+    /// The agent's status as last signalled (issue 14): sent to a client when it
+    /// connects and carried by `pong`. Held while broadcasting a change and while a
+    /// client is admitted, so a newcomer gets the current status exactly once in order.
+    status: Mutex<Option<AgentStatus>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -834,6 +843,7 @@ impl PosServer {
             clock,
             opts,
             seq: AtomicU64::new(1),
+            status: Mutex::new(None),
         });
         let s2 = shared.clone();
         let accept = std::thread::Builder::new()
@@ -933,6 +943,12 @@ fn admit(
     let (tx, rx) = crossbeam_channel::bounded::<Arc<str>>(shared.opts.client_queue.max(1));
     let writer_stream = stream.try_clone()?;
     let control_stream = stream.try_clone()?;
+    // The current status first (a POS that connects while the agent is offline must
+    // know), under the status lock so a change being broadcast comes after it.
+    let status = lock(&shared.status);
+    if let Some(s) = *status {
+        let _ = tx.try_send(Arc::from(status_line(s)));
+    }
     lock(&shared.clients).insert(
         conn,
         Client {
@@ -944,6 +960,7 @@ fn admit(
             authed: false,
         },
     );
+    drop(status);
     log::info!("pos#{conn}: connected from {peer}");
     let writer = std::thread::Builder::new()
         .name(format!("pos#{conn}-w"))
@@ -1155,7 +1172,7 @@ fn handle_frame(
     let locked = shared.opts.token.is_some() && !authed;
     let (request_id, agent_req) = match req {
         PosRequest::Ping { request_id } => {
-            reply(out, pong_line(request_id.as_deref()));
+            reply(out, pong_line(request_id.as_deref(), *lock(&shared.status)));
             return Next::Continue;
         }
         PosRequest::Auth { token, request_id } => {
@@ -1318,9 +1335,13 @@ impl Signal for PosSignal {
         }
     }
 
-    /// Sends a status line to every client.
+    /// Sends a status line to every client, and remembers it for clients that
+    /// connect later and for `pong`.
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
+        let mut current = lock(&self.shared.status);
+        *current = Some(status);
         self.shared.broadcast(&Arc::from(status_line(status)));
+        drop(current);
         Ok(())
     }
 }
