@@ -386,9 +386,14 @@ fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `{"type":"pong","request_id":...}` (no trailing newline), before any status.
+pub fn pong_line(request_id: Option<&str>) -> String {
+    pong_line_with(request_id, None)
+}
+
 /// `{"type":"pong","request_id":...,"status":"ready"}` (no trailing newline): the
 /// agent's current status, left out before the agent has signalled one.
-pub fn pong_line(request_id: Option<&str>, status: Option<AgentStatus>) -> String {
+pub fn pong_line_with(request_id: Option<&str>, status: Option<AgentStatus>) -> String {
     let mut v = serde_json::json!({ "type": "pong", "request_id": request_id });
     if let Some(s) = status {
         v["status"] = serde_json::to_value(s).unwrap_or_default();
@@ -1172,7 +1177,10 @@ fn handle_frame(
     let locked = shared.opts.token.is_some() && !authed;
     let (request_id, agent_req) = match req {
         PosRequest::Ping { request_id } => {
-            reply(out, pong_line(request_id.as_deref(), *lock(&shared.status)));
+            reply(
+                out,
+                pong_line_with(request_id.as_deref(), *lock(&shared.status)),
+            );
             return Next::Continue;
         }
         PosRequest::Auth { token, request_id } => {

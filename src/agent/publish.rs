@@ -283,7 +283,7 @@ impl Publisher {
             // agent never is).
             let facts = lock(&self.facts).clone();
             let cache = lock(&self.cache).clone();
-            write_files(&facts, cache, &self.sources, true);
+            write_files(&facts, cache, &self.sources, true, &mut Failing::default());
         }
     }
 }
@@ -344,17 +344,50 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
     }
 }
 
-/// Writes the status file, and the metrics file when `metrics` (and configured).
-fn write_files(facts: &Facts, cache: Option<CacheStatus>, s: &Sources, metrics: bool) {
-    let snap = build(facts, cache, s);
-    if let Err(e) = status::publish(&s.store_dir, &snap) {
-        log::warn!("status: {e}");
+/// Which writes failed last time: a failure is logged when it starts and when it
+/// ends, not every second.
+#[derive(Default)]
+struct Failing {
+    status: bool,
+    metrics: bool,
+}
+
+/// Logs `result` only when it differs from the last one of its kind.
+fn note(what: &str, failing: &mut bool, result: Result<(), status::StatusError>) {
+    match result {
+        Err(e) if !*failing => {
+            *failing = true;
+            log::warn!("{what}: {e} (again every write until it works; logged once)");
+        }
+        Ok(()) if *failing => {
+            *failing = false;
+            log::info!("{what}: written again");
+        }
+        _ => {}
     }
+}
+
+/// Writes the status file, and the metrics file when `metrics` (and configured).
+fn write_files(
+    facts: &Facts,
+    cache: Option<CacheStatus>,
+    s: &Sources,
+    metrics: bool,
+    failing: &mut Failing,
+) {
+    let snap = build(facts, cache, s);
+    note(
+        "status",
+        &mut failing.status,
+        status::publish(&s.store_dir, &snap),
+    );
     if let (true, Some(path)) = (metrics, &s.metrics.textfile) {
         let text = facts.metrics.render(&snap);
-        if let Err(e) = status::write_replacing(path, text.as_bytes()) {
-            log::warn!("metrics: {e}");
-        }
+        note(
+            "metrics",
+            &mut failing.metrics,
+            status::write_replacing(path, text.as_bytes()),
+        );
     }
 }
 
@@ -370,6 +403,7 @@ fn publish_loop(
     let mut warned = false;
     let mut last_write: Option<Instant> = None;
     let mut last_pass = None;
+    let mut failing = Failing::default();
     while !stop.load(Ordering::SeqCst) {
         // A burst of decisions wakes the thread for each: at most one write per
         // MIN_SPACING.
@@ -404,7 +438,7 @@ fn publish_loop(
         }
         let f = lock(facts).clone();
         let c = lock(cache).clone();
-        write_files(&f, c, s, metrics_due);
+        write_files(&f, c, s, metrics_due, &mut failing);
         match wake.recv_timeout(STATUS_INTERVAL) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
