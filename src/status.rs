@@ -564,10 +564,25 @@ pub fn current(config: &crate::config::Config, now_ms: u64) -> Result<StatusSnap
     if !dir.join("db").is_file() {
         return Err(StatusError::NoStore(dir.clone()));
     }
-    let store = crate::store::Store::open(dir, crate::app::store_options(config))?;
+    // Opening writes (recovery, a checkpoint): on a full disk, or a store this
+    // machine refuses, read a private copy instead, as `journal export` does.
+    let opts = crate::app::store_options(config);
+    let own;
+    let copy;
+    let store: &Store = match Store::open(dir, opts.clone()) {
+        Ok(s) => {
+            own = s;
+            &own
+        }
+        Err(e) => {
+            log::info!("status: {e}; reading a copy of the store instead");
+            copy = crate::store::Snapshot::open(dir, &std::env::temp_dir(), opts)?;
+            copy.store()
+        }
+    };
     let o = &config.offline;
     let snap = from_store(&FromStore {
-        store: &store,
+        store,
         store_dir: dir,
         terminal: &config.terminal_id,
         caps: OfflineExposure {

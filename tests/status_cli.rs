@@ -157,6 +157,13 @@ fn status_and_journal_export_work_while_the_agent_runs_and_after_it_stops() {
         text.contains("stopped (no agent holds the store)"),
         "{text}"
     );
+    // A store this machine refuses to open (recorded by another machine) is read
+    // through a copy, as `journal export` reads it.
+    let other = agent.command_env(
+        &["status", "--format", "json"],
+        &[("CONCESSION_MACHINE_ID", "another-board")],
+    );
+    assert_eq!(json(&other)["today"]["decisions"], 2);
     // And the store is free again for the commands that need it.
     let export = agent.command(&["journal", "export"]);
     assert!(export.status.success());

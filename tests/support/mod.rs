@@ -340,14 +340,21 @@ impl RunningAgent {
 
     /// Runs another command of the binary on the same config; returns its output.
     pub fn command(&self, args: &[&str]) -> std::process::Output {
-        agent_command("warn")
-            .arg("--config")
+        self.command_env(args, &[])
+    }
+
+    /// [`RunningAgent::command`] with environment variables set.
+    pub fn command_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut c = agent_command("warn");
+        c.arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
     }
 
     /// Closes stdin (the agent decides what it read and exits) and waits for the exit
