@@ -127,7 +127,7 @@ enum JournalAction {
     /// Every entry after `--since`, exactly once, in order. Holds full barcodes
     /// (customer data) unless `--mask-barcodes`. Sum `net_cents` for the takings
     /// (void rows are negative). Reads a copy of the store, so it works with the disk
-    /// full and never writes the store.
+    /// full and never writes the store; while the agent runs, the agent exports.
     Export {
         /// jsonl or csv.
         #[arg(long, value_enum, default_value = "jsonl")]
