@@ -9,6 +9,7 @@ pub mod app;
 pub mod ats;
 pub mod board;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod date;
 pub mod decide;

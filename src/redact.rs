@@ -50,6 +50,16 @@ pub fn mask_barcode(barcode: &str) -> String {
     out
 }
 
+/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
+/// the request in its error text, and that must not put a full barcode in the log.
+pub(crate) fn masked_error(e: &dyn std::fmt::Display, barcode: &str) -> String {
+    let text = e.to_string();
+    if barcode.is_empty() {
+        return text;
+    }
+    text.replace(barcode, &mask_barcode(barcode))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 mod support;
 
-use concession_agent::agent::health::Mode;
+use concession_agent::decide::Mode;
 use concession_agent::status::DayTotals;
 use support::Harness;
 

@@ -241,7 +241,7 @@ fn complete(ctx: &Ctx, pair: &Pair, verify: Option<VerifyAnswer>, value: Option<
         if let Err(e) = ctx.store.put_record(record) {
             log::warn!(
                 "cache write failed: {}",
-                super::masked_error(&e, &pair.barcode)
+                crate::redact::masked_error(&e, &pair.barcode)
             );
         }
     }

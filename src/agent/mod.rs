@@ -24,18 +24,18 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
+pub use crate::date::local_date;
 use crate::decide::{
-    self, DecideInput, Decision, Evidence, OfflineCaps, Policy, ScanKind, TicketLedger,
+    self, DecideInput, Decision, Evidence, Mode, OfflineCaps, Policy, ScanKind, TicketLedger,
 };
 use crate::money::Cents;
-use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
-use crate::redact::mask_barcode;
+use crate::redact::{mask_barcode, masked_error};
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
-use crate::store::{rfc3339_ms, NewDecision, Store, StoreError};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
+use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
-use health::{Health, Mode};
+use health::Health;
 use lookup::Lookups;
 
 /// Why the agent could not do its job (a deny is not an error).
@@ -81,27 +81,23 @@ impl From<StoreError> for AgentError {
     }
 }
 
-/// An output that also answers voids (console, JSON lines, the POS link).
-pub trait PosOutput: Signal + VoidSignal {}
-impl<T: Signal + VoidSignal> PosOutput for T {}
-
-/// Where decisions go.
+/// Where decisions, voids and status go: every output, in one list (console, JSON
+/// lines, the POS link, GPIO, scanner beeps). Each says which scans it answers
+/// ([`Signal::answers`]) and whether it reports voids ([`Signal::void_result`]).
 #[derive(Default)]
 pub struct Outputs {
-    /// Outputs that report decisions and voids.
-    pub pos: Vec<Box<dyn PosOutput>>,
-    /// Outputs that report decisions only (GPIO, scanner beeps).
-    pub other: Vec<Box<dyn Signal>>,
+    /// The outputs, in the order they are told.
+    pub signals: Vec<Box<dyn Signal>>,
 }
 
 impl Outputs {
+    /// Adds an output.
+    pub fn push(&mut self, signal: Box<dyn Signal>) {
+        self.signals.push(signal);
+    }
+
     fn each(&mut self, mut f: impl FnMut(&mut dyn Signal) -> Result<(), SignalError>) {
-        for s in self.pos.iter_mut() {
-            if let Err(e) = f(s.as_mut()) {
-                log::warn!("pos output: {e}");
-            }
-        }
-        for s in self.other.iter_mut() {
+        for s in self.signals.iter_mut() {
             if let Err(e) = f(s.as_mut()) {
                 log::warn!("output: {e}");
             }
@@ -135,22 +131,6 @@ pub struct Evaluation {
     pub decision: Decision,
     /// The record it was judged on.
     pub record: Option<TicketRecord>,
-}
-
-/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
-pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
-    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
-    crate::date::utc_date(shifted.max(0) as u64)
-}
-
-/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
-/// the request in its error text, and that must not put a full barcode in the log.
-pub(crate) fn masked_error(e: &dyn fmt::Display, barcode: &str) -> String {
-    let text = e.to_string();
-    if barcode.is_empty() {
-        return text;
-    }
-    text.replace(barcode, &mask_barcode(barcode))
 }
 
 /// How much of the deadline is kept for committing and signalling.
@@ -373,11 +353,7 @@ impl Agent {
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         let mut live: Option<TicketRecord> = None;
-        let mut scan_mode = if online {
-            decide::Mode::Online
-        } else {
-            decide::Mode::Offline
-        };
+        let mut scan_mode = self.mode;
         if !barcode.is_empty() && online && !fresh {
             // A scan that spent its deadline in the queue cannot wait for ATS: asking
             // would spend rate budget on an answer nobody waits for and count the
@@ -387,7 +363,7 @@ impl Agent {
             }
             if live.is_none() {
                 // This scan falls back alone; the mode follows the rolling window.
-                scan_mode = decide::Mode::Offline;
+                scan_mode = Mode::Offline;
             }
         }
         let record = live.clone().or(cached);
@@ -401,7 +377,7 @@ impl Agent {
         };
         let source = if live.is_some() {
             decide::Source::Live
-        } else if scan_mode == decide::Mode::Online {
+        } else if scan_mode == Mode::Online {
             decide::Source::Cache
         } else {
             decide::Source::Offline
@@ -419,7 +395,7 @@ impl Agent {
                 let decision = Decision::deny(
                     decide::Reason::StoreError,
                     source,
-                    scan_mode == decide::Mode::Offline,
+                    scan_mode == Mode::Offline,
                 );
                 return Evaluation {
                     barcode,
@@ -581,17 +557,17 @@ impl Agent {
             time: rfc3339_ms(scan.received_at_ms),
             terminal: self.config.terminal_id.clone(),
             barcode: scan.input.masked(),
-            decision: crate::signal::Verdict::Deny,
-            reason: "store_error".into(),
+            decision: crate::decide::Verdict::Deny,
+            reason: crate::decide::Reason::StoreError,
             approved_cents: 0,
             items: Vec::new(),
-            source: "offline".into(),
+            source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
         }
     }
 
-    /// Voids an earlier decision and reports the result to the POS outputs.
+    /// Voids an earlier decision and reports the result to the outputs.
     pub fn handle_void(&mut self, decision_id: &str, request_id: Option<&str>) -> VoidEvent {
         let now = self.clock.wall_ms();
         let mut event = VoidEvent {
@@ -625,19 +601,15 @@ impl Agent {
             }
             Err(e) => {
                 event.outcome = match &e {
-                    StoreError::UnknownDecision(_) | StoreError::BadId(_) => VoidOutcome::NotFound,
-                    StoreError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
-                    StoreError::NotVoidable(_) => VoidOutcome::NotApproved,
+                    VoidError::UnknownDecision(_) | VoidError::BadId(_) => VoidOutcome::NotFound,
+                    VoidError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
+                    VoidError::NotVoidable(_) => VoidOutcome::NotApproved,
                     _ => VoidOutcome::Refused,
                 };
                 event.error = Some(e.to_string());
             }
         }
-        for s in self.outputs.pos.iter_mut() {
-            if let Err(e) = s.void_result(&event) {
-                log::warn!("pos output: {e}");
-            }
-        }
+        self.outputs.each(|s| s.void_result(&event));
         event
     }
 
@@ -796,15 +768,32 @@ mod tests {
         let raw = crate::config::RawConfig::parse(&text, std::path::Path::new("t")).unwrap();
         let config = Config::from_raw(raw).unwrap();
         let clock = crate::clock::system();
-        let link = crate::app::connect_ats(&config, clock.clone()).unwrap();
-        let store = crate::app::open_store(&config).unwrap();
+        // Built here rather than by `app` (which depends on the agent): nothing answers
+        // on port 9, and this test makes no ATS call.
+        let client = crate::ats::AtsClient::with_clock(
+            crate::ats::AtsConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                apikey: config.ats.apikey.clone(),
+                ..crate::ats::AtsConfig::default()
+            },
+            clock.clone(),
+        )
+        .unwrap();
+        let store = Store::open(
+            &config.store_dir,
+            crate::store::StoreOptions {
+                terminal_id: config.terminal_id.clone(),
+                ..crate::store::StoreOptions::default()
+            },
+        )
+        .unwrap();
         // The next log write fails, as on a disk that returns EIO.
         let read_only = std::fs::File::open(dir.path().join("store").join("wal")).unwrap();
         store.lock_wal().replace_file_for_test(read_only);
         let seen = Seen::default();
         let mut outputs = Outputs::default();
-        outputs.other.push(Box::new(seen.clone()));
-        let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
+        outputs.push(Box::new(seen.clone()));
+        let mut agent = Agent::new(config, Arc::new(client), store, clock.clone(), outputs);
         let (tx, rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {
             tx.send(AgentRequest::Scan(ScanEvent {

@@ -215,8 +215,8 @@ impl Publisher {
         let mut f = lock(&self.facts);
         f.metrics.record_decision(
             event.decision.as_str(),
-            &event.reason,
-            &event.source,
+            event.reason.as_str(),
+            event.source.as_str(),
             event.approved_cents,
             Duration::from_millis(event.latency_ms),
         );
@@ -231,9 +231,9 @@ impl Publisher {
                 time: event.time.clone(),
                 kind: "decision".into(),
                 decision: event.decision.as_str().into(),
-                reason: event.reason.clone(),
+                reason: event.reason.as_str().into(),
                 approved_cents: event.approved_cents,
-                source: event.source.clone(),
+                source: event.source.as_str().into(),
                 barcode: event.barcode.clone(),
             });
         }
