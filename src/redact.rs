@@ -60,6 +60,22 @@ pub(crate) fn masked_error(e: &dyn std::fmt::Display, barcode: &str) -> String {
     text.replace(barcode, &mask_barcode(barcode))
 }
 
+/// At most `max` characters of `s`.
+///
+/// Control characters (CR, LF, ESC, C1) become `?`: server text reaches logs and
+/// terminals, where they could forge log lines or drive the terminal.
+pub fn shorten(s: &str, max: usize) -> String {
+    let clean = |t: &str| -> String {
+        t.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    };
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", clean(&s[..i])),
+        None => clean(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! [`OfflineUsage`], the [`Policy`], today's date and the events served — and returns a
 //! [`Decision`]. No I/O, no clock reads; a deny is a value, not an error.
 //!
-//! The rules (DESIGN.md section 4), in the order they are checked:
+//! The rules (docs/agent.md, "Money rules"), in the order they are checked:
 //!
 //! 1. Unreadable input → `unreadable`; a SafeTix payload that was not resolved to a
 //!    barcode → `safetix_unresolved`.

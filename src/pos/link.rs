@@ -186,9 +186,14 @@ impl Shared {
 
     /// Routes a decision and remembers who was told of it (they may void it).
     pub(super) fn decision(&self, conn: Option<ConnId>, event: &DecisionEvent) -> bool {
+        // The owners are recorded under the lock held across the send: a client that
+        // reads its answer and voids at once (or another client racing it) must find
+        // the owner already known, never an unknown id (lock order: owners, then
+        // pending and clients, as in `void`).
+        let mut owners = lock(&self.owners);
         let to = self.route(event.request.as_deref(), conn, decision_line(event));
         let delivered = !to.is_empty();
-        lock(&self.owners).record(&event.id, to);
+        owners.record(&event.id, to);
         delivered
     }
 
