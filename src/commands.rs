@@ -22,7 +22,7 @@ use crate::ats::AtsError;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::scan::barcode::classify;
-use crate::status;
+use crate::status::{self, StatusError, StatusSnapshot};
 use crate::store::{self, Format, StoreError};
 
 /// Exit status when stdout is a pipe whose reader has gone: 128 + SIGPIPE, what a
@@ -368,7 +368,7 @@ pub fn store_adopt(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
 /// publishes, else from the store.
 pub fn status(config: &Config, clock: SharedClock, json: bool) -> Result<ExitCode, Box<dyn Error>> {
     kept_store(config)?;
-    let snap = status::current(config, clock.wall_ms())?;
+    let snap = current_status(config, clock.wall_ms())?;
     if json {
         out_json(&serde_json::to_value(&snap)?)?;
     } else {
@@ -480,4 +480,55 @@ fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
         "counted_at": c.counted_at,
     }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status of the terminal whose store is `config.store_dir`, judged at `now_ms`:
+/// what the running agent last published while one holds the store, else what the
+/// store itself says (`status::from_store`).
+fn current_status(config: &Config, now_ms: u64) -> Result<StatusSnapshot, StatusError> {
+    let dir = &config.store_dir;
+    if crate::store::snapshot::is_held(dir)? {
+        // The file may be a previous agent's, with the store now held by a command
+        // (`cache prefetch`): only a living publisher's snapshot answers.
+        return match status::read(dir)? {
+            Some(s) if s.pid.is_some_and(status::pid_alive) => Ok(s),
+            _ => Err(StatusError::HeldSilent(dir.clone())),
+        };
+    }
+    if !dir.join("db").is_file() {
+        return Err(StatusError::NoStore(dir.clone()));
+    }
+    // Opening writes (recovery, a checkpoint): on a full disk, or a store this
+    // machine refuses, read a private copy instead, as `journal export` does.
+    let opts = app::store_options(config);
+    let own;
+    let copy;
+    let store: &store::Store = match store::Store::open(dir, opts.clone()) {
+        Ok(s) => {
+            own = s;
+            &own
+        }
+        Err(e) => {
+            log::info!("status: {e}; reading a copy of the store instead");
+            copy = crate::store::Snapshot::open(dir, &std::env::temp_dir(), opts)?;
+            copy.store()
+        }
+    };
+    let o = &config.offline;
+    let snap = status::from_store(&status::FromStore {
+        store,
+        store_dir: dir,
+        terminal: &config.terminal_id,
+        caps: status::OfflineExposure {
+            cap_cents: o.total_cents,
+            cap_count: o.total_count.into(),
+            per_transaction_cents: o.per_transaction_cents,
+            per_ticket_cents: o.per_ticket_cents,
+            ..status::OfflineExposure::default()
+        },
+        min_free_bytes: config.store_min_free_bytes,
+        utc_offset_minutes: config.utc_offset_minutes,
+        now_ms,
+    })?;
+    Ok(snap)
 }

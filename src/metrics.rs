@@ -7,7 +7,7 @@
 //! [`StatusSnapshot`] it publishes anyway, so `status` and the metrics never disagree.
 //! [`Metrics::render`] is pure text; the agent writes it with
 //! [`crate::status::write_replacing`] (a temporary file renamed over the target) every
-//! `[metrics] interval_s` and at stop, so node_exporter never reads half a file.
+//! `[metrics] interval_s` and at stop (`config::MetricsSettings`), so node_exporter never reads half a file.
 //!
 //! Every metric has `# HELP` and `# TYPE`. Labels are bounded sets only (verdict,
 //! reason, source, call result, budget window): never a barcode, decision id or request
@@ -15,50 +15,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::money::Cents;
 use crate::status::StatusSnapshot;
-
-/// `[metrics]`: where and how often the textfile is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsSettings {
-    /// The file node_exporter's textfile collector reads (`*.prom` in its
-    /// `--collector.textfile.directory`); `None`: no metrics file.
-    pub textfile: Option<PathBuf>,
-    /// How often it is rewritten (default 5 s).
-    pub interval: Duration,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        MetricsSettings {
-            textfile: None,
-            interval: DEFAULT_INTERVAL,
-        }
-    }
-}
-
-/// The default `[metrics] interval_s`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Upper bounds of the decision-time histogram, seconds: the cache answers in
 /// milliseconds, a live lookup in tens to hundreds, and the deadline is 2 s.
 pub const DURATION_BUCKETS: [f64; 11] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
 ];
-
-/// ATS calls by result, as the client counts them (see `ats::AtsClient::call_counts`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AtsCalls {
-    /// Answered (an API error such as an unknown barcode included: it is an answer).
-    pub ok: u64,
-    /// Refused by the rate budget, locally or by the server (429).
-    pub rate_limited: u64,
-    /// Transport errors, timeouts, 5xx and other failures.
-    pub failed: u64,
-}
 
 /// The decision-time histogram.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -563,7 +529,7 @@ mod tests {
                 minute: 78,
                 day: 4990,
             }),
-            ats_calls: Some(AtsCalls {
+            ats_calls: Some(crate::ats::CallCounts {
                 ok: 10,
                 rate_limited: 1,
                 failed: 2,

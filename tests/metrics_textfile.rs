@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use concession_agent::metrics::{parse, MetricsSettings, Parsed};
+use concession_agent::config::MetricsSettings;
+use concession_agent::metrics::{parse, Parsed};
 use concession_agent::scan::AgentRequest;
 use support::{wait_for, Harness};
 

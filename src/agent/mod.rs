@@ -11,6 +11,7 @@ pub mod control;
 mod deliver;
 pub mod health;
 pub mod lookup;
+mod observe;
 pub mod prefetch;
 pub mod publish;
 
@@ -213,27 +214,6 @@ impl Agent {
         self.prefetch = progress;
     }
 
-    /// Writes the metrics textfile as `settings` say, from `run` on, instead of as the
-    /// configuration's `[metrics]` does.
-    pub fn set_metrics(&mut self, settings: crate::metrics::MetricsSettings) {
-        self.publisher.set_metrics(settings);
-    }
-
-    /// What `concession-agent status` would say now (the status file's content).
-    pub fn status(&self) -> crate::status::StatusSnapshot {
-        self.publisher.snapshot()
-    }
-
-    /// The mode the status reports (`online`, `offline`, `low_disk`).
-    fn publish_mode(&self) {
-        let mode = match (self.low_disk, self.mode) {
-            (true, _) => "low_disk",
-            (false, Mode::Online) => "online",
-            (false, Mode::Offline) => "offline",
-        };
-        self.publisher.set_mode(mode);
-    }
-
     /// Where the background prefetch stands (pages, tickets, budget, waits).
     pub fn prefetch_progress(&self) -> prefetch::PrefetchProgress {
         self.prefetch.snapshot()
@@ -276,23 +256,6 @@ impl Agent {
                 u64::try_from(i128::from(wall) - i128::from(s)).unwrap_or(wall)
             }
             _ => wall,
-        }
-    }
-
-    /// Logs a change of the clock's state (at warn when it turns wrong, with the skew).
-    fn check_clock(&mut self) {
-        let now = self.clock_state();
-        if now.is_trusted() == self.clock_trusted {
-            return;
-        }
-        self.clock_trusted = now.is_trusted();
-        if self.clock_trusted {
-            log::info!("clock {} again: cached records are trusted", now.describe());
-        } else {
-            log::warn!(
-                "clock {}: no approvals from the cache (clock_unsure) until it agrees",
-                now.describe()
-            );
         }
     }
 
@@ -510,7 +473,6 @@ impl Agent {
                     Err(e) => {
                         log::error!("journal write failed, denying: {e}");
                         let event = self.unjournaled_deny(scan, latency_ms);
-                        self.publisher.decided(&event, false, false);
                         self.outputs.each(|s| s.decision(&event));
                         return Err(e.into());
                     }
@@ -520,7 +482,6 @@ impl Agent {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
                 log::error!("journal write failed, denying: {e}");
                 let event = self.unjournaled_deny(scan, latency_ms);
-                self.publisher.decided(&event, false, false);
                 self.outputs.each(|s| s.decision(&event));
                 return Err(e.into());
             }
@@ -551,8 +512,9 @@ impl Agent {
         Ok(event)
     }
 
+    /// The deny of a scan the store could not take (no id; counted in the metrics only).
     fn unjournaled_deny(&self, scan: &ScanEvent, latency_ms: u64) -> DecisionEvent {
-        DecisionEvent {
+        let event = DecisionEvent {
             id: String::new(),
             time: rfc3339_ms(scan.received_at_ms),
             terminal: self.config.terminal_id.clone(),
@@ -564,7 +526,9 @@ impl Agent {
             source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
-        }
+        };
+        self.publisher.decided(&event, false, false);
+        event
     }
 
     /// Voids an earlier decision and reports the result to the outputs.
@@ -692,8 +656,7 @@ impl Agent {
             Mode::Offline => AgentStatus::Offline,
         };
         self.outputs.each(|s| s.status(first));
-        self.publish_mode();
-        self.publisher.spawn();
+        self.start_publishing();
         let tick = self
             .config
             .health

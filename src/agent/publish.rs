@@ -21,7 +21,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::metrics::{Metrics, MetricsSettings};
+use crate::config::MetricsSettings;
+use crate::metrics::Metrics;
 use crate::signal::DecisionEvent;
 use crate::status::{
     self, AtsBudget, CacheStatus, ClockStatus, DayTotals, DiskStatus, LastDecision,
@@ -29,7 +30,7 @@ use crate::status::{
 };
 use crate::store::{rfc3339_ms, EntryKind, Store};
 
-use super::prefetch;
+use crate::agent::prefetch;
 
 /// How often the status file is rewritten when nothing changed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -99,7 +100,7 @@ impl Publisher {
         clock: SharedClock,
     ) -> Publisher {
         let now_ms = clock.wall_ms();
-        let date = super::local_date(now_ms, config.utc_offset_minutes);
+        let date = crate::date::local_date(now_ms, config.utc_offset_minutes);
         let (today, newest) = DayTotals::from_journal(&store, &date, config.utc_offset_minutes)
             .unwrap_or_else(|e| {
                 log::warn!("status: cannot read today's journal: {e}");
@@ -258,7 +259,7 @@ impl Publisher {
 
     /// A new venue day starts from zero.
     fn roll_day(&self, f: &mut Facts, now_ms: u64) {
-        let date = super::local_date(now_ms, self.sources.utc_offset_minutes);
+        let date = crate::date::local_date(now_ms, self.sources.utc_offset_minutes);
         if f.today.date != date {
             f.today = DayTotals::new(&date);
         }
@@ -310,7 +311,7 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
     });
     let (minute, day) = s.ats.budget_remaining();
     let clock = crate::clock::ClockState::judge(s.ats.clock_skew_ms(), s.max_clock_skew_ms, now_ms);
-    let date = super::local_date(now_ms, s.utc_offset_minutes);
+    let date = crate::date::local_date(now_ms, s.utc_offset_minutes);
     let today = if facts.today.date == date {
         facts.today.clone()
     } else {
@@ -336,7 +337,7 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
         pending_uploads: None,
         ats_budget: Some(AtsBudget { minute, day }),
         ats_calls: Some(s.ats.call_counts()),
-        prefetch: Some(PrefetchStatus::from_progress(&s.prefetch.snapshot())),
+        prefetch: Some(prefetch_status(&s.prefetch.snapshot())),
         cache,
         journal_entries: facts.journal_entries,
         disk: DiskStatus::read(&s.store_dir, s.min_free_bytes),
@@ -443,5 +444,22 @@ fn publish_loop(
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+    }
+}
+
+/// The refresher's progress as the status shows it.
+fn prefetch_status(p: &prefetch::PrefetchProgress) -> PrefetchStatus {
+    let state = serde_json::to_value(p.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    PrefetchStatus {
+        event: p.event.clone(),
+        state,
+        pages: p.pages,
+        tickets: p.tickets,
+        wait_ms: p.wait_ms,
+        completed: p.completed_ms.map(rfc3339_ms),
+        last_error: p.last_error.clone(),
     }
 }

@@ -21,6 +21,7 @@ use crate::clock::{self, SharedClock};
 use crate::redact::mask_barcode;
 use crate::ticket::{TicketInfo, ValueLine};
 
+use super::calls::{CallCounters, CallCounts};
 use super::config::{AtsConfig, Endpoint};
 use super::cookies::CallJar;
 use super::error::{AtsError, Phase, RateWindow};
@@ -66,26 +67,6 @@ struct Inner {
     server_clock: Mutex<Option<(u64, Instant)>>,
     /// Calls by result, for the status and the metrics.
     calls: CallCounters,
-}
-
-/// Calls by result (see [`AtsClient::call_counts`]).
-#[derive(Default)]
-struct CallCounters {
-    ok: AtomicU64,
-    rate_limited: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl CallCounters {
-    fn count(&self, result: &Result<Envelope, AtsError>) {
-        let which = match result {
-            // An API error (unknown barcode) is an answer.
-            Ok(_) | Err(AtsError::Api { .. }) => &self.ok,
-            Err(AtsError::RateBudget { .. } | AtsError::RateLimited { .. }) => &self.rate_limited,
-            Err(_) => &self.failed,
-        };
-        which.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl fmt::Debug for AtsClient {
@@ -185,15 +166,9 @@ impl AtsClient {
         self.budget().remaining(now)
     }
 
-    /// Commands called since the client was built, by result: answered (API errors
-    /// included), refused by the rate budget (locally or 429), failed.
-    pub fn call_counts(&self) -> crate::metrics::AtsCalls {
-        let c = &self.inner.calls;
-        crate::metrics::AtsCalls {
-            ok: c.ok.load(Ordering::Relaxed),
-            rate_limited: c.rate_limited.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-        }
+    /// Commands called since the client was built, by result (see [`CallCounts`]).
+    pub fn call_counts(&self) -> CallCounts {
+        self.inner.calls.get()
     }
 
     /// `ping`: returns `command1` (`system_available`, `db_name`, ...).
@@ -544,7 +519,7 @@ impl AtsClient {
         let result = self
             .exchange(&body, &reference, deadline)
             .and_then(|env| wire::check_result(&env).map(|()| env));
-        self.inner.calls.count(&result);
+        self.inner.calls.count(result.as_ref().map(drop));
         result
     }
 

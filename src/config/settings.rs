@@ -125,5 +125,30 @@ pub struct Config {
     pub scanner: ScannerSection,
     pub pos: PosSettings,
     /// `[metrics]`: the Prometheus textfile.
-    pub metrics: crate::metrics::MetricsSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Validated `[metrics]`: where and how often the Prometheus textfile is written
+/// (`crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// The file node_exporter's textfile collector reads (`*.prom` in its
+    /// `--collector.textfile.directory`); `None`: no metrics file.
+    pub textfile: Option<PathBuf>,
+    /// How often it is rewritten (default 5 s).
+    pub interval: Duration,
+}
+
+impl MetricsSettings {
+    /// The default `[metrics] interval_s`.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            textfile: None,
+            interval: Self::DEFAULT_INTERVAL,
+        }
+    }
 }

@@ -449,11 +449,11 @@ fn store(
 
 /// `[metrics]`: `textfile` names a file in an existing directory (checked at start,
 /// not found missing every few seconds); `interval_s` 1..=3600, default 5.
-fn metrics(m: super::RawMetrics) -> Result<crate::metrics::MetricsSettings, ConfigError> {
+fn metrics(m: super::RawMetrics) -> Result<super::MetricsSettings, ConfigError> {
     let interval = std::time::Duration::from_secs(ranged(
         "metrics.interval_s",
         m.interval_s
-            .unwrap_or(crate::metrics::DEFAULT_INTERVAL.as_secs()),
+            .unwrap_or(super::MetricsSettings::DEFAULT_INTERVAL.as_secs()),
         1,
         3600,
     )?);
@@ -479,5 +479,5 @@ fn metrics(m: super::RawMetrics) -> Result<crate::metrics::MetricsSettings, Conf
             Some(p)
         }
     };
-    Ok(crate::metrics::MetricsSettings { textfile, interval })
+    Ok(super::MetricsSettings { textfile, interval })
 }

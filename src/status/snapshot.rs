@@ -1,17 +1,5 @@
-//! The terminal's status: what venue IT asks of a stand (`concession-agent status`,
-//! the metrics textfile, the POS link's status line).
-//!
-//! sled lets one process open the store, and the running agent is that process. So the
-//! agent publishes what it knows as a [`StatusSnapshot`], a small JSON file next to the
-//! store's files (`STORE_DIR/status.json`), replaced atomically (written to a temporary
-//! file, then renamed) about once a second and on every change of mode. `status` reads
-//! that file while the agent holds the store, and the store itself (a read of the
-//! journal, the offline usage and the cache) when no agent does. The file holds no
-//! barcode but the masked one of the last decision, and no secret.
-//!
-//! Pure apart from [`write_replacing`], [`read`] and [`from_store`]: the agent builds
-//! the snapshot from its own state (`agent::publish`), the text view is
-//! [`render_text`].
+//! The snapshot's types, its file (written by renaming, read back), and the status of
+//! a store that no agent holds.
 
 use std::fmt;
 use std::io::Write;
@@ -137,7 +125,7 @@ pub struct StatusSnapshot {
     /// The ATS client's budget (`None` when no agent runs: the budget lives in it).
     pub ats_budget: Option<AtsBudget>,
     /// ATS calls by result since the agent started (`None` when no agent runs).
-    pub ats_calls: Option<crate::metrics::AtsCalls>,
+    pub ats_calls: Option<crate::ats::CallCounts>,
     /// The background prefetch (`None` when no agent runs).
     pub prefetch: Option<PrefetchStatus>,
     /// The cache (refreshed every minute by the agent: counting reads every entry).
@@ -259,7 +247,7 @@ impl DayTotals {
                 break;
             };
             seq -= 1;
-            let day = crate::agent::local_date(e.scan_time_ms, utc_offset_minutes);
+            let day = crate::date::local_date(e.scan_time_ms, utc_offset_minutes);
             let earlier = day.as_str() < date;
             if day == date {
                 totals.count(
@@ -325,25 +313,6 @@ pub struct PrefetchStatus {
     pub completed: Option<String>,
     /// Why the last pass stopped short.
     pub last_error: Option<String>,
-}
-
-impl PrefetchStatus {
-    /// From the refresher's progress.
-    pub fn from_progress(p: &crate::agent::prefetch::PrefetchProgress) -> PrefetchStatus {
-        let state = serde_json::to_value(p.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        PrefetchStatus {
-            event: p.event.clone(),
-            state,
-            pages: p.pages,
-            tickets: p.tickets,
-            wait_ms: p.wait_ms,
-            completed: p.completed_ms.map(rfc3339_ms),
-            last_error: p.last_error.clone(),
-        }
-    }
 }
 
 /// The ticket cache.
@@ -512,7 +481,7 @@ pub struct FromStore<'a> {
 /// The status of a store no agent holds (see [`FromStore`]). `mode_since` is when the
 /// last agent last published (it stopped after that).
 pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
-    let today = crate::agent::local_date(args.now_ms, args.utc_offset_minutes);
+    let today = crate::date::local_date(args.now_ms, args.utc_offset_minutes);
     let (totals, newest) = DayTotals::from_journal(args.store, &today, args.utc_offset_minutes)?;
     let usage = args.store.offline_usage()?;
     let last_seen = read(args.store_dir).ok().flatten().map(|s| s.as_of_ms);
@@ -548,59 +517,8 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
     })
 }
 
-/// The status of the terminal whose store is `config.store_dir`, judged at `now_ms`:
-/// what the running agent last published while one holds the store, else what the
-/// store itself says ([`from_store`]).
-pub fn current(config: &crate::config::Config, now_ms: u64) -> Result<StatusSnapshot, StatusError> {
-    let dir = &config.store_dir;
-    if crate::store::snapshot::is_held(dir)? {
-        // The file may be a previous agent's, with the store now held by a command
-        // (`cache prefetch`): only a living publisher's snapshot answers.
-        return match read(dir)? {
-            Some(s) if s.pid.is_some_and(pid_alive) => Ok(s),
-            _ => Err(StatusError::HeldSilent(dir.clone())),
-        };
-    }
-    if !dir.join("db").is_file() {
-        return Err(StatusError::NoStore(dir.clone()));
-    }
-    // Opening writes (recovery, a checkpoint): on a full disk, or a store this
-    // machine refuses, read a private copy instead, as `journal export` does.
-    let opts = crate::app::store_options(config);
-    let own;
-    let copy;
-    let store: &Store = match Store::open(dir, opts.clone()) {
-        Ok(s) => {
-            own = s;
-            &own
-        }
-        Err(e) => {
-            log::info!("status: {e}; reading a copy of the store instead");
-            copy = crate::store::Snapshot::open(dir, &std::env::temp_dir(), opts)?;
-            copy.store()
-        }
-    };
-    let o = &config.offline;
-    let snap = from_store(&FromStore {
-        store,
-        store_dir: dir,
-        terminal: &config.terminal_id,
-        caps: OfflineExposure {
-            cap_cents: o.total_cents,
-            cap_count: o.total_count.into(),
-            per_transaction_cents: o.per_transaction_cents,
-            per_ticket_cents: o.per_ticket_cents,
-            ..OfflineExposure::default()
-        },
-        min_free_bytes: config.store_min_free_bytes,
-        utc_offset_minutes: config.utc_offset_minutes,
-        now_ms,
-    })?;
-    Ok(snap)
-}
-
 /// True while process `pid` exists (Linux: `/proc/PID`).
-fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
@@ -633,233 +551,12 @@ pub const LOOKUP_WHILE_RUNNING: &str = "lookup judges with this terminal's ledge
     `concession-agent call get_av_barcodes barcode=...` (that leaves out what this \
     terminal redeemed and ATS has not yet reflected), or stop the agent.";
 
-/// `$12.34` for cents.
-fn dollars(c: impl Into<i128>) -> String {
-    let c: i128 = c.into();
-    let sign = if c < 0 { "-" } else { "" };
-    let a = c.unsigned_abs();
-    format!("{sign}${}.{:02}", a / 100, a % 100)
-}
-
-/// `3.2 MiB` for bytes.
-fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// How long ago `then_ms` was, as `4 s`, `12 min`, `3 h 5 min`.
-fn ago(now_ms: u64, then_ms: u64) -> String {
-    let s = now_ms.saturating_sub(then_ms) / 1000;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
-    }
-}
-
-/// The snapshot as lines for a person (`status --format text`), judged at `now_ms`.
-pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
-    let mut out = Vec::new();
-    let mut line = |k: &str, v: String| out.push(format!("{k:<16}{v}"));
-    let since = s
-        .mode_since_ms
-        .map(|m| format!(" since {} ({} ago)", rfc3339_ms(m), ago(now_ms, m)))
-        .unwrap_or_default();
-    let mode = match s.mode.as_str() {
-        "stopped" => format!(
-            "stopped (no agent holds the store){}",
-            s.mode_since_ms
-                .map(|m| format!("; last status {} ago", ago(now_ms, m)))
-                .unwrap_or_default()
-        ),
-        m => format!("{m}{since}"),
-    };
-    line(
-        "terminal",
-        format!("{} (concession-agent {})", s.terminal, s.version),
-    );
-    line("mode", mode);
-    if s.source == "agent" {
-        let age = now_ms.saturating_sub(s.as_of_ms);
-        let stale = if age > STALE_AFTER_MS {
-            " STALE: the agent holds the store but has not published for this long"
-        } else {
-            ""
-        };
-        line(
-            "as of",
-            format!(
-                "{} ({} ago, agent pid {}){stale}",
-                s.as_of,
-                ago(now_ms, s.as_of_ms),
-                s.pid.map_or("?".into(), |p| p.to_string())
-            ),
-        );
-    }
-    match &s.last_decision {
-        Some(d) if d.kind == "void" => line(
-            "last decision",
-            format!(
-                "{} void, {} given back, {}",
-                d.id,
-                dollars(d.approved_cents),
-                d.time
-            ),
-        ),
-        Some(d) => line(
-            "last decision",
-            format!(
-                "{} {} {} {} {} via {}, {}",
-                d.id,
-                d.decision.to_uppercase(),
-                d.reason,
-                dollars(d.approved_cents),
-                d.barcode,
-                d.source,
-                d.time
-            ),
-        ),
-        None => line("last decision", "none".into()),
-    }
-    let t = &s.today;
-    line(
-        "today",
-        format!(
-            "{}: {} decisions, {} approved ({} offline), {} approved, {} voids ({} back), net {}",
-            t.date,
-            t.decisions,
-            t.approvals,
-            t.offline_approvals,
-            dollars(t.approved_cents),
-            t.voids,
-            dollars(t.refunded_cents),
-            dollars(t.net_cents())
-        ),
-    );
-    let o = &s.offline;
-    line(
-        "offline used",
-        format!(
-            "{} of {}, {} of {} approvals (per transaction {}, per ticket {})",
-            dollars(o.used_cents),
-            dollars(o.cap_cents),
-            o.used_count,
-            o.cap_count,
-            dollars(o.per_transaction_cents),
-            dollars(o.per_ticket_cents)
-        ),
-    );
-    line(
-        "venue uploads",
-        match s.pending_uploads {
-            Some(n) => format!("{n} pending"),
-            None => "venue mode off".into(),
-        },
-    );
-    line(
-        "ats budget",
-        match s.ats_budget {
-            Some(b) => format!("{} calls left this minute, {} today", b.minute, b.day),
-            None => "unknown (kept by the running agent)".into(),
-        },
-    );
-    if let Some(c) = s.ats_calls {
-        line(
-            "ats calls",
-            format!(
-                "{} answered, {} rate-limited, {} failed since the agent started",
-                c.ok, c.rate_limited, c.failed
-            ),
-        );
-    }
-    line(
-        "prefetch",
-        match &s.prefetch {
-            None => "unknown (kept by the running agent)".into(),
-            Some(p) if p.state == "idle" => "idle".into(),
-            Some(p) => {
-                let mut v = format!(
-                    "{} {}: {} pages, {} tickets",
-                    p.event, p.state, p.pages, p.tickets
-                );
-                if p.state == "waiting" {
-                    v.push_str(&format!(
-                        ", waiting {} s for the budget",
-                        p.wait_ms.div_ceil(1000)
-                    ));
-                }
-                if let Some(c) = &p.completed {
-                    v.push_str(&format!(", last completed {c}"));
-                }
-                if let Some(e) = &p.last_error {
-                    v.push_str(&format!(", stopped: {e}"));
-                }
-                v
-            }
-        },
-    );
-    line(
-        "cache",
-        match &s.cache {
-            Some(c) => format!(
-                "{} tickets, store {} on disk (counted {})",
-                c.entries,
-                bytes(c.bytes_on_disk),
-                c.counted_at
-            ),
-            None => "not counted yet".into(),
-        },
-    );
-    line("journal", format!("{} entries", s.journal_entries));
-    let d = &s.disk;
-    line(
-        "free disk",
-        match d.free_bytes {
-            Some(f) => format!(
-                "{} under {} (approvals stop below {}){}",
-                bytes(f),
-                d.store_dir,
-                bytes(d.min_free_bytes),
-                if d.is_low() {
-                    ": LOW, approvals refused"
-                } else {
-                    ""
-                }
-            ),
-            None => format!("unknown under {}", d.store_dir),
-        },
-    );
-    line(
-        "clock",
-        if s.clock.trusted {
-            s.clock.state.clone()
-        } else {
-            format!(
-                "{}: no approvals from the cache (clock_unsure)",
-                s.clock.state
-            )
-        },
-    );
-    let mut text = out.join("\n");
-    text.push('\n');
-    text
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> StatusSnapshot {
+    /// A snapshot with every part set (the text view's tests use it too).
+    pub(crate) fn sample() -> StatusSnapshot {
         StatusSnapshot {
             version: VERSION.into(),
             terminal: "stand-7".into(),
@@ -950,55 +647,5 @@ mod tests {
         std::fs::write(path(dir.path()), b"{\"not\": 1}").unwrap();
         let e = read(dir.path()).unwrap_err();
         assert!(e.to_string().contains("status.json"), "{e}");
-    }
-
-    #[test]
-    fn the_text_view_names_mode_exposure_budget_and_low_disk() {
-        let s = sample();
-        let text = render_text(&s, s.as_of_ms + 2_000);
-        assert!(text.contains("offline since"), "{text}");
-        assert!(text.contains("(5 min ago)"), "{text}");
-        assert!(
-            text.contains("$20.00 of $500.00, 1 of 50 approvals"),
-            "{text}"
-        );
-        assert!(
-            text.contains("70 calls left this minute, 4900 today"),
-            "{text}"
-        );
-        assert!(text.contains("net $30.00"), "{text}");
-        assert!(text.contains("LOW, approvals refused"), "{text}");
-        assert!(text.contains("EV1 done: 2 pages, 900 tickets"), "{text}");
-        assert!(!text.contains("STALE"), "{text}");
-        assert!(render_text(&s, s.as_of_ms + STALE_AFTER_MS + 1).contains("STALE"));
-    }
-
-    #[test]
-    fn the_text_view_of_a_stopped_store_says_no_agent_holds_it() {
-        let mut s = sample();
-        s.source = "store".into();
-        s.mode = "stopped".into();
-        s.ats_budget = None;
-        s.prefetch = None;
-        let text = render_text(&s, s.as_of_ms);
-        assert!(
-            text.contains("stopped (no agent holds the store)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("unknown (kept by the running agent)"),
-            "{text}"
-        );
-        assert!(!text.contains("as of"), "{text}");
-    }
-
-    #[test]
-    fn amounts_and_sizes_read_as_people_write_them() {
-        assert_eq!(dollars(0u64), "$0.00");
-        assert_eq!(dollars(-1250i64), "-$12.50");
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 * 1024 * 1024 + 200 * 1024), "3.2 MiB");
-        assert_eq!(ago(10_000, 0), "10 s");
-        assert_eq!(ago(3_600_000 + 300_000, 0), "65 min");
     }
 }
