@@ -118,6 +118,8 @@ fn status_and_journal_export_work_while_the_agent_runs_and_after_it_stops() {
             "only the agent can read now",
         ),
         (&["cache", "clear"][..], "Stop the agent first"),
+        (&["cache", "prefetch"][..], "prefetches by itself"),
+        (&["store", "adopt"][..], "Stop the agent first"),
     ] {
         let started = Instant::now();
         let out = agent.command(args);
