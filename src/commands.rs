@@ -370,7 +370,8 @@ pub fn status(config: &Config, clock: SharedClock, json: bool) -> Result<ExitCod
     kept_store(config)?;
     let snap = current_status(config, clock.wall_ms())?;
     if json {
-        out_json(&serde_json::to_value(&snap)?)?;
+        // The same serializer as the status file's (one copy of its code in the build).
+        out(&serde_json::to_string_pretty(&snap)?)?;
     } else {
         out(status::render_text(&snap, clock.wall_ms()).trim_end())?;
     }
