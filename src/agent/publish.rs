@@ -6,18 +6,20 @@
 //! progress, the clock's state, the store's offline usage, the free disk), and writes
 //! the status file about once a second (at once after a change) and the metrics
 //! textfile every `[metrics] interval_s`. Counting the cache reads every entry, so the
-//! thread does it once a minute, never the loop. At stop the loop writes both files a
-//! last time itself ([`Publisher::finish`]), so the final counters are on disk when
-//! the process exits.
+//! thread does it once a minute (and soon after a prefetch page), never the loop. At
+//! stop the loop writes both files a last time itself ([`Publisher::finish`]), so the
+//! final counters are on disk when the process exits. The publisher also runs the
+//! export socket (`control.rs`) for as long as the loop runs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::agent::prefetch;
 use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -29,8 +31,7 @@ use crate::status::{
     OfflineExposure, PrefetchStatus, StatusSnapshot,
 };
 use crate::store::{rfc3339_ms, EntryKind, Store};
-
-use crate::agent::prefetch;
+use crate::sync::lock;
 
 /// How often the status file is rewritten when nothing changed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -84,10 +85,6 @@ pub struct Publisher {
     stop: Arc<AtomicBool>,
     /// `journal export` while the agent runs (`control.rs`).
     control: Option<super::control::ControlServer>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Publisher {
