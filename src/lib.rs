@@ -27,3 +27,4 @@ pub mod status;
 pub mod store;
 pub(crate) mod sync;
 pub mod ticket;
+pub mod venue;

@@ -227,7 +227,7 @@ impl Metrics {
         gauge(
             &mut out,
             "concession_pending_uploads",
-            "Decisions waiting to be uploaded to the venue database (0 without venue mode).",
+            "Decisions waiting to be uploaded to the venue database (not counted yet: 0).",
             status.pending_uploads.unwrap_or(0).to_string(),
         );
 
@@ -525,6 +525,7 @@ mod tests {
                 ..OfflineExposure::default()
             },
             pending_uploads: None,
+            venue_mode: false,
             ats_budget: Some(AtsBudget {
                 minute: 78,
                 day: 4990,

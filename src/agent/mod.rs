@@ -14,6 +14,9 @@ pub mod lookup;
 mod observe;
 pub mod prefetch;
 pub mod publish;
+mod venue;
+
+pub use venue::VenueState;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,6 +161,8 @@ pub struct Agent {
     output_lost: Option<String>,
     /// The outputs were told `low_disk` (an approval was refused for disk headroom).
     low_disk: bool,
+    /// Venue mode (docs/venue.md); inert without `[venue]`.
+    venue: VenueState,
     prefetch: prefetch::Progress,
     /// The status file and metrics (`publish.rs`).
     publisher: publish::Publisher,
@@ -198,9 +203,15 @@ impl Agent {
             clock_trusted: true,
             output_lost: None,
             low_disk: false,
+            venue: VenueState::default(),
             prefetch: prefetch::Progress::default(),
             publisher,
         }
+    }
+
+    /// Turns venue mode on (the worker started, see `app::start_venue`).
+    pub fn set_venue(&mut self, venue: VenueState) {
+        self.venue = venue;
     }
 
     /// The store (for commands and tests).
@@ -292,7 +303,9 @@ impl Agent {
             .config
             .deadline
             .saturating_sub(waited)
-            .saturating_sub(commit_reserve(self.config.deadline));
+            .saturating_sub(commit_reserve(self.config.deadline))
+            // Venue mode: the two database steps keep their time too.
+            .saturating_sub(self.venue.reserve(self.config.deadline));
 
         let cached = if barcode.is_empty() {
             None
@@ -330,6 +343,13 @@ impl Agent {
             }
         }
         let record = live.clone().or(cached);
+        // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
+        // in time, decide offline on the local ledger (the live answer then counts as a
+        // cached one, so the offline caps apply).
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
+            live = None;
+            scan_mode = decide::Mode::Offline;
+        }
         let evidence = match (&live, &record) {
             (Some(r), _) => Evidence::Live(r),
             (None, Some(r)) => Evidence::Cached {
@@ -351,7 +371,7 @@ impl Agent {
             self.store.ledger(&barcode)
         };
         let (ledger, usage) = match (ledger, self.store.offline_usage()) {
-            (Ok(l), Ok(u)) => (l, u),
+            (Ok(l), Ok(u)) => (self.venue_ledger(l), u),
             (Err(e), _) | (_, Err(e)) => {
                 // Without the ledger the agent cannot know what was spent: deny.
                 log::error!("store read failed, denying: {}", masked_error(&e, &barcode));
@@ -432,20 +452,25 @@ impl Agent {
     pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
-        let entry = match self.store.commit_decision(&NewDecision {
-            scan_time_ms: scan.received_at_ms,
-            barcode: &eval.barcode,
-            decision: &eval.decision,
-            evidence: eval.record.as_ref(),
-            latency_ms,
-            request: scan.request_id.as_deref(),
-        }) {
+        let mark = self.venue_journal_mark();
+        let entry = match self.store.commit_decision_marked(
+            &NewDecision {
+                scan_time_ms: scan.received_at_ms,
+                barcode: &eval.barcode,
+                decision: &eval.decision,
+                evidence: eval.record.as_ref(),
+                latency_ms,
+                request: scan.request_id.as_deref(),
+            },
+            mark,
+        ) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
                 // journal (store/headroom.rs). The deny is journaled (it needs no new
                 // space) and the agent goes on; approvals resume when space is freed.
                 log::error!("approval refused, denying store_error: {e}");
+                self.venue_abort();
                 if !self.low_disk {
                     self.low_disk = true;
                     self.publish_mode();
@@ -465,7 +490,8 @@ impl Agent {
                     request: scan.request_id.as_deref(),
                 }) {
                     Ok(entry) => {
-                        let event = entry.to_event();
+                        let mut event = entry.to_event();
+                        event.venue = self.venue_journal_mark().map(str::to_string);
                         self.publisher.decided(&event, entry.offline, true);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
@@ -480,6 +506,17 @@ impl Agent {
             }
             Err(e) => {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
+                log::error!("journal write failed, denying: {e}");
+                self.venue_abort();
+                let event = self.unjournaled_deny(scan, latency_ms);
+                self.outputs.each(|s| s.decision(&event));
+                return Err(e.into());
+            }
+        };
+        // Venue mode: commit in the venue, or settle an in-doubt commit.
+        let (entry, venue_mark) = match self.venue_commit(scan, &eval, entry, latency_ms) {
+            Ok(v) => v,
+            Err(e) => {
                 log::error!("journal write failed, denying: {e}");
                 let event = self.unjournaled_deny(scan, latency_ms);
                 self.outputs.each(|s| s.decision(&event));
@@ -497,7 +534,8 @@ impl Agent {
             };
             self.outputs.each(|s| s.status(status));
         }
-        let event = entry.to_event();
+        let mut event = entry.to_event();
+        event.venue = venue_mark.map(str::to_string);
         self.publisher.decided(&event, entry.offline, true);
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",
@@ -526,6 +564,7 @@ impl Agent {
             source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
+            venue: None,
         };
         self.publisher.decided(&event, false, false);
         event
@@ -626,6 +665,7 @@ impl Agent {
 
     /// Housekeeping between scans: probes while offline.
     pub fn tick(&mut self) {
+        self.venue_tick();
         if let Some(rx) = &self.probe {
             match rx.try_recv() {
                 Ok(_) | Err(crossbeam_channel::TryRecvError::Disconnected) => self.probe = None,
@@ -694,7 +734,8 @@ impl Agent {
     }
 
     /// Stops the workers (waiting briefly for calls in flight).
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        self.venue.shutdown();
         self.lookups.shutdown(Duration::from_millis(500));
     }
 }

@@ -73,6 +73,7 @@ struct Sources {
     max_clock_skew_ms: u64,
     utc_offset_minutes: i32,
     metrics: MetricsSettings,
+    venue_mode: bool,
 }
 
 /// The loop's side of the publisher: updates facts; the thread writes.
@@ -123,6 +124,7 @@ impl Publisher {
             max_clock_skew_ms: config.health.max_clock_skew.as_millis() as u64,
             utc_offset_minutes: config.utc_offset_minutes,
             metrics: config.metrics.clone(),
+            venue_mode: config.venue.is_some(),
         };
         Publisher {
             facts: Arc::new(Mutex::new(Facts {
@@ -332,6 +334,7 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
             ..s.caps.clone()
         },
         pending_uploads: None,
+        venue_mode: s.venue_mode,
         ats_budget: Some(AtsBudget { minute, day }),
         ats_calls: Some(s.ats.call_counts()),
         prefetch: Some(prefetch_status(&s.prefetch.snapshot())),

@@ -20,7 +20,7 @@ mod error;
 mod http;
 mod poll;
 mod rate;
-mod tls;
+pub(crate) mod tls;
 pub mod wire;
 
 pub use calls::CallCounts;

@@ -126,6 +126,8 @@ pub struct Config {
     pub pos: PosSettings,
     /// `[metrics]`: the Prometheus textfile.
     pub metrics: MetricsSettings,
+    /// Venue mode (docs/venue.md); `None`: single-terminal mode.
+    pub venue: Option<crate::venue::VenueSettings>,
 }
 
 /// Validated `[metrics]`: where and how often the Prometheus textfile is written

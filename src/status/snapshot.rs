@@ -122,6 +122,10 @@ pub struct StatusSnapshot {
     /// Decisions approved while the venue database was away and not yet uploaded
     /// (venue mode); `None` without venue mode.
     pub pending_uploads: Option<u64>,
+    /// The agent runs in venue mode (`[venue]`); its pending uploads are not counted
+    /// here yet (`venue sync` reports them).
+    #[serde(default)]
+    pub venue_mode: bool,
     /// The ATS client's budget (`None` when no agent runs: the budget lives in it).
     pub ats_budget: Option<AtsBudget>,
     /// ATS calls by result since the agent started (`None` when no agent runs).
@@ -503,6 +507,7 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
             ..args.caps.clone()
         },
         pending_uploads: None,
+        venue_mode: false,
         ats_budget: None,
         ats_calls: None,
         prefetch: None,
@@ -595,6 +600,7 @@ pub(crate) mod tests {
                 per_ticket_cents: 5000,
             },
             pending_uploads: None,
+            venue_mode: false,
             ats_budget: Some(AtsBudget {
                 minute: 70,
                 day: 4900,

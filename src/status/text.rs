@@ -131,9 +131,12 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
     );
     line(
         "venue uploads",
-        match s.pending_uploads {
-            Some(n) => format!("{n} pending"),
-            None => "venue mode off".into(),
+        match (s.pending_uploads, s.venue_mode) {
+            (Some(n), _) => format!("{n} pending"),
+            (None, true) => {
+                "venue mode: not counted here (`venue sync` uploads and counts them)".into()
+            }
+            (None, false) => "venue mode off".into(),
         },
     );
     line(

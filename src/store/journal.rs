@@ -105,6 +105,11 @@ pub struct JournalEntry {
     pub void_of: Option<String>,
     /// For a voided decision: the void entry.
     pub voided_by: Option<String>,
+    /// Venue mode only (src/venue): `venue` when decided on the venue ledger (its lines
+    /// locked), `pending` when decided on this terminal's ledger because the venue was
+    /// away or its commit in doubt. Absent outside venue mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 impl JournalEntry {
@@ -141,6 +146,7 @@ impl JournalEntry {
             source: self.source,
             latency_ms: self.latency_ms,
             request: self.request.clone(),
+            venue: None,
         }
     }
 }
@@ -227,6 +233,15 @@ impl Store {
     /// entry with its new id. Only after `Ok` may the POS be told: the decision then
     /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
+        self.commit_decision_marked(new, None)
+    }
+
+    /// [`Store::commit_decision`] with the entry's venue mark (see [`JournalEntry::venue`]).
+    pub fn commit_decision_marked(
+        &self,
+        new: &NewDecision<'_>,
+        venue: Option<&str>,
+    ) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
         if d.is_approve() {
             // Before a full disk stops the journal, stop approving (`headroom.rs`).
@@ -289,6 +304,7 @@ impl Store {
             request: new.request.map(str::to_string),
             void_of: None,
             voided_by: None,
+            venue: venue.map(str::to_string),
         };
         w.set(
             TreeId::Journal,
@@ -384,6 +400,7 @@ impl Store {
             request: request.map(str::to_string),
             void_of: Some(orig.id.clone()),
             voided_by: None,
+            venue: None,
             ..orig.clone()
         };
         orig.voided_by = Some(id);
