@@ -21,6 +21,7 @@ use crate::clock::{self, SharedClock};
 use crate::redact::mask_barcode;
 use crate::ticket::{TicketInfo, ValueLine};
 
+use super::calls::{CallCounters, CallCounts};
 use super::config::{AtsConfig, Endpoint};
 use super::cookies::CallJar;
 use super::error::{AtsError, Phase, RateWindow};
@@ -64,6 +65,8 @@ struct Inner {
     /// ATS's clock (Unix ms) at the last answer that carried it (`ping`), and the
     /// monotonic instant it arrived: for the clock sanity check.
     server_clock: Mutex<Option<(u64, Instant)>>,
+    /// Calls by result, for the status and the metrics.
+    calls: CallCounters,
 }
 
 impl fmt::Debug for AtsClient {
@@ -102,6 +105,7 @@ impl AtsClient {
                 budget: Mutex::new(budget),
                 seq: AtomicU64::new(0),
                 server_clock: Mutex::new(None),
+                calls: CallCounters::default(),
             }),
         })
     }
@@ -160,6 +164,11 @@ impl AtsClient {
     pub fn budget_remaining(&self) -> (u32, u32) {
         let now = self.inner.clock.now();
         self.budget().remaining(now)
+    }
+
+    /// Commands called since the client was built, by result (see [`CallCounts`]).
+    pub fn call_counts(&self) -> CallCounts {
+        self.inner.calls.get()
     }
 
     /// `ping`: returns `command1` (`system_available`, `db_name`, ...).
@@ -507,9 +516,11 @@ impl AtsClient {
             &cfg.dsn,
             fields,
         );
-        let env = self.exchange(&body, &reference, deadline)?;
-        wire::check_result(&env)?;
-        Ok(env)
+        let result = self
+            .exchange(&body, &reference, deadline)
+            .and_then(|env| wire::check_result(&env).map(|()| env));
+        self.inner.calls.count(result.as_ref().map(drop));
+        result
     }
 
     /// POSTs `body` until it is answered, polling through 202s with this call's own

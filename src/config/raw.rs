@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub health: RawHealth,
     pub scanner: ScannerSection,
     pub pos: RawPos,
+    pub metrics: RawMetrics,
     /// `[venue]` (venue mode, docs/venue.md); absent: single-terminal mode.
     pub venue: Option<crate::venue::RawVenue>,
 }
@@ -181,4 +182,12 @@ impl RawConfig {
             }
         }
     }
+}
+
+/// `[metrics]` as written: the Prometheus textfile (see `crate::metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub textfile: Option<PathBuf>,
+    pub interval_s: Option<u64>,
 }

@@ -528,6 +528,17 @@ fn open_waiting_for_lock(config: &sled::Config, dir: &Path) -> Result<sled::Db, 
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                // Issue 14: sled's raw "could not acquire lock ... WouldBlock" said
+                // nothing of who holds it or what to do.
+                return Err(StoreError::File {
+                    path: dir.to_path_buf(),
+                    op: "open the store (another process holds it, normally the running \
+                         agent: `concession-agent status` asks it without the store; stop \
+                         it to use this command) in",
+                    source: e,
+                });
+            }
             Err(sled::Error::Io(e)) => {
                 return Err(StoreError::File {
                     path: dir.to_path_buf(),

@@ -80,6 +80,28 @@ impl Drop for Snapshot {
     }
 }
 
+/// True when another open of the store in `dir` holds its lock (a running agent:
+/// sled lets one process open a store). Looks once, without waiting; a directory
+/// with no store is not held.
+pub fn is_held(dir: &Path) -> Result<bool, StoreError> {
+    let db = dir.join(SLED_LOG);
+    let file = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(at(&db, "open")(e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        // Released when `file` is closed.
+        Ok(()) => Ok(false),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(true),
+        Err(e) => Err(StoreError::File {
+            path: dir.to_path_buf(),
+            op: "test the lock of",
+            source: e.into(),
+        }),
+    }
+}
+
 /// How long [`Snapshot::open`] waits for the store's lock (sled releases it from a
 /// background thread shortly after a store is closed).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
