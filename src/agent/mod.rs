@@ -15,8 +15,9 @@ mod observe;
 pub mod prefetch;
 pub mod publish;
 mod venue;
+mod venue_state;
 
-pub use venue::VenueState;
+pub use venue_state::VenueState;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
