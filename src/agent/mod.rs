@@ -9,17 +9,21 @@
 
 pub mod control;
 mod deliver;
+mod error;
 pub mod health;
 pub mod lookup;
 mod observe;
+mod outputs;
 pub mod prefetch;
 pub mod publish;
 mod venue;
 mod venue_state;
 
+pub use error::AgentError;
+pub use outputs::Outputs;
+
 pub use venue_state::VenueState;
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,79 +40,12 @@ use crate::decide::{
 use crate::money::Cents;
 use crate::redact::{mask_barcode, masked_error};
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
+use crate::signal::{AgentStatus, DecisionEvent, VoidEvent, VoidOutcome};
 use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
 use health::Health;
 use lookup::Lookups;
-
-/// Why the agent could not do its job (a deny is not an error).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum AgentError {
-    /// The store refused a write: nothing was approved.
-    Store(StoreError),
-    /// The output that tells the POS of local scans failed for good (stdout closed):
-    /// what it could not report was voided, and no more scans are taken.
-    OutputLost(String),
-}
-
-impl fmt::Display for AgentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AgentError::Store(e) => write!(f, "store: {e}"),
-            AgentError::OutputLost(e) => write!(
-                f,
-                "pos output lost ({e}): approvals it could not report were voided; no more scans are taken"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for AgentError {}
-
-impl AgentError {
-    /// True when the agent cannot go on deciding: the store refuses every write until
-    /// it is reopened, so the process should end and let the service manager restart
-    /// it (the restart recovers the store from its redo log).
-    pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            AgentError::Store(StoreError::Stopped(_)) | AgentError::OutputLost(_)
-        )
-    }
-}
-
-impl From<StoreError> for AgentError {
-    fn from(e: StoreError) -> Self {
-        AgentError::Store(e)
-    }
-}
-
-/// Where decisions, voids and status go: every output, in one list (console, JSON
-/// lines, the POS link, GPIO, scanner beeps). Each says which scans it answers
-/// ([`Signal::answers`]) and whether it reports voids ([`Signal::void_result`]).
-#[derive(Default)]
-pub struct Outputs {
-    /// The outputs, in the order they are told.
-    pub signals: Vec<Box<dyn Signal>>,
-}
-
-impl Outputs {
-    /// Adds an output.
-    pub fn push(&mut self, signal: Box<dyn Signal>) {
-        self.signals.push(signal);
-    }
-
-    fn each(&mut self, mut f: impl FnMut(&mut dyn Signal) -> Result<(), SignalError>) {
-        for s in self.signals.iter_mut() {
-            if let Err(e) = f(s.as_mut()) {
-                log::warn!("output: {e}");
-            }
-        }
-    }
-}
 
 /// The policy `decide` applies, from the configuration.
 pub fn policy_from(config: &Config) -> Policy {
@@ -744,6 +681,7 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::{Signal, SignalError};
 
     /// Records decisions (other outputs get nothing here).
     #[derive(Clone, Default)]
