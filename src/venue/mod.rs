@@ -86,8 +86,10 @@ pub mod db;
 pub mod error;
 pub mod ledger;
 #[cfg(feature = "venue")]
-pub mod schema;
+mod replay;
 #[cfg(feature = "venue")]
+pub mod schema;
+mod watermark;
 pub mod worker;
 
 #[cfg(feature = "venue")]

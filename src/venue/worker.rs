@@ -44,9 +44,10 @@ use super::config::VenueSettings;
 use super::db::{self, Recorded};
 use super::error::VenueError;
 use super::ledger::VenueLine;
+use super::watermark::{read_watermark, WATERMARK_FILE};
 use super::{connect, schema};
 use crate::redact::mask_barcode;
-use crate::store::{journal::seq_of, JournalEntry, Store};
+use crate::store::{JournalEntry, Store};
 
 /// How often an idle worker retries a lost connection and replays.
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -54,7 +55,6 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 /// connection is retried at once).
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The file, in the store directory, that keeps the replay watermark.
-const WATERMARK_FILE: &str = "venue_uploaded";
 
 /// What `begin` got.
 pub enum Begin {
@@ -165,12 +165,12 @@ pub struct Report {
 
 /// What the loop and commands can read about the worker.
 #[derive(Debug, Default)]
-struct Shared {
-    connected: AtomicBool,
-    pending: AtomicU64,
+pub(super) struct Shared {
+    pub(super) connected: AtomicBool,
+    pub(super) pending: AtomicU64,
     /// When the current job started (ms since `epoch`, +1); 0 when idle.
-    busy_since: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    pub(super) busy_since: AtomicU64,
+    pub(super) last_error: Mutex<Option<String>>,
 }
 
 /// A snapshot of the worker's state.
@@ -410,23 +410,23 @@ fn discard(client: Client) {
     }
 }
 
-struct Worker {
-    settings: VenueSettings,
-    store: Store,
-    shared: Arc<Shared>,
-    epoch: Instant,
-    client: Option<Client>,
+pub(super) struct Worker {
+    pub(super) settings: VenueSettings,
+    pub(super) store: Store,
+    pub(super) shared: Arc<Shared>,
+    pub(super) epoch: Instant,
+    pub(super) client: Option<Client>,
     /// The redemption's statements, prepared on `client` once the schema is there.
-    prepared: Option<db::Prepared>,
-    last_attempt: Option<Instant>,
+    pub(super) prepared: Option<db::Prepared>,
+    pub(super) last_attempt: Option<Instant>,
     /// Every entry with a sequence number up to this one is in the venue.
-    watermark: u64,
+    pub(super) watermark: u64,
     /// The watermark was checked against this connection's database.
-    verified: bool,
+    pub(super) verified: bool,
     /// The schema was checked (and migrated at start) on this run.
-    schema_ok: bool,
-    issuer: String,
-    watermark_path: PathBuf,
+    pub(super) schema_ok: bool,
+    pub(super) issuer: String,
+    pub(super) watermark_path: PathBuf,
 }
 
 impl Worker {
@@ -568,7 +568,7 @@ impl Worker {
     }
 
     /// Prepares the redemption's statements on this connection (once).
-    fn ensure_prepared(&mut self) -> Result<(), VenueError> {
+    pub(super) fn ensure_prepared(&mut self) -> Result<(), VenueError> {
         if self.prepared.is_none() {
             let client = self.client.as_mut().ok_or_else(not_connected)?;
             self.prepared = Some(db::Prepared::new(client)?);
@@ -744,132 +744,8 @@ impl Worker {
             self.shared.connected.store(false, Ordering::SeqCst);
         }
     }
-
-    fn local_last(&self) -> Result<u64, VenueError> {
-        Ok(match self.store.last_decision_id()? {
-            None => 0,
-            Some(id) => seq_of(&id)?,
-        })
-    }
-
-    fn publish_pending(&self) {
-        let last = self.local_last().unwrap_or(self.watermark);
-        self.shared
-            .pending
-            .store(last.saturating_sub(self.watermark), Ordering::SeqCst);
-    }
-
-    /// Uploads every entry after the watermark, in order (see the module docs).
-    fn catch_up(&mut self) -> Result<Report, VenueError> {
-        let mut report = Report::default();
-        let last = self.local_last()?;
-        self.ensure_prepared()?;
-        let p = self.prepared.as_ref().ok_or_else(not_connected)?;
-        let client = self.client.as_mut().ok_or_else(not_connected)?;
-        if !self.verified {
-            let held = db::count_through(client, &self.issuer, self.watermark)?;
-            if held < self.watermark {
-                log::warn!(
-                    "venue database holds {held} of this terminal's first {} entries \
-                     (a failover lost commits?): uploading the whole journal again",
-                    self.watermark
-                );
-                self.watermark = 0;
-            }
-            self.verified = true;
-        }
-        let start = self.watermark;
-        while self.watermark < last {
-            // A heartbeat: a long replay is busy, not stuck.
-            self.shared.busy_since.store(
-                self.epoch.elapsed().as_millis() as u64 + 1,
-                Ordering::SeqCst,
-            );
-            let seq = self.watermark + 1;
-            if let Some(entry) = self.store.journal_entry_at(seq)? {
-                let record = if entry.barcode.is_empty() {
-                    None
-                } else {
-                    self.store.get_record(&entry.barcode).ok().flatten()
-                };
-                match db::upload(client, p, &self.issuer, &entry, record.as_ref())? {
-                    Recorded::New {
-                        overdraft_cents,
-                        overdraft_items,
-                    } => {
-                        report.uploaded += 1;
-                        if overdraft_cents > 0 || overdraft_items > 0 {
-                            report.overdrafts += 1;
-                            log::warn!(
-                                "venue: {} overdrew {} by {} cents and {} items (approved \
-                                 while the venue was away): recorded as an overdraft",
-                                entry.id,
-                                mask_barcode(&entry.barcode),
-                                overdraft_cents,
-                                overdraft_items
-                            );
-                        }
-                    }
-                    Recorded::Duplicate => {}
-                }
-            }
-            self.watermark = seq;
-        }
-        if self.watermark != start {
-            if report.uploaded > 0 {
-                log::info!(
-                    "venue: {} pending entries uploaded ({} overdrafts)",
-                    report.uploaded,
-                    report.overdrafts
-                );
-            }
-            write_watermark(&self.watermark_path, &self.issuer, self.watermark);
-        }
-        self.publish_pending();
-        report.pending = last.saturating_sub(self.watermark);
-        Ok(report)
-    }
 }
 
-fn not_connected() -> VenueError {
+pub(super) fn not_connected() -> VenueError {
     VenueError::Away("not connected to the venue database".into())
-}
-
-/// `issuer seq`; anything else (another store's file, a torn write) reads as 0.
-fn read_watermark(path: &std::path::Path, issuer: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| {
-            let (i, s) = t.trim().rsplit_once(' ')?;
-            (i == issuer).then(|| s.parse().ok()).flatten()
-        })
-        .unwrap_or(0)
-}
-
-fn write_watermark(path: &std::path::Path, issuer: &str, seq: u64) {
-    // Not synced: a lost or stale watermark only makes the next replay re-send entries
-    // the venue already holds, which changes nothing.
-    let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, format!("{issuer} {seq}\n"))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = r {
-        log::warn!("venue: cannot save the replay watermark: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_watermark_of_another_store_or_torn_reads_as_zero() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(WATERMARK_FILE);
-        assert_eq!(read_watermark(&p, "t1"), 0);
-        write_watermark(&p, "t1", 42);
-        assert_eq!(read_watermark(&p, "t1"), 42);
-        assert_eq!(read_watermark(&p, "t2"), 0);
-        std::fs::write(&p, "t1 4x").unwrap();
-        assert_eq!(read_watermark(&p, "t1"), 0);
-    }
 }
