@@ -6,9 +6,9 @@
 //! stripped, so a backtrace has no names either way. The panic message and location
 //! are still printed, then the process aborts and systemd restarts it. Dev and test
 //! builds (which unwind) keep their tables: this applies to `PROFILE=release` only, on
-//! Linux with glibc (GNU ld or lld, which take `INSERT` linker scripts). A `cargo bench`
-//! build of the binary is also `PROFILE=release`; a panic there ends the process as well
-//! ("failed to initiate panic"), which is what the release binary does.
+//! Linux with glibc (GNU ld; lld also documents `INSERT` scripts; mold does not). A
+//! `cargo bench` build of the binary is also `PROFILE=release`; a panic there ends the
+//! process as well ("failed to initiate panic"), which is what the release binary does.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
