@@ -89,7 +89,9 @@ pub mod ledger;
 mod replay;
 #[cfg(feature = "venue")]
 pub mod schema;
+#[cfg(feature = "venue")]
 mod watermark;
+#[cfg(feature = "venue")]
 pub mod worker;
 
 #[cfg(feature = "venue")]
