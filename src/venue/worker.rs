@@ -54,7 +54,6 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 /// The least time between two failed connection attempts made for scans (a lost
 /// connection is retried at once).
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// The file, in the store directory, that keeps the replay watermark.
 
 /// What `begin` got.
 pub enum Begin {
