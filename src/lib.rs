@@ -15,6 +15,7 @@ pub mod decide;
 pub mod hardening;
 pub mod money;
 pub mod pos;
+pub mod presence;
 pub mod redact;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

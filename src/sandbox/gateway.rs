@@ -41,6 +41,9 @@ impl Service {
 
 impl Handler for Service {
     fn handle(&self, req: &Request, peer: SocketAddr) -> Action {
+        if super::presence::wants(req) {
+            return super::presence::handle(&self.state, req, peer);
+        }
         if req.path == "/__sandbox" || req.path.starts_with("/__sandbox/") {
             return Action::Respond(admin::handle(&self.state, req, peer));
         }
@@ -52,7 +55,7 @@ impl Handler for Service {
     }
 
     fn black_hole_active(&self) -> bool {
-        lock(&self.state.faults).faults.black_hole
+        lock(&self.state.faults).faults.black_hole || self.state.presence.black_hole_active()
     }
 }
 

@@ -24,6 +24,7 @@ mod data;
 mod faults;
 mod gateway;
 mod polling;
+mod presence;
 mod ratelimit;
 mod server;
 mod state;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 pub use data::{Account, AddedValue, DataSet, Event, Ticket, GENERATED_ACCOUNT};
 pub use faults::Faults;
+pub use presence::{payload_for, token_for, PresenceStats, PRESENCE_APIKEY};
 pub use stats::Stats;
 pub use tls::{generate_self_signed, write_self_signed, SelfSigned, TlsPem};
 
@@ -283,6 +285,22 @@ impl SandboxHandle {
     ) -> Result<(), SandboxError> {
         self.state
             .with_data(|d| d.set_balance(barcode, av_id, balance))
+    }
+
+    /// The SafeTix payload ticket `barcode` shows now (sandbox clock), if it exists.
+    pub fn safetix_payload(&self, barcode: &str) -> Option<String> {
+        let data = state::lock(&self.state.data);
+        presence::payload_for(&data, barcode, self.state.clock.wall_ms())
+    }
+
+    /// Replaces the faults of the Presence route (apart from ATS's).
+    pub fn set_presence_faults(&self, faults: Faults) {
+        self.state.presence.set_faults(faults);
+    }
+
+    /// What the Presence route has answered.
+    pub fn presence_stats(&self) -> PresenceStats {
+        self.state.presence.stats()
     }
 
     /// Marks a ticket `VOID`.

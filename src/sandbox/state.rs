@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub stats: Mutex<Stats>,
     /// ATS requests being handled right now (for `ping`).
     pub active: AtomicUsize,
+    /// The Presence emulation (`presence.rs`).
+    pub presence: super::presence::PresenceState,
 }
 
 impl State {
@@ -68,6 +70,7 @@ impl State {
             limiter: Mutex::new(RateLimiter::default()),
             stats: Mutex::new(Stats::default()),
             active: AtomicUsize::new(0),
+            presence: Default::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl State {
         *lock(&self.polls) = PollTable::default();
         *lock(&self.limiter) = RateLimiter::default();
         *lock(&self.stats) = Stats::default();
+        self.presence.reset();
     }
 
     pub fn active_requests(&self) -> usize {
