@@ -117,6 +117,8 @@ pub struct RawConfig {
     pub health: RawHealth,
     pub scanner: RawScanner,
     pub pos: RawPos,
+    /// `[presence]`: phone tickets through Presence (absent: none).
+    pub presence: Option<crate::presence::RawPresence>,
 }
 
 /// `[ats]` as written.
@@ -255,6 +257,13 @@ impl RawConfig {
         }
         if let Some(v) = machine {
             self.machine_id = Some(v);
+        }
+        // Only with a `[presence]` section: the variable alone does not turn Presence on.
+        if let Some(p) = self.presence.as_mut() {
+            if let Some(v) = lookup("CONCESSION_PRESENCE_APIKEY") {
+                p.apikey = Some(v);
+                p.apikey_file = None;
+            }
         }
         // systemd may list several directories, colon-separated: the store uses the first.
         if let Some(v) = lookup("STATE_DIRECTORY") {
@@ -458,6 +467,8 @@ pub struct Config {
     pub health: HealthSettings,
     pub scanner: ScannerSettings,
     pub pos: PosSettings,
+    /// The Presence client's settings (`[presence]`); `None`: SafeTix is not resolved.
+    pub presence: Option<crate::presence::PresenceConfig>,
 }
 
 fn ranged(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
@@ -888,6 +899,10 @@ impl Config {
                 }
             },
             events: raw.events,
+            presence: raw
+                .presence
+                .map(crate::presence::RawPresence::validate)
+                .transpose()?,
             ats,
             cache,
             offline,

@@ -11,6 +11,7 @@ mod deliver;
 pub mod health;
 pub mod lookup;
 pub mod prefetch;
+pub mod safetix;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +134,8 @@ pub struct Evaluation {
     pub decision: Decision,
     /// The record it was judged on.
     pub record: Option<TicketRecord>,
+    /// For a phone ticket resolved to a barcode: how (journaled as `safetix`).
+    pub safetix: Option<safetix::Via>,
 }
 
 /// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
@@ -176,6 +179,8 @@ pub struct Agent {
     /// The outputs were told `low_disk` (an approval was refused for disk headroom).
     low_disk: bool,
     prefetch: prefetch::Progress,
+    /// Phone tickets through Presence (`[presence]`); `None`: denied unresolved.
+    safetix: Option<safetix::Resolver>,
 }
 
 impl Agent {
@@ -196,6 +201,7 @@ impl Agent {
             4,
         );
         let next_probe = clock.now();
+        let safetix = safetix::Resolver::from_config(&config, &ats, &store, &clock);
         Agent {
             policy: policy_from(&config),
             config,
@@ -212,6 +218,7 @@ impl Agent {
             output_lost: None,
             low_disk: false,
             prefetch: prefetch::Progress::default(),
+            safetix,
         }
     }
 
@@ -302,25 +309,56 @@ impl Agent {
         requested: Option<Cents>,
         received_at_ms: u64,
     ) -> Evaluation {
+        self.check_mode();
+        let mut online = self.mode == Mode::Online;
+        let mut now_ms = self.clock.wall_ms();
+        // The deadline runs from when the scan was read, not from when the loop got to it.
+        let waited = Duration::from_millis(now_ms.saturating_sub(received_at_ms));
+        let mut budget = self
+            .config
+            .deadline
+            .saturating_sub(waited)
+            .saturating_sub(commit_reserve(self.config.deadline));
+        let mut via = None;
         let kind = match input {
             ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
-            ScanInput::SafeTix(_) => ScanKind::SafeTix,
+            ScanInput::SafeTix(s) => match self.safetix.as_mut() {
+                None => ScanKind::SafeTix,
+                Some(r) => {
+                    let started = self.clock.now();
+                    let resolved = r.resolve(s, received_at_ms, started + budget);
+                    budget =
+                        budget.saturating_sub(self.clock.now().saturating_duration_since(started));
+                    now_ms = self.clock.wall_ms();
+                    match resolved {
+                        safetix::Resolved::Barcode { barcode, via: v } => {
+                            via = Some(v);
+                            // Decided from a remembered mapping: offline, whatever ATS's state.
+                            online &= v == safetix::Via::Live;
+                            ScanKind::Barcode(barcode)
+                        }
+                        safetix::Resolved::Deny { reason, offline } => {
+                            let source = if offline {
+                                decide::Source::Offline
+                            } else {
+                                decide::Source::Live
+                            };
+                            return Evaluation {
+                                barcode: String::new(),
+                                decision: Decision::deny(reason, source, offline),
+                                record: None,
+                                safetix: None,
+                            };
+                        }
+                    }
+                }
+            },
             ScanInput::Unreadable(_) => ScanKind::Unreadable,
         };
         let barcode = match &kind {
             ScanKind::Barcode(b) => b.clone(),
             _ => String::new(),
         };
-        self.check_mode();
-        let online = self.mode == Mode::Online;
-        let now_ms = self.clock.wall_ms();
-        // The deadline runs from when the scan was read, not from when the loop got to it.
-        let waited = Duration::from_millis(now_ms.saturating_sub(received_at_ms));
-        let budget = self
-            .config
-            .deadline
-            .saturating_sub(waited)
-            .saturating_sub(commit_reserve(self.config.deadline));
 
         let cached = if barcode.is_empty() {
             None
@@ -396,10 +434,21 @@ impl Agent {
                     barcode,
                     decision,
                     record,
+                    safetix: via,
                 };
             }
         };
         let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
+        // A remembered SafeTix mapping gets its own, lower caps (a screenshot replays it).
+        let cached_policy = match (via, &self.safetix) {
+            (Some(safetix::Via::Cached), Some(r)) => {
+                Some(crate::presence::resolve::offline_policy(
+                    &self.policy,
+                    r.client().config().offline_cap_cents,
+                ))
+            }
+            _ => None,
+        };
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
@@ -407,15 +456,25 @@ impl Agent {
             mode: scan_mode,
             ledger: &ledger,
             usage,
-            policy: &self.policy,
+            policy: cached_policy.as_ref().unwrap_or(&self.policy),
             today: &today,
             events: &self.config.events,
             clock_trusted,
         });
+        let decision = match (via, cached_policy) {
+            // A cap of 0 turns offline SafeTix approvals off.
+            (Some(safetix::Via::Cached), Some(p))
+                if decision.is_approve() && p.offline.per_transaction_cents == 0 =>
+            {
+                Decision::deny(decide::Reason::OfflineLimit, decide::Source::Offline, true)
+            }
+            _ => decision,
+        };
         Evaluation {
             barcode,
             decision,
             record,
+            safetix: via,
         }
     }
 
@@ -464,14 +523,18 @@ impl Agent {
     pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
-        let entry = match self.store.commit_decision(&NewDecision {
-            scan_time_ms: scan.received_at_ms,
-            barcode: &eval.barcode,
-            decision: &eval.decision,
-            evidence: eval.record.as_ref(),
-            latency_ms,
-            request: scan.request_id.as_deref(),
-        }) {
+        let flag = eval.safetix.map(safetix::Via::as_str);
+        let entry = match self.store.commit_decision_flagged(
+            &NewDecision {
+                scan_time_ms: scan.received_at_ms,
+                barcode: &eval.barcode,
+                decision: &eval.decision,
+                evidence: eval.record.as_ref(),
+                latency_ms,
+                request: scan.request_id.as_deref(),
+            },
+            flag,
+        ) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
@@ -487,14 +550,17 @@ impl Agent {
                     eval.decision.source,
                     eval.decision.offline,
                 );
-                match self.store.commit_decision(&NewDecision {
-                    scan_time_ms: scan.received_at_ms,
-                    barcode: &eval.barcode,
-                    decision: &deny,
-                    evidence: eval.record.as_ref(),
-                    latency_ms,
-                    request: scan.request_id.as_deref(),
-                }) {
+                match self.store.commit_decision_flagged(
+                    &NewDecision {
+                        scan_time_ms: scan.received_at_ms,
+                        barcode: &eval.barcode,
+                        decision: &deny,
+                        evidence: eval.record.as_ref(),
+                        latency_ms,
+                        request: scan.request_id.as_deref(),
+                    },
+                    flag,
+                ) {
                     Ok(entry) => {
                         let event = entry.to_event();
                         self.outputs.each(|s| s.decision(&event));

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::decide::Policy;
+use crate::decide::{Policy, Reason};
 use crate::money::Cents;
 use crate::ticket::TicketRecord;
 
@@ -106,6 +106,29 @@ impl SafetixDeny {
 impl fmt::Display for SafetixDeny {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl From<SafetixDeny> for Reason {
+    fn from(d: SafetixDeny) -> Reason {
+        match d {
+            SafetixDeny::NotFound => Reason::SafetixNotFound,
+            SafetixDeny::Invalid => Reason::SafetixInvalid,
+            SafetixDeny::AlreadyEntered => Reason::SafetixAlreadyEntered,
+            SafetixDeny::Exited => Reason::SafetixExited,
+            SafetixDeny::InternalScan => Reason::SafetixInternalScan,
+            SafetixDeny::BadRequest => Reason::SafetixBadRequest,
+            SafetixDeny::StartRestriction => Reason::SafetixStartRestriction,
+            SafetixDeny::EndRestriction => Reason::SafetixEndRestriction,
+            SafetixDeny::SectionRestriction => Reason::SafetixSectionRestriction,
+            SafetixDeny::EventRestriction => Reason::SafetixEventRestriction,
+            SafetixDeny::TooEarly => Reason::SafetixTooEarly,
+            SafetixDeny::TooLate => Reason::SafetixTooLate,
+            SafetixDeny::UnknownStatus => Reason::SafetixUnknownStatus,
+            SafetixDeny::NoSeat => Reason::SafetixNoSeat,
+            SafetixDeny::Ambiguous => Reason::SafetixAmbiguous,
+            SafetixDeny::SeatUnknown => Reason::SafetixSeatUnknown,
+        }
     }
 }
 
@@ -243,6 +266,11 @@ mod tests {
             SafetixDeny::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(names.len(), SafetixDeny::ALL.len());
         assert!(names.iter().all(|n| n.starts_with("safetix_")));
+        // Each is a journal reason of the same name.
+        for d in SafetixDeny::ALL {
+            assert_eq!(Reason::from(d).as_str(), d.as_str());
+            assert_eq!(d.as_str().parse::<Reason>(), Ok(Reason::from(d)));
+        }
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub struct JournalEntry {
     pub void_of: Option<String>,
     /// For a voided decision: the void entry.
     pub voided_by: Option<String>,
+    /// For a phone ticket (SafeTix): how its barcode was found, `live` (Presence
+    /// answered) or `cached` (Presence was out: the token's remembered mapping, offline;
+    /// a replayed screenshot cannot be told apart). Absent for other scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safetix: Option<String>,
 }
 
 impl JournalEntry {
@@ -226,6 +231,15 @@ impl Store {
     /// entry with its new id. Only after `Ok` may the POS be told: the decision then
     /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
+        self.commit_decision_flagged(new, None)
+    }
+
+    /// [`Store::commit_decision`] with the entry's `safetix` flag (`live` / `cached`).
+    pub fn commit_decision_flagged(
+        &self,
+        new: &NewDecision<'_>,
+        safetix: Option<&str>,
+    ) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
         if d.is_approve() {
             // Before a full disk stops the journal, stop approving (`headroom.rs`).
@@ -288,6 +302,7 @@ impl Store {
             request: new.request.map(str::to_string),
             void_of: None,
             voided_by: None,
+            safetix: safetix.map(str::to_string),
         };
         w.set(
             TreeId::Journal,
