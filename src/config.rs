@@ -901,7 +901,7 @@ impl Config {
             events: raw.events,
             presence: raw
                 .presence
-                .map(crate::presence::RawPresence::validate)
+                .map(|p| p.validate(ats.endpoint == AtsEndpoint::Sandbox))
                 .transpose()?,
             ats,
             cache,

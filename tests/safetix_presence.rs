@@ -51,7 +51,10 @@ fn harness(extra: &str) -> (Harness, ManualClock) {
     )
 }
 
-const PRESENCE: &str = "[presence]\n";
+/// `[presence]` for the sandbox's Presence route (the harness's ATS URL is a real
+/// loopback URL, so the key and venue are given as for a real Presence).
+const PRESENCE: &str =
+    "[presence]\napikey = \"sandbox-presence-key\"\nvenue_id = \"SANDBOX-PARK\"\n";
 
 /// What `concession-agent lookup BARCODE` does: verify the printed barcode (which
 /// caches its record with the seat), recording nothing.
@@ -168,7 +171,9 @@ fn the_magic_payloads_show_a_void_ticket_another_event_an_old_screenshot_and_a_p
 
 #[test]
 fn a_presence_outage_falls_back_to_the_cached_mapping_under_the_lower_safetix_cap() {
-    let (mut h, clock) = harness("deadline_ms = 400\n[presence]\noffline_cap_cents = 1000\n");
+    let (mut h, clock) = harness(&format!(
+        "deadline_ms = 400\n{PRESENCE}offline_cap_cents = 1000\n"
+    ));
     verify(&mut h, "100000000008");
     let first = h.scan_amount(&payload(&h, "100000000008"), 500);
     assert_eq!(
@@ -208,7 +213,7 @@ fn a_presence_outage_falls_back_to_the_cached_mapping_under_the_lower_safetix_ca
 
 #[test]
 fn a_presence_outage_without_a_cached_mapping_denies_within_the_deadline() {
-    let (mut h, _clock) = harness("deadline_ms = 300\n[presence]\n");
+    let (mut h, _clock) = harness(&format!("deadline_ms = 300\n{PRESENCE}"));
     verify(&mut h, "100000000001");
     h.sandbox.set_presence_faults(Faults {
         black_hole: true,
@@ -225,7 +230,7 @@ fn a_presence_outage_without_a_cached_mapping_denies_within_the_deadline() {
     );
     assert_eq!(d.source, "offline");
     // 503s are an outage too.
-    let (mut h, clock) = harness("[presence]\n");
+    let (mut h, clock) = harness(PRESENCE);
     h.sandbox.set_presence_faults(Faults {
         fail_next: 1,
         ..Faults::default()
@@ -242,7 +247,7 @@ fn a_presence_outage_without_a_cached_mapping_denies_within_the_deadline() {
 
 #[test]
 fn the_presence_key_budget_is_respected() {
-    let (mut h, clock) = harness("[presence]\nrate_per_minute = 3\n");
+    let (mut h, clock) = harness(&format!("{PRESENCE}rate_per_minute = 3\n"));
     let ats_before = h.calls();
     for _ in 0..5 {
         let d = h.scan("STATUS-NOT_FOUND::000000::000000::1700000000");
@@ -268,7 +273,7 @@ fn the_presence_key_budget_is_respected() {
     assert_eq!(h.sandbox.presence_stats().requests, 4);
 
     // A 429 from Presence closes the client's budget: the next scans do not knock.
-    let (mut h, _clock) = harness("[presence]\n");
+    let (mut h, _clock) = harness(PRESENCE);
     h.sandbox.set_presence_faults(Faults {
         rate_per_minute: Some(1),
         ..Faults::default()

@@ -2,10 +2,11 @@
 //! [`PresenceConfig`]. No section: no Presence client (SafeTix scans are denied
 //! `safetix_unresolved`, as before).
 //!
-//! `url = "sandbox"` (the default) means "the ATS URL": the sandbox serves Presence on
-//! the same port. The key comes from `apikey_file` (owner-only, as the ATS key file),
-//! else `apikey` or `CONCESSION_PRESENCE_APIKEY`; with the sandbox and no key, the
-//! sandbox's Presence key. Field errors name `presence.<field>`, never the key.
+//! `url` unset (the default) follows the ATS URL: Ticketmaster serves Presence from the
+//! same host as ATS (`https://app.ticketmaster.com`), and the sandbox serves it on the
+//! same port. The key comes from `apikey_file` (owner-only, as the ATS key file), else
+//! `apikey` or `CONCESSION_PRESENCE_APIKEY`; only with the ATS sandbox may it be left
+//! out (the sandbox's Presence key). Field errors name `presence.<field>`, never the key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,8 +20,6 @@ use crate::redact::Secret;
 use super::config::PresenceConfig;
 use super::wire::Device;
 
-/// The value of `presence.url` that follows the ATS URL.
-pub const SANDBOX: &str = "sandbox";
 /// The sandbox's Presence key (sandbox/presence.rs keeps the same).
 pub const SANDBOX_KEY: &str = "sandbox-presence-key";
 
@@ -28,7 +27,7 @@ pub const SANDBOX_KEY: &str = "sandbox-presence-key";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPresence {
-    /// Base URL, or `sandbox` (the default): the ATS URL.
+    /// Base URL (`https://host[:port]`); unset: the ATS URL.
     pub url: Option<String>,
     /// The Presence key (prefer `apikey_file` or `CONCESSION_PRESENCE_APIKEY`).
     pub apikey: Option<String>,
@@ -62,15 +61,15 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl RawPresence {
-    /// Validates the section. `ats_base_url` is what `url = "sandbox"` follows (the
-    /// agent fills it in when the ATS client is built; until then it is `sandbox`).
-    pub fn validate(self) -> Result<PresenceConfig, ConfigError> {
+    /// Validates the section; `ats_sandbox` when ATS is the built-in sandbox. An unset
+    /// `url` is left empty: the agent fills in the ATS URL when it builds the client.
+    pub fn validate(self, ats_sandbox: bool) -> Result<PresenceConfig, ConfigError> {
         let d = PresenceConfig::default();
         let url = self
             .url
             .map(|u| u.trim().trim_end_matches('/').to_string())
-            .unwrap_or_else(|| SANDBOX.into());
-        let sandbox = url == SANDBOX;
+            .unwrap_or_default();
+        let sandbox = ats_sandbox && url.is_empty();
         let apikey = match (&self.apikey, &self.apikey_file) {
             (_, Some(file)) => read_key_file(file).map_err(|e| match e {
                 ConfigError::Invalid { message, .. } => invalid("presence.apikey_file", message),
@@ -108,7 +107,7 @@ impl RawPresence {
             return Err(invalid("presence.rate_per_minute", "budgets must be > 0"));
         }
         let cfg = PresenceConfig {
-            base_url: url,
+            base_url: url.clone(),
             apikey,
             device: Device {
                 venue_id,
@@ -123,7 +122,7 @@ impl RawPresence {
             offline_cap_cents: self.offline_cap_cents.unwrap_or(d.offline_cap_cents),
             ..d
         };
-        if !sandbox {
+        if !url.is_empty() {
             cfg.validate()
                 .map_err(|e| invalid("presence.url", e.to_string()))?;
         }
@@ -132,9 +131,9 @@ impl RawPresence {
 }
 
 impl PresenceConfig {
-    /// True while `base_url` is `sandbox` (to follow the ATS URL).
+    /// True while `base_url` is unset: the ATS URL is used.
     pub fn follows_ats(&self) -> bool {
-        self.base_url == SANDBOX
+        self.base_url.is_empty()
     }
 }
 
@@ -144,12 +143,13 @@ mod tests {
 
     fn parse(text: &str) -> Result<PresenceConfig, ConfigError> {
         let raw: RawPresence = toml::from_str(text).unwrap();
-        raw.validate()
+        raw.validate(false)
     }
 
     #[test]
-    fn an_empty_section_follows_the_sandbox() {
-        let c = parse("").unwrap();
+    fn an_empty_section_follows_the_ats_sandbox() {
+        let raw: RawPresence = toml::from_str("").unwrap();
+        let c = raw.validate(true).unwrap();
         assert!(c.follows_ats());
         assert_eq!(c.apikey.expose(), SANDBOX_KEY);
         assert_eq!(c.offline_cap_cents, 1000);
@@ -159,6 +159,11 @@ mod tests {
     fn a_real_url_needs_a_key_and_a_venue_and_errors_never_show_the_key() {
         let e = parse("url = \"https://app.ticketmaster.com\"\nvenue_id = \"KovZ1\"").unwrap_err();
         assert!(e.to_string().contains("presence.apikey"), "{e}");
+        // Following a real ATS needs a key of its own too.
+        assert!(parse("venue_id = \"KovZ1\"").is_err());
+        assert!(parse("venue_id = \"KovZ1\"\napikey = \"pk-9\"")
+            .unwrap()
+            .follows_ats());
         let e = parse("url = \"https://app.ticketmaster.com\"\napikey = \"pk-9\"").unwrap_err();
         assert!(e.to_string().contains("presence.venue_id"), "{e}");
         let e =
