@@ -117,7 +117,7 @@ impl Resolver {
         let now = self.clock.now();
         let skip = self.down_until.is_some_and(|t| now < t);
         if skip || deadline <= now {
-            return self.from_mapping(scan, "presence skipped (recent outage or no time left)");
+            return self.by_mapping(scan, "presence skipped (recent outage or no time left)");
         }
         match self
             .client
@@ -197,12 +197,12 @@ impl Resolver {
                 } else {
                     log::error!("safetix {}: {e}", scan.masked_token());
                 }
-                self.from_mapping(scan, "presence gave no answer")
+                self.by_mapping(scan, "presence gave no answer")
             }
         }
     }
 
-    fn from_mapping(&self, scan: &SafeTix, why: &str) -> Resolved {
+    fn by_mapping(&self, scan: &SafeTix, why: &str) -> Resolved {
         match self.store.token_mapping(scan.token()) {
             Ok(Some(m)) => {
                 log::info!(
