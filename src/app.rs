@@ -16,7 +16,7 @@ use crate::agent::{Outputs, PosOutput};
 use crate::ats::{AtsClient, AtsConfig, AtsError};
 use crate::board::{AckSetting, BoardError, BoardProfile, GpioProfile, JsonlTarget};
 use crate::clock::SharedClock;
-use crate::config::{AtsEndpoint, Config, PosOutput as StdoutFormat, ScannerKind};
+use crate::config::{AtsEndpoint, Config, ScannerKind, ScannerSection, StdoutFormat};
 use crate::pos::{PosError, PosOptions, PosServer};
 use crate::scan::frame::{FrameConfig, FrameConfigError};
 use crate::scan::source::{self, SourceError, SourceHandle, SourceOptions, TcpScannerSource};
@@ -185,8 +185,8 @@ pub fn store_options(config: &Config) -> StoreOptions {
 /// The input and output plan: the configuration, overridden by a board profile.
 #[derive(Debug, Clone)]
 pub struct Wiring {
-    /// Where scans come from.
-    pub scanner: ScannerKind,
+    /// Where scans come from (the `[scanner]` section of the config or the board).
+    pub scanner: ScannerSection,
     /// Framing of scanner bytes.
     pub frame: FrameConfig,
     /// People-readable lines on stdout.
@@ -216,17 +216,23 @@ fn strip_line_ends(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// The framer for a scanner section: the one place its prefix, suffix and
+/// length limit become a [`FrameConfig`], for the config and the board alike.
+fn framer(prefix: &[u8], suffix: &[u8], max_len: usize) -> Result<FrameConfig, StartError> {
+    FrameConfig::default()
+        .with_prefix(prefix)
+        .and_then(|f| f.with_suffix(&strip_line_ends(suffix)))
+        .and_then(|f| f.with_max_len(max_len))
+        .map_err(StartError::Framing)
+}
+
 impl Wiring {
     /// The plan for `config`, with `board` overriding scanner and outputs.
     pub fn plan(config: &Config, board: Option<&BoardProfile>) -> Result<Wiring, StartError> {
         let s = &config.scanner;
         let mut w = Wiring {
-            scanner: s.kind.clone(),
-            frame: FrameConfig::default()
-                .with_prefix(s.prefix.as_bytes())
-                .and_then(|f| f.with_suffix(&strip_line_ends(s.suffix.as_bytes())))
-                .and_then(|f| f.with_max_len(s.max_len))
-                .map_err(StartError::Framing)?,
+            scanner: s.clone(),
+            frame: framer(s.prefix.as_bytes(), s.suffix.as_bytes(), s.max_len)?,
             console: config.pos.output == StdoutFormat::Console,
             jsonl_stdout: config.pos.output == StdoutFormat::JsonLines,
             pos_listen: config.pos.listen,
@@ -239,29 +245,14 @@ impl Wiring {
                 ..PosOptions::default()
             },
             pos_serial: None,
-            ack: AckSetting::None,
+            ack: s.ack.clone(),
             gpio: None,
             utc_offset_minutes: config.utc_offset_minutes,
         };
         let Some(b) = board else { return Ok(w) };
         let sp = &b.scanner;
-        w.scanner = match sp.kind {
-            crate::board::ScannerKind::Stdin => ScannerKind::Stdin,
-            crate::board::ScannerKind::Serial => ScannerKind::Serial {
-                path: sp.path.clone().unwrap_or_default(),
-                baud: sp.baud,
-            },
-            crate::board::ScannerKind::Tcp => ScannerKind::Tcp {
-                listen: sp
-                    .listen
-                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7071))),
-            },
-        };
-        w.frame = FrameConfig::default()
-            .with_prefix(sp.prefix.as_bytes())
-            .and_then(|f| f.with_suffix(&strip_line_ends(sp.suffix.as_bytes())))
-            .and_then(|f| f.with_max_len(sp.max_len))
-            .map_err(StartError::Framing)?;
+        w.scanner = sp.clone();
+        w.frame = framer(sp.prefix.as_bytes(), sp.suffix.as_bytes(), sp.max_len)?;
         w.ack = sp.ack.clone();
         let o = &b.outputs;
         w.console = o.console;
@@ -344,20 +335,26 @@ pub fn start_io(
         ));
     }
 
-    match &wiring.scanner {
+    let sc = &wiring.scanner;
+    match sc.kind {
         ScannerKind::Stdin => running
             .sources
             .push(source::spawn_stdin(tx.clone(), opts).map_err(StartError::Scanner)?),
-        ScannerKind::Serial { path, baud } => {
-            let (handle, ack) = serial_scanner(path, *baud, &wiring.ack, tx, opts)?;
+        ScannerKind::Serial => {
+            // A validated section has a path; an empty one fails to open, by name.
+            let path = sc.path.clone().unwrap_or_default();
+            let (handle, ack) = serial_scanner(&path, sc.baud, &wiring.ack, tx, opts)?;
             running.sources.push(handle);
             if let Some(ack) = ack {
                 outputs.other.push(ack);
             }
         }
-        ScannerKind::Tcp { listen } => {
+        ScannerKind::Tcp => {
+            let listen = sc
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7071)));
             let src =
-                TcpScannerSource::bind(*listen, tx.clone(), opts).map_err(StartError::Scanner)?;
+                TcpScannerSource::bind(listen, tx.clone(), opts).map_err(StartError::Scanner)?;
             log::info!("network scanners: listening on {}", src.local_addr());
             running.tcp_scanner = Some(src);
         }
@@ -391,8 +388,8 @@ fn serial_scanner(
     opts: SourceOptions,
 ) -> Result<SerialParts, StartError> {
     use crate::board::devices::SerialScanner;
-    let profile = crate::board::ScannerProfile {
-        kind: crate::board::ScannerKind::Serial,
+    let profile = ScannerSection {
+        kind: ScannerKind::Serial,
         path: Some(path.to_path_buf()),
         listen: None,
         baud,

@@ -22,4 +22,5 @@ pub mod sandbox;
 pub mod scan;
 pub mod signal;
 pub mod store;
+pub(crate) mod sync;
 pub mod ticket;

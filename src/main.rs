@@ -616,7 +616,8 @@ fn run_agent(
             agent.force_mode(Mode::Offline);
         }
     }
-    if wiring.console && wiring.scanner == ScannerKind::Stdin && std::io::stdin().is_terminal() {
+    if wiring.console && wiring.scanner.kind == ScannerKind::Stdin && std::io::stdin().is_terminal()
+    {
         eprintln!("Scan or type a barcode and press Enter; Ctrl-D or Ctrl-C ends.");
         if config_store_temporary {
             eprintln!(

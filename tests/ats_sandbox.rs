@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use concession_agent::ats::{AtsClient, AtsConfig, AtsError, Phase, RateWindow};
+use concession_agent::ats::{wire, AtsClient, AtsConfig, AtsError, Phase, RateWindow};
 use concession_agent::clock::{Clock, ManualClock};
 use concession_agent::redact::Secret;
 use concession_agent::sandbox::{
@@ -151,7 +151,7 @@ fn lists_a_generated_event_in_chunks() {
     assert_eq!(
         c.get_av_barcodes_for_event("NOPE").unwrap_err(),
         AtsError::Api {
-            code: 5313,
+            code: wire::AV_EVENT_NOT_FOUND,
             sql_code: 100,
             message: "Event not found".into()
         }

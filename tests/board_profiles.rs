@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use concession_agent::board::{
     AckSetting, BoardError, BoardProfile, EscapedBytes, JsonlTarget, ScannerKind,
 };
+use concession_agent::config::scanner::{ScannerSection, DEFAULT_MAX_LEN};
+use concession_agent::config::{Config, ConfigError, RawConfig};
 use concession_agent::signal::gpio::{Pattern, Pulse};
 use concession_agent::signal::scanner_ack::AckCodes;
 
@@ -310,4 +312,82 @@ fn load_errors_name_the_file() {
     std::fs::write(&big, format!("# {}\n", "x".repeat(70_000))).unwrap();
     let e = BoardProfile::load(&big).unwrap_err().to_string();
     assert!(e.contains("larger than"), "{e}");
+}
+
+// The [scanner] schema is one type (config::scanner): the agent config and a board
+// profile must agree on every section.
+
+/// The field a `[scanner]` body is refused for, or `None` when accepted.
+fn scanner_config_verdict(body: &str) -> Option<String> {
+    let text = format!("[scanner]\n{body}\n");
+    match RawConfig::parse(&text, Path::new("t.toml")).and_then(Config::from_raw) {
+        Ok(_) => None,
+        Err(ConfigError::Invalid { field, .. }) => Some(field.to_string()),
+        Err(e) => Some(format!("parse: {e}")),
+    }
+}
+
+fn scanner_board_verdict(body: &str) -> Option<String> {
+    let text = format!("name = \"t\"\n[scanner]\n{body}\n");
+    match BoardProfile::from_toml_str(&text) {
+        Ok(_) => None,
+        Err(BoardError::Invalid { field, .. }) => Some(field),
+        Err(e) => Some(format!("parse: {e}")),
+    }
+}
+
+#[test]
+fn the_config_and_a_board_profile_accept_and_refuse_the_same_scanner_sections() {
+    for (body, refused) in [
+        ("kind = \"stdin\"", None),
+        ("kind = \"none\"", None),
+        ("", None),
+        ("max_len = 4", None),
+        ("max_len = 512", None),
+        ("max_len = 3", Some("scanner.max_len")),
+        ("max_len = 513", Some("scanner.max_len")),
+        ("prefix = '\\x02'\nsuffix = '\\r\\n'", None),
+        ("prefix = '123456789'", Some("scanner.prefix")),
+        ("kind = \"serial\"", Some("scanner.path")),
+        (
+            "kind = \"serial\"\npath = \"dev/ttyACM0\"",
+            Some("scanner.path"),
+        ),
+        (
+            "kind = \"serial\"\npath = \"/dev/ttyACM0\"\nbaud = 12345",
+            Some("scanner.baud"),
+        ),
+        (
+            "kind = \"serial\"\npath = \"/dev/ttyACM0\"\nbaud = 115200\nack = \"honeywell\"",
+            None,
+        ),
+        ("kind = \"tcp\"", Some("scanner.listen")),
+        ("kind = \"tcp\"\nlisten = \"127.0.0.1:7071\"", None),
+        (
+            "kind = \"stdin\"\nlisten = \"127.0.0.1:7071\"",
+            Some("scanner.listen"),
+        ),
+        ("ack = \"honeywell\"", Some("scanner.ack")),
+    ] {
+        let (c, b) = (scanner_config_verdict(body), scanner_board_verdict(body));
+        assert_eq!(c.as_deref(), refused, "config, {body:?}");
+        assert_eq!(b.as_deref(), refused, "board, {body:?}");
+    }
+}
+
+#[test]
+fn an_unknown_scanner_kind_is_refused_by_name_in_both() {
+    let c = scanner_config_verdict("kind = \"usb\"").unwrap();
+    let b = scanner_board_verdict("kind = \"usb\"").unwrap();
+    for e in [c, b] {
+        assert!(e.contains("scanner.kind") && e.contains("usb"), "{e}");
+    }
+}
+
+#[test]
+fn a_section_left_out_is_stdin_with_the_default_limits() {
+    let c = Config::from_raw(RawConfig::parse("", Path::new("t")).unwrap()).unwrap();
+    assert_eq!(c.scanner, ScannerSection::default());
+    assert_eq!(c.scanner.max_len, DEFAULT_MAX_LEN);
+    assert_eq!(c.scanner.baud, 9600);
 }

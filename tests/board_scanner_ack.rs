@@ -104,11 +104,11 @@ fn a_closed_port_is_a_signal_error() {
 #[test]
 fn serial_scanner_reads_scans_and_acknowledges_on_the_same_port() {
     use concession_agent::board::devices::SerialScanner;
-    use concession_agent::board::{AckSetting, ScannerKind, ScannerProfile};
+    use concession_agent::board::{AckSetting, ScannerKind, ScannerSection};
     use std::sync::atomic::Ordering;
 
     let (mut master, slave) = pty();
-    let profile = ScannerProfile {
+    let profile = ScannerSection {
         kind: ScannerKind::Serial,
         path: Some(slave.clone()),
         listen: None,

@@ -27,6 +27,7 @@ use concession_agent::sandbox::{DataSet, SandboxConfig};
 use concession_agent::signal::Verdict;
 use concession_agent::store::{JournalEntry, Store, StoreOptions};
 use serde_json::Value;
+use support::fixtures::Rng;
 
 const FRESH_PER_TRIAL: usize = 30;
 const RESCANS_PER_TRIAL: usize = 5;
@@ -47,18 +48,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// xorshift64: reproducible trials.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

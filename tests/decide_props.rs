@@ -3,14 +3,17 @@
 //! model that books decisions the way the store does (the same `TicketLedger` /
 //! `OfflineUsage` functions), checked against an independent tally of the truth.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use concession_agent::decide::{
     decide, DecideInput, Decision, Evidence, Mode, OfflineCaps, OfflineUsage, Policy, Reason,
     ScanKind, TicketLedger, Verdict,
 };
-use concession_agent::ticket::{TicketInfo, TicketRecord, TicketStatus, ValueKind, ValueLine};
+use concession_agent::ticket::{TicketRecord, TicketStatus, ValueKind, ValueLine};
 use proptest::prelude::*;
+use support::fixtures::ticket_info;
 
 const TODAY: &str = "2026-11-27";
 
@@ -139,18 +142,7 @@ fn make_ticket(i: usize, spec: &[(bool, u64)]) -> Ticket {
         loaded: value.iter().map(|v| (v.av_id.clone(), v.loaded)).collect(),
         upstream: TicketRecord {
             barcode: barcode.clone(),
-            info: Some(TicketInfo {
-                barcode,
-                event_name: "EVENT01".into(),
-                event_date: Some(TODAY.into()),
-                event_time: None,
-                acct_id: None,
-                section_name: None,
-                row_name: None,
-                seat_num: None,
-                price_code: None,
-                status: TicketStatus::Active,
-            }),
+            info: Some(ticket_info(&barcode, Some(TODAY))),
             value,
             fetched_at_ms: 0,
         },

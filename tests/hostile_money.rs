@@ -11,6 +11,7 @@ use concession_agent::app;
 use concession_agent::clock::{self, ClockState, ManualClock, SharedClock};
 use concession_agent::sandbox::{DataSet, Faults, SandboxConfig};
 use serde_json::{json, Map};
+use support::fixtures::ticket_info;
 use support::{Harness, Recorder};
 
 const TEN_HOURS_MS: u64 = 10 * 3_600_000;
@@ -298,18 +299,7 @@ fn support_record(barcode: &str) -> concession_agent::ticket::TicketRecord {
     use concession_agent::ticket::*;
     let mut r = TicketRecord {
         barcode: barcode.into(),
-        info: Some(TicketInfo {
-            barcode: barcode.into(),
-            event_name: "EVENT01".into(),
-            event_date: None,
-            event_time: None,
-            acct_id: None,
-            section_name: None,
-            row_name: None,
-            seat_num: None,
-            price_code: None,
-            status: TicketStatus::Active,
-        }),
+        info: Some(ticket_info(barcode, None)),
         value: Vec::new(),
         fetched_at_ms: 0,
     };

@@ -1,5 +1,7 @@
 //! Store round trips: schema, cache, ledger, commit, void, offline usage, reopen.
 
+mod support;
+
 use std::path::Path;
 
 use concession_agent::decide::{
@@ -9,7 +11,8 @@ use concession_agent::decide::{
 use concession_agent::store::{
     EntryKind, NewDecision, Store, StoreError, StoreOptions, TicketRecord, SCHEMA_VERSION,
 };
-use concession_agent::ticket::{TicketInfo, TicketStatus, ValueKind, ValueLine};
+use concession_agent::ticket::{TicketInfo, ValueKind, ValueLine};
+use support::fixtures::ticket_info;
 
 const TODAY: &str = "2026-11-27";
 const T0: u64 = 1_795_795_445_123;
@@ -45,16 +48,8 @@ fn record(barcode: &str, value: Vec<ValueLine>, fetched_at_ms: u64) -> TicketRec
     TicketRecord {
         barcode: barcode.into(),
         info: Some(TicketInfo {
-            barcode: barcode.into(),
-            event_name: "EVENT01".into(),
-            event_date: Some(TODAY.into()),
-            event_time: None,
             acct_id: Some(100479),
-            section_name: None,
-            row_name: None,
-            seat_num: None,
-            price_code: None,
-            status: TicketStatus::Active,
+            ..ticket_info(barcode, Some(TODAY))
         }),
         value,
         fetched_at_ms,

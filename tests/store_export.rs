@@ -1,24 +1,14 @@
 //! Journal export: JSON lines and CSV, paged with `since`, never duplicating or dropping.
 
+mod support;
+
 use std::collections::BTreeSet;
 
 use concession_agent::decide::{Decision, ItemGrant, Reason, Source, Verdict};
 use concession_agent::store::{
     export, Format, JournalEntry, NewDecision, Store, StoreOptions, TicketRecord,
 };
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use support::fixtures::Rng;
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(

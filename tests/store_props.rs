@@ -4,6 +4,8 @@
 //! offline exposure never exceeds its caps, that no value line is ever redeemed past what
 //! was loaded, that amounts never go negative, and that a restart changes nothing.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -11,8 +13,9 @@ use concession_agent::decide::{
     decide, DecideInput, Evidence, Mode, OfflineCaps, Policy, ScanKind, Verdict,
 };
 use concession_agent::store::{NewDecision, Store, StoreOptions};
-use concession_agent::ticket::{TicketInfo, TicketRecord, TicketStatus, ValueKind, ValueLine};
+use concession_agent::ticket::{TicketInfo, TicketRecord, ValueKind, ValueLine};
 use proptest::prelude::*;
+use support::fixtures::ticket_info;
 
 const TODAY: &str = "2026-11-27";
 const NOW_MS: u64 = 1_795_000_000_000;
@@ -66,16 +69,8 @@ fn record(i: usize, money: u64, items: u64) -> TicketRecord {
     TicketRecord {
         barcode: barcode.clone(),
         info: Some(TicketInfo {
-            barcode,
-            event_name: "EVENT01".into(),
-            event_date: Some(TODAY.into()),
-            event_time: None,
             acct_id: Some(100479),
-            section_name: None,
-            row_name: None,
-            seat_num: None,
-            price_code: None,
-            status: TicketStatus::Active,
+            ..ticket_info(&barcode, Some(TODAY))
         }),
         value,
         fetched_at_ms: NOW_MS,

@@ -15,6 +15,7 @@ use concession_agent::ats::wire::{
 };
 use concession_agent::ats::{AtsError, CallJar, RateBudget, ServerRate};
 use concession_agent::board::{AckSetting, BoardProfile, MAX_PULSES, MAX_REPEAT};
+use concession_agent::config::scanner::MAX_LEN_RANGE;
 use concession_agent::config::{Config, RawConfig};
 use concession_agent::money::{format_cents, parse_cents, Cents, MoneyError};
 use concession_agent::pos::{
@@ -22,7 +23,7 @@ use concession_agent::pos::{
     MAX_BARCODE_FIELD, MAX_DECISION_ID, MAX_REQUEST_ID,
 };
 use concession_agent::scan::barcode::{classify, Barcode, SafeTix, MAX_DIGITS, MIN_DIGITS};
-use concession_agent::scan::frame::{Frame, FrameConfig, Framer};
+use concession_agent::scan::frame::{Frame, FrameConfig, Framer, MAX_AFFIX};
 use concession_agent::scan::ScanInput;
 use concession_agent::ticket::ValueKind;
 
@@ -320,7 +321,7 @@ fn check_agent_config(text: &str) {
             assert!(c.health.failures_to_offline >= 1);
             assert!(c.health.failures_to_offline <= c.health.window);
             assert!(c.cache.budget_reserve_per_minute < c.ats.rate_per_minute);
-            assert!((8..=4096).contains(&c.scanner.max_len));
+            assert!(MAX_LEN_RANGE.contains(&c.scanner.max_len));
             assert!(!c.terminal_id.is_empty() && c.terminal_id.len() <= 64);
             format!("{c:?}")
         }
@@ -342,8 +343,8 @@ fn check_board_profile(text: &str) {
         }
     };
     let s = &profile.scanner;
-    assert!((4..=512).contains(&s.max_len));
-    assert!(s.prefix.as_bytes().len() <= 8 && s.suffix.as_bytes().len() <= 8);
+    assert!(MAX_LEN_RANGE.contains(&s.max_len));
+    assert!(s.prefix.as_bytes().len() <= MAX_AFFIX && s.suffix.as_bytes().len() <= MAX_AFFIX);
     if let AckSetting::Custom { good, bad } = &s.ack {
         assert!(good.as_bytes().len() <= 32 && bad.as_bytes().len() <= 32);
     }

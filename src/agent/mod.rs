@@ -141,7 +141,7 @@ pub struct Evaluation {
 /// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
 pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
     let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
-    crate::store::time::utc_date(shifted.max(0) as u64)
+    crate::date::utc_date(shifted.max(0) as u64)
 }
 
 /// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote

@@ -418,7 +418,14 @@ fn stream_event(
             .collect();
         store.put_records(records.iter())?;
         cursor.pages += 1;
-        cursor.tickets += records.len() as u64;
+        // A ticket that straddles the page boundary, or a server that reads
+        // `prev_barcode` inclusively, repeats the previous page's last ticket: it was
+        // counted there.
+        let repeated = cursor.last_barcode.as_deref();
+        cursor.tickets += records
+            .iter()
+            .filter(|r| Some(r.barcode.as_str()) != repeated)
+            .count() as u64;
         cursor.last_barcode = Some(last);
         // The page is made durable before the cursor names it, so a cursor that
         // survives a crash never points past a page that did not (the cursor itself
@@ -688,14 +695,28 @@ mod tests {
     }
 
     #[test]
-    fn a_line_repeated_in_a_listing_replaces_the_earlier_one_instead_of_adding_value() {
+    fn a_line_repeated_in_a_listing_is_kept_once_and_never_adds_value() {
+        let rows = vec![
+            ("1".to_string(), line("A", 1000)),
+            ("1".to_string(), line("B", 500)),
+            ("1".to_string(), line("A", 1000)),
+        ];
+        let r = one(rows, 5);
+        assert_eq!(r.value, vec![line("A", 1000), line("B", 500)]);
+    }
+
+    #[test]
+    fn a_line_repeated_with_another_balance_stays_visible_as_a_conflict() {
+        // Two different rows for one value line: neither is trusted (ticket::push_merged
+        // keeps both, so `decide` denies the record `bad_record` instead of picking one).
         let rows = vec![
             ("1".to_string(), line("A", 1000)),
             ("1".to_string(), line("B", 500)),
             ("1".to_string(), line("A", 700)),
         ];
         let r = one(rows, 5);
-        assert_eq!(r.value, vec![line("A", 700), line("B", 500)]);
+        assert_eq!(r.value.len(), 3);
+        assert!(crate::ticket::merge_lines(&r.value).is_err());
     }
 
     #[test]

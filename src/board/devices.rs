@@ -18,7 +18,7 @@ use serialport::TTYPort;
 
 use crate::board::{
     AckSetting, BoardError, DeviceKind, DeviceProblem, GpioProfile, LineProfile, ScannerKind,
-    ScannerProfile,
+    ScannerSection,
 };
 use crate::clock::SharedClock;
 use crate::signal::gpio::{GpioPins, GpioSignal, OutputLine, Polarity};
@@ -141,7 +141,7 @@ pub struct SerialScanner {
 
 impl SerialScanner {
     /// Opens the scanner of a `kind = "serial"` profile.
-    pub fn open(profile: &ScannerProfile) -> Result<SerialScanner, BoardError> {
+    pub fn open(profile: &ScannerSection) -> Result<SerialScanner, BoardError> {
         let path = match (profile.kind, &profile.path) {
             (ScannerKind::Serial, Some(p)) => p.clone(),
             _ => {
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn serial_scanner_needs_a_serial_profile() {
-        let p = ScannerProfile {
+        let p = ScannerSection {
             kind: ScannerKind::Stdin,
             path: None,
             listen: None,

@@ -2,7 +2,8 @@
 //!
 //! A board profile is data only (`boards/*.toml`), loaded once at start-up with
 //! [`BoardProfile::load`] and validated with errors that name the field. The agent
-//! configuration maps [`ScannerProfile`] and [`OutputsProfile`] into its own settings;
+//! configuration maps [`ScannerSection`] (the same `[scanner]` schema as the agent
+//! configuration's) and [`OutputsProfile`] into its own settings;
 //! [`GpioProfile`] becomes a [`crate::signal::gpio::GpioSignal`].
 //!
 //! Opening real hardware (gpio character devices, serial ports) lives in `devices`, behind
@@ -13,11 +14,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
+pub use crate::config::scanner::{
+    AckSetting, EscapedBytes, ScannerKind, ScannerSection, SectionError, BAUD_RATES,
+};
 use crate::signal::gpio::{GpioPatterns, Pattern, Pulse};
-use crate::signal::scanner_ack::AckCodes;
 
 #[cfg(feature = "board")]
 pub mod devices;
@@ -38,10 +40,6 @@ pub const MAX_PULSES: usize = 16;
 pub const MAX_REPEAT: u32 = 10;
 /// Shortest offline blink phase, milliseconds.
 pub const MIN_BLINK_MS: u32 = 50;
-/// Serial rates accepted for scanners and the POS.
-pub const BAUD_RATES: [u32; 11] = [
-    1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600,
-];
 
 /// A whole board profile.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -53,203 +51,13 @@ pub struct BoardProfile {
     #[serde(default)]
     pub description: String,
     /// Where scans come from.
-    pub scanner: ScannerProfile,
+    pub scanner: ScannerSection,
     /// Where decisions go (besides GPIO).
     #[serde(default)]
     pub outputs: OutputsProfile,
     /// Lights, buzzer and relay; absent on boards without GPIO.
     #[serde(default)]
     pub gpio: Option<GpioProfile>,
-}
-
-/// How scans arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScannerKind {
-    /// Standard input (a keyboard-wedge scanner, or typing).
-    Stdin,
-    /// A serial scanner (USB CDC-ACM or RS-232 adapter).
-    Serial,
-    /// A network scanner or POS sending scans over TCP.
-    Tcp,
-}
-
-/// The `[scanner]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScannerProfile {
-    /// `stdin`, `serial` or `tcp`.
-    pub kind: ScannerKind,
-    /// Serial device (`/dev/ttyACM0`); serial only.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Address the agent listens on for scans; tcp only.
-    #[serde(default)]
-    pub listen: Option<SocketAddr>,
-    /// Serial rate; serial only.
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    /// Bytes the scanner sends before each barcode (escaped string, `\x02`).
-    #[serde(default)]
-    pub prefix: EscapedBytes,
-    /// Bytes that end each barcode (`\r`); empty: any CR or LF ends a scan.
-    #[serde(default)]
-    pub suffix: EscapedBytes,
-    /// Longest accepted scan, bytes (longer input is noise).
-    #[serde(default = "default_max_len")]
-    pub max_len: usize,
-    /// Good/bad read acknowledgement written back to the scanner.
-    #[serde(default)]
-    pub ack: AckSetting,
-}
-
-fn default_baud() -> u32 {
-    9600
-}
-
-fn default_max_len() -> usize {
-    128
-}
-
-/// Host acknowledgement sent back to a serial scanner.
-///
-/// In TOML: `ack = "none"`, `ack = "honeywell"`, or a table
-/// `ack = { good = '\x1b7,', bad = '\x1b8,' }` (optionally with `kind = "custom"`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum AckSetting {
-    /// Nothing is sent (the default).
-    #[default]
-    None,
-    /// Honeywell `ESC 7 ,` / `ESC 8 ,`.
-    Honeywell,
-    /// Custom byte strings.
-    Custom {
-        /// Sent after an approve.
-        good: EscapedBytes,
-        /// Sent after a deny.
-        bad: EscapedBytes,
-    },
-}
-
-impl AckSetting {
-    /// The bytes to send, or `None` when acknowledgement is off.
-    pub fn codes(&self) -> Option<AckCodes> {
-        match self {
-            AckSetting::None => None,
-            AckSetting::Honeywell => Some(AckCodes::honeywell()),
-            AckSetting::Custom { good, bad } => Some(AckCodes {
-                good: good.0.clone(),
-                bad: bad.0.clone(),
-            }),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for AckSetting {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AckVisitor;
-        impl<'de> Visitor<'de> for AckVisitor {
-            type Value = AckSetting;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"none\", \"honeywell\" or a table { good = \"..\", bad = \"..\" }")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<AckSetting, E> {
-                match v {
-                    "none" => Ok(AckSetting::None),
-                    "honeywell" => Ok(AckSetting::Honeywell),
-                    "custom" => Err(E::custom(
-                        "custom ack needs a table: ack = { good = \"..\", bad = \"..\" }",
-                    )),
-                    other => Err(E::unknown_variant(other, &["none", "honeywell", "custom"])),
-                }
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AckSetting, A::Error> {
-                let mut good = None;
-                let mut bad = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "kind" => {
-                            let kind: String = map.next_value()?;
-                            if kind != "custom" {
-                                return Err(de::Error::custom(format!(
-                                    "ack table must be kind = \"custom\", not {kind:?}"
-                                )));
-                            }
-                        }
-                        "good" => good = Some(map.next_value::<EscapedBytes>()?),
-                        "bad" => bad = Some(map.next_value::<EscapedBytes>()?),
-                        other => {
-                            return Err(de::Error::unknown_field(other, &["kind", "good", "bad"]))
-                        }
-                    }
-                }
-                Ok(AckSetting::Custom {
-                    good: good.ok_or_else(|| de::Error::missing_field("good"))?,
-                    bad: bad.ok_or_else(|| de::Error::missing_field("bad"))?,
-                })
-            }
-        }
-        d.deserialize_any(AckVisitor)
-    }
-}
-
-/// Bytes written in a profile as an escaped string.
-///
-/// TOML's own escapes apply in basic strings (`"\r"`, `"\u001b"`); on top of that the
-/// value is unescaped once more, so literal strings work too: `'\x1b7,'`, `'\r\n'`.
-/// Escapes: `\xHH`, `\e` (ESC), `\r`, `\n`, `\t`, `\0`, `\\`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EscapedBytes(pub Vec<u8>);
-
-impl EscapedBytes {
-    /// Decodes an escaped string.
-    pub fn parse(s: &str) -> Result<EscapedBytes, String> {
-        let mut out = Vec::with_capacity(s.len());
-        let mut chars = s.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                continue;
-            }
-            match chars.next() {
-                Some('x') => {
-                    let hex: String = chars.by_ref().take(2).collect();
-                    let b = u8::from_str_radix(&hex, 16)
-                        .ok()
-                        .filter(|_| hex.len() == 2)
-                        .ok_or_else(|| format!("bad escape \\x{hex}: want two hex digits"))?;
-                    out.push(b);
-                }
-                Some('e') => out.push(0x1b),
-                Some('r') => out.push(b'\r'),
-                Some('n') => out.push(b'\n'),
-                Some('t') => out.push(b'\t'),
-                Some('0') => out.push(0),
-                Some('\\') => out.push(b'\\'),
-                Some(other) => return Err(format!("unknown escape \\{other}")),
-                None => return Err("trailing backslash".into()),
-            }
-        }
-        Ok(EscapedBytes(out))
-    }
-
-    /// The bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// True when there are no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<'de> Deserialize<'de> for EscapedBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        EscapedBytes::parse(&s).map_err(de::Error::custom)
-    }
 }
 
 /// Where JSON lines go.
@@ -431,6 +239,12 @@ pub enum BoardError {
     },
 }
 
+impl From<SectionError> for BoardError {
+    fn from(e: SectionError) -> Self {
+        BoardError::invalid(e.field, e.reason)
+    }
+}
+
 impl BoardError {
     /// A device error from an I/O error opening `path`.
     pub fn device(kind: DeviceKind, path: &Path, line: Option<u32>, err: &io::Error) -> Self {
@@ -450,7 +264,7 @@ impl BoardError {
         }
     }
 
-    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         BoardError::Invalid {
             path: None,
             field: field.into(),
@@ -602,7 +416,7 @@ impl BoardProfile {
         if self.name.trim().is_empty() || self.name.len() > 64 {
             return Err(BoardError::invalid("name", "must be 1 to 64 characters"));
         }
-        self.scanner.validate()?;
+        self.scanner.validate().map_err(BoardError::from)?;
         self.outputs.validate(&self.scanner)?;
         if let Some(g) = &self.gpio {
             g.validate()?;
@@ -617,108 +431,17 @@ impl BoardProfile {
     }
 }
 
-fn check_baud(field: &str, baud: u32) -> Result<(), BoardError> {
-    if BAUD_RATES.contains(&baud) {
-        Ok(())
-    } else {
-        Err(BoardError::invalid(
-            field,
-            format!("{baud} is not a standard rate ({BAUD_RATES:?})"),
-        ))
-    }
+fn check_baud(field: &'static str, baud: u32) -> Result<(), BoardError> {
+    crate::config::scanner::check_baud(field, baud).map_err(BoardError::from)
 }
 
-fn check_device_path(field: &str, p: &Path) -> Result<(), BoardError> {
-    if p.is_absolute() {
-        Ok(())
-    } else {
-        Err(BoardError::invalid(
-            field,
-            format!("{} must be an absolute path (/dev/...)", p.display()),
-        ))
-    }
-}
-
-impl ScannerProfile {
-    /// Checks the `[scanner]` table.
-    pub fn validate(&self) -> Result<(), BoardError> {
-        let kind = match self.kind {
-            ScannerKind::Stdin => "stdin",
-            ScannerKind::Serial => "serial",
-            ScannerKind::Tcp => "tcp",
-        };
-        match (self.kind, &self.path) {
-            (ScannerKind::Serial, None) => {
-                return Err(BoardError::invalid(
-                    "scanner.path",
-                    "required when scanner.kind is \"serial\"",
-                ))
-            }
-            (ScannerKind::Serial, Some(p)) => check_device_path("scanner.path", p)?,
-            (_, Some(_)) => {
-                return Err(BoardError::invalid(
-                    "scanner.path",
-                    format!("only for kind \"serial\", not \"{kind}\""),
-                ))
-            }
-            (_, None) => {}
-        }
-        match (self.kind, &self.listen) {
-            (ScannerKind::Tcp, None) => {
-                return Err(BoardError::invalid(
-                    "scanner.listen",
-                    "required when scanner.kind is \"tcp\"",
-                ))
-            }
-            (ScannerKind::Tcp, Some(_)) | (_, None) => {}
-            (_, Some(_)) => {
-                return Err(BoardError::invalid(
-                    "scanner.listen",
-                    format!("only for kind \"tcp\", not \"{kind}\""),
-                ))
-            }
-        }
-        check_baud("scanner.baud", self.baud)?;
-        if !(4..=512).contains(&self.max_len) {
-            return Err(BoardError::invalid(
-                "scanner.max_len",
-                format!("{} is out of range (4 to 512)", self.max_len),
-            ));
-        }
-        for (field, v) in [
-            ("scanner.prefix", &self.prefix),
-            ("scanner.suffix", &self.suffix),
-        ] {
-            if v.0.len() > 8 {
-                return Err(BoardError::invalid(field, "longer than 8 bytes"));
-            }
-        }
-        if self.ack != AckSetting::None && self.kind != ScannerKind::Serial {
-            return Err(BoardError::invalid(
-                "scanner.ack",
-                "acknowledgement is written to a serial scanner: needs kind \"serial\"",
-            ));
-        }
-        if let AckSetting::Custom { good, bad } = &self.ack {
-            for (field, v) in [("scanner.ack.good", good), ("scanner.ack.bad", bad)] {
-                if v.0.len() > 32 {
-                    return Err(BoardError::invalid(field, "longer than 32 bytes"));
-                }
-            }
-            if good.is_empty() && bad.is_empty() {
-                return Err(BoardError::invalid(
-                    "scanner.ack",
-                    "good and bad are both empty; use ack = \"none\"",
-                ));
-            }
-        }
-        Ok(())
-    }
+fn check_device_path(field: &'static str, p: &Path) -> Result<(), BoardError> {
+    crate::config::scanner::check_device_path(field, p).map_err(BoardError::from)
 }
 
 impl OutputsProfile {
     /// Checks the `[outputs]` table (`scanner` to catch a shared serial port).
-    pub fn validate(&self, scanner: &ScannerProfile) -> Result<(), BoardError> {
+    pub fn validate(&self, scanner: &ScannerSection) -> Result<(), BoardError> {
         let tcp = self.jsonl == JsonlTarget::Tcp;
         let serial = self.jsonl == JsonlTarget::Serial;
         match (tcp, self.pos_listen) {

@@ -125,6 +125,12 @@ impl PresenceConfig {
         })
     }
 
+    /// True while `base_url` is unset (`[presence]` without `url`): the agent uses the
+    /// ATS URL.
+    pub fn follows_ats(&self) -> bool {
+        self.base_url.is_empty()
+    }
+
     /// The Archtics event name for Presence's `eventId`.
     pub fn archtics_event(&self, event_id: &str) -> String {
         self.event_ids

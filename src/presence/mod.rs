@@ -22,7 +22,6 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod resolve;
-pub mod settings;
 pub mod wire;
 
 pub use budget::PresenceBudget;
@@ -30,5 +29,4 @@ pub use client::PresenceClient;
 pub use config::{PresenceConfig, PresenceEndpoint};
 pub use error::PresenceError;
 pub use resolve::{judge, SafetixDeny, SeatKey};
-pub use settings::RawPresence;
 pub use wire::{Device, Place, Status, TicketRef, Validation};

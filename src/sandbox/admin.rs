@@ -17,12 +17,14 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::error::SandboxError;
 use super::faults::Faults;
+use super::json::value_text;
 use super::server::http::{Request, Response};
-use super::state::{lock, State};
-use super::SandboxError;
+use super::state::State;
 use crate::money::{parse_cents, Cents};
 use crate::redact::mask_barcode;
+use crate::sync::lock;
 
 /// True when `peer` may use the admin API (loopback, including IPv4-mapped IPv6).
 pub(crate) fn is_admin_peer(peer: &SocketAddr) -> bool {
@@ -120,7 +122,7 @@ pub(crate) fn handle(st: &State, req: &Request, peer: SocketAddr) -> Response {
             let cents = match (b.balance_cents, &b.balance) {
                 (Some(c), _) => c,
                 (None, Some(v)) => {
-                    let t = super::gateway::value_text(v);
+                    let t = value_text(v);
                     match parse_cents(&t) {
                         Ok(c) => c,
                         Err(e) => return err(400, &format!("balance: {e}")),
@@ -196,7 +198,7 @@ mod tests {
 
     #[test]
     fn non_loopback_peer_gets_403() {
-        let cfg = super::super::SandboxConfig::default();
+        let cfg = crate::sandbox::config::SandboxConfig::default();
         let st = State::new(&cfg);
         let req = Request {
             method: "GET".into(),

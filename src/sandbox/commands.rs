@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::data::{format_day, parse_day, AddedValue, DataSet, Event, Ticket};
-use super::gateway::{obj, value_text};
+use super::json::{obj, value_text};
 use crate::money::format_cents;
 
 /// `ats_ext_test_polling` takes this long.

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::SandboxError;
+use super::error::SandboxError;
 use crate::date::{civil_from_days, days_from_civil};
 use crate::money::{format_cents, parse_cents, Cents};
 

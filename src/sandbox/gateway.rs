@@ -15,49 +15,16 @@
 //! then the 202 cycle and the command ([`super::polling`]). Before all of it, the
 //! connection-level faults (drop, black hole) and latency apply.
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::admin;
+use super::json::value_text;
 use super::polling;
 use super::server::http::{Request, Response};
-use super::server::{Action, Handler};
-use super::state::{lock, State};
-
-/// The request handler: admin API or ATS.
-pub(crate) struct Service {
-    state: Arc<State>,
-}
-
-impl Service {
-    pub fn new(state: Arc<State>) -> Service {
-        Service { state }
-    }
-}
-
-impl Handler for Service {
-    fn handle(&self, req: &Request, peer: SocketAddr) -> Action {
-        if super::presence::wants(req) {
-            return super::presence::handle(&self.state, req, peer);
-        }
-        if req.path == "/__sandbox" || req.path.starts_with("/__sandbox/") {
-            return Action::Respond(admin::handle(&self.state, req, peer));
-        }
-        let st = &self.state;
-        st.active.fetch_add(1, Ordering::SeqCst);
-        let action = handle_ats(st, req);
-        st.active.fetch_sub(1, Ordering::SeqCst);
-        action
-    }
-
-    fn black_hole_active(&self) -> bool {
-        lock(&self.state.faults).faults.black_hole || self.state.presence.black_hole_active()
-    }
-}
+use super::server::Action;
+use super::state::State;
+use crate::sync::lock;
 
 /// An Apigee-style gateway error body.
 pub(crate) fn fault(status: u16, code: &str, message: &str) -> Response {
@@ -67,7 +34,8 @@ pub(crate) fn fault(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
-fn handle_ats(st: &State, req: &Request) -> Action {
+/// Answers one ATS call: connection faults and latency, then the checks above.
+pub(crate) fn handle(st: &State, req: &Request) -> Action {
     let (drop, black_hole, latency) = {
         let mut f = lock(&st.faults);
         let latency = f.latency_ms();
@@ -207,15 +175,6 @@ fn bad_request(msg: &str) -> Response {
     Response::json(400, &json!({"error": msg, "code": "bad_request"}))
 }
 
-/// Text of a JSON scalar (strings as-is, numbers printed).
-pub(crate) fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// Applies `malformed_body`, `oversized_body_bytes` and `truncate_body` to 200 answers.
 fn body_faults(st: &State, mut resp: Response) -> Response {
     if resp.status != 200 {
@@ -240,9 +199,4 @@ fn body_faults(st: &State, mut resp: Response) -> Response {
         resp.truncate = true;
     }
     resp
-}
-
-/// A command1 map from `(key, value)` pairs.
-pub(crate) fn obj(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

@@ -9,7 +9,7 @@
 //!
 //! The HTTP/1.1 server is our own (std `TcpListener`, a thread per connection, `httparse`,
 //! optional rustls), so faults can act below HTTP: dropped connections, black holes,
-//! truncated bodies. Every wait and every timestamp goes through [`SharedClock`].
+//! truncated bodies. Every wait and every timestamp goes through [`SharedClock`](crate::clock::SharedClock).
 //!
 //! ```no_run
 //! use concession_agent::sandbox::{Sandbox, SandboxConfig};
@@ -18,11 +18,20 @@
 //! sb.shutdown();
 //! ```
 
+// Layers, lowest first; each file imports only files of earlier layers (and crate
+// helpers): error, json, faults, ratelimit, stats, server; data, tls, poll_table; config;
+// presence; state; commands; polling; gateway, admin; and this file, which routes between
+// the last two and presence (`scripts/import-graph.py --under src/sandbox` checks there
+// is no loop).
 mod admin;
 mod commands;
+mod config;
 mod data;
+mod error;
 mod faults;
 mod gateway;
+mod json;
+mod poll_table;
 mod polling;
 mod presence;
 mod ratelimit;
@@ -33,133 +42,47 @@ mod tls;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
+pub use config::SandboxConfig;
 pub use data::{Account, AddedValue, DataSet, Event, Ticket, GENERATED_ACCOUNT};
+pub use error::SandboxError;
 pub use faults::Faults;
+pub use json::ATS_VERSION;
 pub use presence::{payload_for, token_for, PresenceStats, PRESENCE_APIKEY};
 pub use stats::Stats;
 pub use tls::{generate_self_signed, write_self_signed, SelfSigned, TlsPem};
 
-use crate::clock::{self, SharedClock};
 use crate::money::Cents;
+use crate::sync::lock;
+use server::http::Request;
+use server::{Action, Handler};
 use state::State;
 
-/// The ATS version string the sandbox reports in `header.ats_version`.
-pub const ATS_VERSION: &str = "4.23.3";
-
-/// Everything the sandbox needs to start.
-#[derive(Clone)]
-pub struct SandboxConfig {
-    /// Where to listen; port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// The one valid API key.
-    pub apikey: String,
-    /// The DSN that key may use.
-    pub dsn: String,
-    /// Products served (`sth-customer`, `sth-buy`).
-    pub products: Vec<String>,
-    /// The resource served (`ticketing_services.aspx`).
-    pub resource: String,
-    /// Events, accounts and tickets.
-    pub data: DataSet,
-    /// Serve HTTPS with this certificate and key.
-    pub tls: Option<TlsPem>,
-    /// Calls allowed per minute (per key).
-    pub rate_per_minute: u32,
-    /// Calls allowed per day (per key).
-    pub rate_per_day: u32,
-    /// Time source for the 202 cycle, rate windows, latency faults and dates.
-    pub clock: SharedClock,
-    /// Commands that take longer than this answer through a 202 cycle.
-    pub sync_threshold: Duration,
-    /// Most simultaneous connections; more are answered 503 and closed.
-    pub max_connections: usize,
-    /// Largest request body accepted (413 above).
-    pub max_body_bytes: usize,
-    /// Offset from UTC used to decide which day is "today" (minutes).
-    pub utc_offset_minutes: i32,
-    /// Faults active from the start.
-    pub faults: Faults,
+/// The request handler: the admin API under `/__sandbox/`, ATS everywhere else.
+struct Service {
+    state: Arc<State>,
 }
 
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            apikey: "sandbox-key".into(),
-            dsn: "apigee".into(),
-            products: vec!["sth-customer".into(), "sth-buy".into()],
-            resource: "ticketing_services.aspx".into(),
-            data: DataSet::builtin(),
-            tls: None,
-            rate_per_minute: 80,
-            rate_per_day: 5000,
-            clock: clock::system(),
-            sync_threshold: Duration::from_millis(1000),
-            max_connections: 64,
-            max_body_bytes: 1 << 20,
-            utc_offset_minutes: 0,
-            faults: Faults::default(),
+impl Handler for Service {
+    fn handle(&self, req: &Request, peer: SocketAddr) -> Action {
+        if presence::wants(req) {
+            let st = &self.state;
+            return presence::handle(&st.presence, &st.data, &st.clock, req, peer);
         }
-    }
-}
-
-impl fmt::Debug for SandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxConfig")
-            .field("listen", &self.listen)
-            .field("apikey", &"***")
-            .field("dsn", &self.dsn)
-            .field("products", &self.products)
-            .field("resource", &self.resource)
-            .field("tickets", &self.data.ticket_count())
-            .field("tls", &self.tls.is_some())
-            .field("rate_per_minute", &self.rate_per_minute)
-            .field("rate_per_day", &self.rate_per_day)
-            .field("sync_threshold", &self.sync_threshold)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What went wrong starting or driving the sandbox.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SandboxError {
-    /// Could not bind the listening socket.
-    Bind(std::io::Error),
-    /// Other I/O (reading files, spawning threads).
-    Io(std::io::Error),
-    /// The data set is invalid.
-    Data(String),
-    /// The certificate or key is invalid.
-    Tls(String),
-    /// No such barcode or value line.
-    NotFound(String),
-    /// A setting is out of range.
-    Config(String),
-}
-
-impl fmt::Display for SandboxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SandboxError::Bind(e) => write!(f, "bind: {e}"),
-            SandboxError::Io(e) => write!(f, "io: {e}"),
-            SandboxError::Data(m) => write!(f, "data set: {m}"),
-            SandboxError::Tls(m) => write!(f, "tls: {m}"),
-            SandboxError::NotFound(m) => write!(f, "not found: {m}"),
-            SandboxError::Config(m) => write!(f, "config: {m}"),
+        if req.path == "/__sandbox" || req.path.starts_with("/__sandbox/") {
+            return Action::Respond(admin::handle(&self.state, req, peer));
         }
+        let st = &self.state;
+        st.active.fetch_add(1, Ordering::SeqCst);
+        let action = gateway::handle(st, req);
+        st.active.fetch_sub(1, Ordering::SeqCst);
+        action
     }
-}
 
-impl std::error::Error for SandboxError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SandboxError::Bind(e) | SandboxError::Io(e) => Some(e),
-            _ => None,
-        }
+    fn black_hole_active(&self) -> bool {
+        lock(&self.state.faults).faults.black_hole || self.state.presence.black_hole_active()
     }
 }
 
@@ -191,7 +114,9 @@ impl Sandbox {
         })?;
         let addr = listener.local_addr().map_err(SandboxError::Bind)?;
         let state = Arc::new(State::new(&config));
-        let handler: Arc<dyn server::Handler> = Arc::new(gateway::Service::new(state.clone()));
+        let handler: Arc<dyn server::Handler> = Arc::new(Service {
+            state: state.clone(),
+        });
         let server = server::Server::spawn(
             listener,
             tls.clone(),
@@ -250,11 +175,6 @@ impl SandboxHandle {
         format!("{scheme}://{host}:{}", self.addr.port())
     }
 
-    /// True when serving HTTPS.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
     /// A snapshot of the call statistics.
     pub fn stats(&self) -> Stats {
         self.state.stats()
@@ -289,7 +209,7 @@ impl SandboxHandle {
 
     /// The SafeTix payload ticket `barcode` shows now (sandbox clock), if it exists.
     pub fn safetix_payload(&self, barcode: &str) -> Option<String> {
-        let data = state::lock(&self.state.data);
+        let data = lock(&self.state.data);
         presence::payload_for(&data, barcode, self.state.clock.wall_ms())
     }
 

@@ -24,6 +24,9 @@
 //!
 //! Answers carry the body faults (`malformed_body`, `truncate_body`,
 //! `oversized_body_bytes`) of the Presence fault set. The payload is never logged.
+//!
+//! Layer: below `state` (which holds a [`PresenceState`]); it reads the data set and
+//! the clock it is handed, never the sandbox state itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,8 +41,8 @@ use super::faults::{FaultState, Faults};
 use super::ratelimit::RateLimiter;
 use super::server::http::{Request, Response};
 use super::server::Action;
-use super::state::{lock, State};
 use crate::clock::SharedClock;
+use crate::sync::lock;
 
 /// The Presence key the sandbox accepts (not the ATS key).
 pub const PRESENCE_APIKEY: &str = "sandbox-presence-key";
@@ -144,12 +147,15 @@ pub(crate) fn wants(req: &Request) -> bool {
 }
 
 /// Answers one request for the Presence routes or their admin routes.
-pub(crate) fn handle(st: &State, req: &Request, peer: SocketAddr) -> Action {
-    let ps = &st.presence;
-    let env = &Env {
-        data: &st.data,
-        clock: &st.clock,
-    };
+/// `ps` is the sandbox state's Presence part; `data` and `clock` are the sandbox's.
+pub(crate) fn handle(
+    ps: &PresenceState,
+    data: &Mutex<DataSet>,
+    clock: &SharedClock,
+    req: &Request,
+    peer: SocketAddr,
+) -> Action {
+    let env = &Env { data, clock };
     if req.path.starts_with("/__sandbox/") {
         return Action::Respond(admin(ps, env, req, peer));
     }
@@ -327,7 +333,8 @@ fn body_faults(ps: &PresenceState, mut resp: Response) -> Response {
 }
 
 fn admin(ps: &PresenceState, env: &Env<'_>, req: &Request, peer: SocketAddr) -> Response {
-    if !super::admin::is_admin_peer(&peer) {
+    // Loopback peers only, as the rest of the admin API (IPv4-mapped IPv6 included).
+    if !peer.ip().to_canonical().is_loopback() {
         return Response::json(
             403,
             &json!({"error": "the admin API answers loopback peers only"}),

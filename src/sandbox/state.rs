@@ -4,21 +4,18 @@
 //! Each part sits behind its own mutex, held only for short, non-blocking work.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::config::SandboxConfig;
 use super::data::{day_number, DataSet};
+use super::error::SandboxError;
 use super::faults::{FaultState, Faults};
-use super::polling::PollTable;
+use super::poll_table::PollTable;
 use super::ratelimit::RateLimiter;
 use super::stats::Stats;
-use super::{SandboxConfig, SandboxError};
 use crate::clock::SharedClock;
-
-/// Locks a mutex, recovering the data of a poisoned one (all state here stays valid).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// Shared state of one sandbox.
 pub(crate) struct State {

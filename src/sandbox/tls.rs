@@ -8,7 +8,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::SandboxError;
+use super::error::SandboxError;
 
 /// A certificate chain and private key in PEM.
 #[derive(Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::clock::SharedClock;
 use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use crate::sync::lock;
 
 /// The longest single clock sleep of the player thread: the worst-case delay before a
 /// new command preempts a running pattern on the real clock.
@@ -624,10 +625,6 @@ impl<P: OutputPin + Send + 'static> Signal for GpioSignal<P> {
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
         self.send(PlayerCommand::Status(status))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn run_player<P: OutputPin>(

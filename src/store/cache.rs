@@ -71,7 +71,42 @@ impl Store {
     /// stored.
     pub fn put_record(&self, record: &TicketRecord) -> Result<bool, StoreError> {
         let value = record::encode(record)?;
-        self.put_encoded(record, value)
+        let stored = self.put_encoded(record, value)?;
+        if stored {
+            self.forget_misdated_pass(record)?;
+        }
+        Ok(stored)
+    }
+
+    /// A record written after the last complete listing pass of its event, yet stamped
+    /// well before that pass started, proves the pass was stamped by a clock that ran
+    /// fast and has since been stepped back. Such a pass would hide every newer record
+    /// of the event ([`Store::unlisted_since`] compares stamps), live answers included,
+    /// until real time caught up with it: its retirement evidence is dropped instead
+    /// (the next pass that completes sets it again, correctly stamped).
+    fn forget_misdated_pass(&self, record: &TicketRecord) -> Result<(), StoreError> {
+        let Some(info) = &record.info else {
+            return Ok(());
+        };
+        let Some(mut cursor) = self.prefetch_cursor(&info.event_name)? else {
+            return Ok(());
+        };
+        let misdated = cursor.last_complete_pass_ms.is_some_and(|started| {
+            started
+                > record
+                    .fetched_at_ms
+                    .saturating_add(crate::ticket::STAMP_LEAD_TOLERANCE_MS)
+        });
+        if misdated {
+            log::warn!(
+                "the last listing of {} is stamped in the future (a clock step): it no \
+                 longer retires cached tickets until the next pass completes",
+                info.event_name
+            );
+            cursor.last_complete_pass_ms = None;
+            self.set_prefetch_cursor(&info.event_name, &cursor)?;
+        }
+        Ok(())
     }
 
     /// Compare-and-swap until `record` is stored or a newer one is found.

@@ -42,8 +42,6 @@ mod record;
 pub mod seats;
 pub mod snapshot;
 mod wal;
-/// Dates and timestamps (kept under this name for callers of the store).
-pub use crate::date as time;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -52,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::date::rfc3339_ms;
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
 pub use cache::{CacheStats, PrefetchCursor};
@@ -61,7 +60,6 @@ pub use export::{export, export_with, ExportOptions, Format};
 use identity::{Access, Identity};
 pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
 pub use snapshot::Snapshot;
-pub use time::rfc3339_ms;
 
 /// The schema version this build writes and reads. Version 2 added the redo log: a
 /// version-1 store is upgraded at open; an older agent refuses a version-2 store rather

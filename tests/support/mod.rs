@@ -1,6 +1,8 @@
 //! Shared test support: an agent wired to an in-process sandbox on loopback.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use self::http::{read_request, write_response, ReadError, Request, Response};
-use super::state::lock;
+use crate::sync::lock;
 
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

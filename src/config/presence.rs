@@ -13,12 +13,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{read_key_file, ConfigError};
 use crate::money::Cents;
+use crate::presence::{Device, PresenceConfig};
 use crate::redact::Secret;
 
-use super::config::PresenceConfig;
-use super::wire::Device;
+use super::error::{invalid, ConfigError};
+use super::secrets::read_key_file;
 
 /// The sandbox's Presence key (sandbox/presence.rs keeps the same).
 pub const SANDBOX_KEY: &str = "sandbox-presence-key";
@@ -51,13 +51,6 @@ pub struct RawPresence {
     pub offline_cap_cents: Option<Cents>,
     /// Presence `eventId` → Archtics event name.
     pub event_ids: BTreeMap<String, String>,
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        message: message.into(),
-    }
 }
 
 impl RawPresence {
@@ -127,13 +120,6 @@ impl RawPresence {
                 .map_err(|e| invalid("presence.url", e.to_string()))?;
         }
         Ok(cfg)
-    }
-}
-
-impl PresenceConfig {
-    /// True while `base_url` is unset: the ATS URL is used.
-    pub fn follows_ats(&self) -> bool {
-        self.base_url.is_empty()
     }
 }
 

@@ -1,6 +1,6 @@
-//! Regression tests from the review of the agent's integration code: connectivity
-//! counting, the deadline when a scan waited in the queue, and the rate budget kept
-//! for scans by the background refresher.
+//! The agent's deadlines and call budget, end to end: a missed lookup counts once
+//! against connectivity, a scan that spent its deadline in the queue asks ATS nothing,
+//! and the background refresher keeps the day's reserve of calls for scans.
 
 mod support;
 
