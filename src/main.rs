@@ -177,6 +177,9 @@ fn main() -> ExitCode {
         // At trace level ureq dumps every byte on the wire, the apikey header and
         // full barcodes included: never, whatever RUST_LOG says.
         .filter_module("ureq_proto::util", log::LevelFilter::Off)
+        // ureq prints a request's query (where the Presence key travels) only when its
+        // `ureq::util` target logs at trace: keep that target off too.
+        .filter_module("ureq::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
     // Before anything reads the API key: a core dump (or a ptrace attach by the same
