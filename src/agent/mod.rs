@@ -322,36 +322,21 @@ impl Agent {
         let mut via = None;
         let kind = match input {
             ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
+            // A phone ticket: Presence and the seat index give the barcode (agent/safetix.rs).
             ScanInput::SafeTix(s) => match self.safetix.as_mut() {
                 None => ScanKind::SafeTix,
-                Some(r) => {
-                    let started = self.clock.now();
-                    let resolved = r.resolve(s, received_at_ms, started + budget);
-                    budget =
-                        budget.saturating_sub(self.clock.now().saturating_duration_since(started));
-                    now_ms = self.clock.wall_ms();
-                    match resolved {
-                        safetix::Resolved::Barcode { barcode, via: v } => {
-                            via = Some(v);
-                            // Decided from a remembered mapping: offline, whatever ATS's state.
-                            online &= v == safetix::Via::Live;
-                            ScanKind::Barcode(barcode)
-                        }
-                        safetix::Resolved::Deny { reason, offline } => {
-                            let source = if offline {
-                                decide::Source::Offline
-                            } else {
-                                decide::Source::Live
-                            };
-                            return Evaluation {
-                                barcode: String::new(),
-                                decision: Decision::deny(reason, source, offline),
-                                record: None,
-                                safetix: None,
-                            };
-                        }
+                Some(r) => match r.resolve_within(s, received_at_ms, &mut budget) {
+                    safetix::Resolved::Barcode { barcode, via: v } => {
+                        now_ms = self.clock.wall_ms();
+                        via = Some(v);
+                        // From a remembered mapping: offline rules, whatever ATS's state.
+                        online &= v == safetix::Via::Live;
+                        ScanKind::Barcode(barcode)
                     }
-                }
+                    safetix::Resolved::Deny { reason, offline } => {
+                        return safetix::denied(reason, offline)
+                    }
+                },
             },
             ScanInput::Unreadable(_) => ScanKind::Unreadable,
         };

@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
-use crate::decide::Reason;
+use crate::decide::{Decision, Reason, Source};
 use crate::presence::resolve::{judge, SafetixDeny};
 use crate::presence::{PresenceClient, PresenceError};
 use crate::redact::mask_barcode;
 use crate::scan::SafeTix;
 use crate::store::Store;
+
+use super::Evaluation;
 
 /// How long an outage keeps Presence from being asked.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -64,6 +66,22 @@ pub enum Resolved {
         /// Decided without Presence.
         offline: bool,
     },
+}
+
+/// A SafeTix deny as the loop's evaluation (no barcode, no record); `offline` when no
+/// Presence answer was had.
+pub fn denied(reason: Reason, offline: bool) -> Evaluation {
+    let source = if offline {
+        Source::Offline
+    } else {
+        Source::Live
+    };
+    Evaluation {
+        barcode: String::new(),
+        decision: Decision::deny(reason, source, offline),
+        record: None,
+        safetix: None,
+    }
 }
 
 /// Resolves SafeTix scans for the agent loop.
@@ -110,6 +128,20 @@ impl Resolver {
     /// The Presence client.
     pub fn client(&self) -> &Arc<PresenceClient> {
         &self.client
+    }
+
+    /// [`Resolver::resolve`] within `budget` from now, which is reduced by the time it
+    /// took (what is left is the ATS lookup's).
+    pub fn resolve_within(
+        &mut self,
+        scan: &SafeTix,
+        scan_time_ms: u64,
+        budget: &mut Duration,
+    ) -> Resolved {
+        let started = self.clock.now();
+        let resolved = self.resolve(scan, scan_time_ms, started + *budget);
+        *budget = budget.saturating_sub(self.clock.now().saturating_duration_since(started));
+        resolved
     }
 
     /// Resolves `scan` (read at `scan_time_ms`), answering by `deadline`.
