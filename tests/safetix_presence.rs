@@ -172,7 +172,7 @@ fn the_magic_payloads_show_a_void_ticket_another_event_an_old_screenshot_and_a_p
 #[test]
 fn a_presence_outage_falls_back_to_the_cached_mapping_under_the_lower_safetix_cap() {
     let (mut h, clock) = harness(&format!(
-        "deadline_ms = 400\n{PRESENCE}offline_cap_cents = 1000\n"
+        "deadline_ms = 500\n{PRESENCE}offline_cap_cents = 1000\n"
     ));
     verify(&mut h, "100000000008");
     let first = h.scan_amount(&payload(&h, "100000000008"), 500);
@@ -190,7 +190,8 @@ fn a_presence_outage_falls_back_to_the_cached_mapping_under_the_lower_safetix_ca
     let offline = h.scan_amount(&payload(&h, "100000000008"), 2000);
     let took = started.elapsed();
     h.sandbox.set_presence_faults(Faults::default());
-    assert!(took < Duration::from_millis(400), "decided in {took:?}");
+    // The deadline, plus the 10% the reliability table allows a loaded machine.
+    assert!(took < Duration::from_millis(550), "decided in {took:?}");
     // $20 asked; offline from a remembered mapping the cap is $10 (not the $25 of
     // the other offline rules).
     assert_eq!(
@@ -213,7 +214,7 @@ fn a_presence_outage_falls_back_to_the_cached_mapping_under_the_lower_safetix_ca
 
 #[test]
 fn a_presence_outage_without_a_cached_mapping_denies_within_the_deadline() {
-    let (mut h, _clock) = harness(&format!("deadline_ms = 300\n{PRESENCE}"));
+    let (mut h, _clock) = harness(&format!("deadline_ms = 500\n{PRESENCE}"));
     verify(&mut h, "100000000001");
     h.sandbox.set_presence_faults(Faults {
         black_hole: true,
@@ -223,7 +224,10 @@ fn a_presence_outage_without_a_cached_mapping_denies_within_the_deadline() {
     let d = h.scan(&payload(&h, "100000000001"));
     let took = started.elapsed();
     h.sandbox.set_presence_faults(Faults::default());
-    assert!(took < Duration::from_millis(300), "denied in {took:?}");
+    // The deadline, plus the 10% the reliability table allows a loaded machine;
+    // Presence was given most of it first.
+    assert!(took < Duration::from_millis(550), "denied in {took:?}");
+    assert!(took >= Duration::from_millis(300), "denied in {took:?}");
     assert_eq!(
         (d.decision, reason(&d)),
         (Verdict::Deny, "safetix_unresolved")
