@@ -120,3 +120,24 @@ fn plain_http_to_a_remote_host_is_refused_before_any_io() {
     assert!(matches!(e, PresenceError::Config(_)), "{e}");
     assert!(e.to_string().contains("https"), "{e}");
 }
+
+#[test]
+fn a_payload_printed_by_the_sandbox_binary_is_valid_in_any_sandbox() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ats-sandbox"))
+        .args(["--safetix", "100000000001"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let payload = String::from_utf8(out.stdout).unwrap();
+    let sb = support::sandbox();
+    let c = client(&sb.base_url(), PRESENCE_APIKEY);
+    let v = c
+        .validate(payload.trim(), clock::system().wall_ms(), soon(2000))
+        .unwrap();
+    assert_eq!(v.status, Status::Okay, "{payload}");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_ats-sandbox"))
+        .args(["--safetix", "1"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+}
