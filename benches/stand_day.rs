@@ -222,8 +222,8 @@ fn scenario(tickets: usize, rate: usize, minutes: usize, lead_s: u64, refresh_s:
         let d = agent
             .handle_scan(&ev)
             .unwrap_or_else(|e| panic!("scan {i}: {e}"));
-        *by_reason.entry(d.reason.clone()).or_default() += 1;
-        *by_source.entry(d.source.clone()).or_default() += 1;
+        *by_reason.entry(d.reason.as_str().to_string()).or_default() += 1;
+        *by_source.entry(d.source.as_str().to_string()).or_default() += 1;
         // What `Agent::run` does after each request: probes while offline.
         agent.tick();
         per_minute[i * minutes / scans] += calls(&sandbox.stats()) - c0;

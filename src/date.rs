@@ -17,6 +17,12 @@ pub fn rfc3339_ms(ms: u64) -> String {
     )
 }
 
+/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
+pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
+    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
+    utc_date(shifted.max(0) as u64)
+}
+
 /// The UTC date (`YYYY-MM-DD`) of Unix-epoch milliseconds.
 pub fn utc_date(ms: u64) -> String {
     let (y, m, d) = civil_from_days((ms / 1000 / 86_400) as i64);

@@ -50,6 +50,32 @@ pub fn mask_barcode(barcode: &str) -> String {
     out
 }
 
+/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
+/// the request in its error text, and that must not put a full barcode in the log.
+pub(crate) fn masked_error(e: &dyn std::fmt::Display, barcode: &str) -> String {
+    let text = e.to_string();
+    if barcode.is_empty() {
+        return text;
+    }
+    text.replace(barcode, &mask_barcode(barcode))
+}
+
+/// At most `max` characters of `s`.
+///
+/// Control characters (CR, LF, ESC, C1) become `?`: server text reaches logs and
+/// terminals, where they could forge log lines or drive the terminal.
+pub fn shorten(s: &str, max: usize) -> String {
+    let clean = |t: &str| -> String {
+        t.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    };
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", clean(&s[..i])),
+        None => clean(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,7 +118,7 @@ impl std::fmt::Display for ConflictingLine {
         write!(
             f,
             "two different rows for value line {:?}",
-            crate::ats::wire::fields::shorten(&self.av_id, 32)
+            crate::redact::shorten(&self.av_id, 32)
         )
     }
 }

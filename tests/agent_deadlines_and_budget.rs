@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use concession_agent::agent::health::Mode;
 use concession_agent::app;
 use concession_agent::ats::{AtsError, RateWindow};
 use concession_agent::clock;
+use concession_agent::decide::Mode;
+use concession_agent::decide::Verdict;
 use concession_agent::sandbox::Faults;
-use concession_agent::signal::Verdict;
 use support::{wait_for, Harness};
 
 #[test]

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use concession_agent::agent::Agent;
 use concession_agent::app::{self, Wiring};
-use concession_agent::pos::VoidOutcome;
+use concession_agent::decide::Verdict;
 use concession_agent::sandbox::{DataSet, SandboxConfig};
-use concession_agent::signal::{AgentStatus, Verdict};
+use concession_agent::signal::AgentStatus;
+use concession_agent::signal::VoidOutcome;
 use concession_agent::store::{self, EntryKind, Format, JournalEntry};
 use serde_json::Value;
 use support::{sandbox_with, wait_for, Harness, Recorder};
@@ -32,7 +33,7 @@ fn reasons(h: &Harness) -> Vec<String> {
         .unwrap()
         .decisions
         .iter()
-        .map(|d| d.reason.clone())
+        .map(|d| d.reason.as_str().to_string())
         .collect()
 }
 
@@ -418,7 +419,7 @@ impl Live {
             app::start_io(&wiring, &tx, clock.clone(), Arc::clone(&stop)).expect("io starts");
         drop(tx);
         let seen = Recorder::default();
-        outputs.pos.push(Box::new(seen.clone()));
+        outputs.push(Box::new(seen.clone()));
         let link = app::connect_ats(&config, clock.clone()).unwrap();
         let store = app::open_store(&config).unwrap();
         let mut agent = Agent::new(config, link.client, store, clock, outputs);
@@ -650,7 +651,7 @@ fn noise_on_a_serial_scanner_never_stops_the_decisions() {
         .unwrap()
         .decisions
         .iter()
-        .map(|d| (d.decision, d.reason.clone()))
+        .map(|d| (d.decision, d.reason.as_str().to_string()))
         .collect();
     let want: Vec<(Verdict, String)> = [
         (Verdict::Approve, "approved"),

@@ -5,9 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use concession_agent::agent::health::Mode;
+use concession_agent::decide::Mode;
+use concession_agent::decide::Verdict;
 use concession_agent::sandbox::Faults;
-use concession_agent::signal::{AgentStatus, DecisionEvent, Verdict};
+use concession_agent::signal::{AgentStatus, DecisionEvent};
 use support::{wait_for, Harness};
 
 /// A stand serving EVENT01 with these `[offline]` settings, EVENT01 prefetched, then

@@ -2,7 +2,7 @@
 
 mod support;
 
-use concession_agent::signal::Verdict;
+use concession_agent::decide::Verdict;
 use support::Harness;
 
 #[test]

@@ -4,8 +4,9 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use concession_agent::decide::Verdict;
 use concession_agent::signal::scanner_ack::{AckCodes, ScannerAck};
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, Verdict};
+use concession_agent::signal::{AgentStatus, DecisionEvent, Signal};
 use rustix::fs::{Mode, OFlags};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
@@ -43,13 +44,13 @@ fn event(decision: Verdict) -> DecisionEvent {
         barcode: "********0001".into(),
         decision,
         reason: if decision == Verdict::Approve {
-            "approved".into()
+            concession_agent::decide::Reason::Approved
         } else {
-            "unknown_ticket".into()
+            concession_agent::decide::Reason::UnknownTicket
         },
         approved_cents: 0,
         items: Vec::new(),
-        source: "live".into(),
+        source: concession_agent::decide::Source::Live,
         latency_ms: 3,
         request: None,
     }

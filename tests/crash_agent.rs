@@ -23,8 +23,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use concession_agent::decide::Verdict;
 use concession_agent::sandbox::{DataSet, SandboxConfig};
-use concession_agent::signal::Verdict;
 use concession_agent::store::{JournalEntry, Store, StoreOptions};
 use serde_json::Value;
 use support::fixtures::Rng;

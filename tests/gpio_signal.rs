@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concession_agent::clock::{Clock, ManualClock};
+use concession_agent::decide::Verdict;
 use concession_agent::signal::gpio::{
     GpioPatterns, GpioPins, GpioPlayer, GpioSignal, OutputLine, Pattern, PlayerCommand, Pulse,
     MAX_SLICE,
 };
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
 use embedded_hal::digital::{ErrorType, OutputPin};
 
 /// `(pin name, level high?, ms since start)`.
@@ -148,10 +149,10 @@ fn event(decision: Verdict) -> DecisionEvent {
         terminal: "stand-1".into(),
         barcode: "********0001".into(),
         decision,
-        reason: "approved".into(),
+        reason: concession_agent::decide::Reason::Approved,
         approved_cents: 2000,
         items: Vec::new(),
-        source: "live".into(),
+        source: concession_agent::decide::Source::Live,
         latency_ms: 12,
         request: None,
     }

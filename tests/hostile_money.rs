@@ -5,10 +5,10 @@
 
 mod support;
 
-use concession_agent::agent::health::Mode;
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
 use concession_agent::clock::{self, ClockState, ManualClock, SharedClock};
+use concession_agent::decide::Mode;
 use concession_agent::sandbox::{DataSet, Faults, SandboxConfig};
 use serde_json::{json, Map};
 use support::fixtures::ticket_info;
@@ -261,8 +261,7 @@ fn a_board_whose_clock_reset_to_1970_trusts_no_cached_record() {
     let link = app::connect_ats(&config, clock.clone()).expect("client builds");
     let store = app::open_store(&config).expect("store opens");
     let outputs = Outputs {
-        pos: vec![Box::new(Recorder::default())],
-        other: Vec::new(),
+        signals: vec![Box::new(Recorder::default())],
     };
     let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
     // Before any call: a 1970 clock is implausible on its own.

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
+use concession_agent::decide::Verdict;
 use concession_agent::pos::{PosOptions, PosServer};
 use concession_agent::scan::AgentRequest;
-use concession_agent::signal::Verdict;
 use serde_json::Value;
 use support::wait_for;
 
@@ -208,7 +208,7 @@ fn an_approval_for_a_pos_client_that_left_is_voided() {
     let link = app::connect_ats(&config, clock.clone()).unwrap();
     let store = app::open_store(&config).unwrap();
     let mut outputs = Outputs::default();
-    outputs.pos.push(Box::new(srv.signal()));
+    outputs.push(Box::new(srv.signal()));
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
 
     let mut c = std::net::TcpStream::connect(srv.local_addr()).unwrap();

@@ -15,10 +15,11 @@ use concession_agent::agent::Agent;
 use concession_agent::app::{self, Wiring};
 use concession_agent::clock::ManualClock;
 use concession_agent::config::{Config, RawConfig};
+use concession_agent::decide::Verdict;
 use concession_agent::pos::{PosError, PosOptions, PosServer};
 use concession_agent::redact::Secret;
-use concession_agent::scan::{AgentRequest, ScanEvent};
-use concession_agent::signal::{DecisionEvent, Verdict};
+use concession_agent::scan::{AgentRequest, Origin, ScanEvent};
+use concession_agent::signal::{DecisionEvent, Signal};
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::Value;
 
@@ -115,10 +116,10 @@ fn approval(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         terminal: "stand-12".into(),
         barcode: "********0003".into(),
         decision: Verdict::Approve,
-        reason: "approved".into(),
+        reason: concession_agent::decide::Reason::Approved,
         approved_cents: cents,
         items: vec![],
-        source: "live".into(),
+        source: concession_agent::decide::Source::Live,
         latency_ms: 5,
         request: request.map(str::to_string),
     }
@@ -190,19 +191,19 @@ fn a_void_with_the_token_reaches_the_agent_and_the_client_that_made_the_sale_is_
     let AgentRequest::Void { origin, .. } = rx.recv_timeout(WAIT).unwrap() else {
         panic!("a void")
     };
-    sig.void_result_to(
-        &origin,
-        &concession_agent::pos::VoidEvent {
-            decision_id: "d-1".into(),
-            request_id: Some("v-m".into()),
-            outcome: concession_agent::pos::VoidOutcome::Voided,
-            reversed_cents: 1500,
-            items: vec![],
-            error: None,
-            time: "2026-11-27T18:00:09.000Z".into(),
-            terminal: "stand-12".into(),
-        },
-    );
+    // The void came from `m`'s connection: the answer routes there by its request id.
+    assert!(matches!(origin, Origin::Pos { .. }), "{origin:?}");
+    sig.void_result(&concession_agent::signal::VoidEvent {
+        decision_id: "d-1".into(),
+        request_id: Some("v-m".into()),
+        outcome: concession_agent::signal::VoidOutcome::Voided,
+        reversed_cents: 1500,
+        items: vec![],
+        error: None,
+        time: "2026-11-27T18:00:09.000Z".into(),
+        terminal: "stand-12".into(),
+    })
+    .expect("the link never fails a void answer");
     assert_eq!(m.answer()["outcome"], "voided");
     // The first client learns its sale was reversed (it would otherwise hand over the
     // goods again on a re-scan without knowing why the value came back).

@@ -7,9 +7,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use concession_agent::clock::ManualClock;
-use concession_agent::pos::{PosOptions, PosServer, VoidEvent, VoidOutcome, VoidSignal};
+use concession_agent::decide::Verdict;
+use concession_agent::pos::{PosOptions, PosServer};
 use concession_agent::scan::{AgentRequest, Origin, ScanEvent, ScanInput};
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use concession_agent::signal::{
+    AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome,
+};
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::Value;
 
@@ -83,10 +86,10 @@ fn decision(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         terminal: "stand-12".into(),
         barcode: "********0001".into(),
         decision: Verdict::Approve,
-        reason: "approved".into(),
+        reason: concession_agent::decide::Reason::Approved,
         approved_cents: cents,
         items: vec![],
-        source: "live".into(),
+        source: concession_agent::decide::Source::Live,
         latency_ms: 3,
         request: request.map(str::to_string),
     }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concession_agent::agent::health::Mode;
 use concession_agent::agent::prefetch::{
     self, PrefetchError, PrefetchRun, PrefetchState, PrefetchSummary, Progress,
 };
@@ -19,6 +18,7 @@ use concession_agent::ats::wire::EventSummary;
 use concession_agent::ats::AtsError;
 use concession_agent::clock::{ManualClock, SharedClock};
 use concession_agent::config::Config;
+use concession_agent::decide::Mode;
 use concession_agent::sandbox::{DataSet, SandboxConfig, SandboxHandle};
 use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};

@@ -27,17 +27,18 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use concession_agent::agent::health::Mode;
 use concession_agent::agent::prefetch::{events_to_prefetch, prefetch_event};
 use concession_agent::agent::{local_date, Agent, Outputs};
 use concession_agent::app;
 use concession_agent::clock::{self, Clock, SharedClock, SystemClock};
+use concession_agent::decide::Mode;
+use concession_agent::decide::Verdict;
 use concession_agent::sandbox::{
     generate_self_signed, DataSet, Faults, SandboxConfig, SandboxHandle, TlsPem,
 };
 use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};
-use concession_agent::signal::{DecisionEvent, Verdict};
+use concession_agent::signal::DecisionEvent;
 use concession_agent::store::JournalEntry;
 use support::Recorder;
 
@@ -575,8 +576,7 @@ impl Terminal {
         let store = app::open_store(&config).expect("store opens");
         let seen = Recorder::default();
         let outputs = Outputs {
-            pos: vec![Box::new(seen.clone())],
-            other: Vec::new(),
+            signals: vec![Box::new(seen.clone())],
         };
         Terminal {
             agent: Agent::new(config, link.client, store, clock.clone(), outputs),

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
 use concession_agent::clock::ManualClock;
+use concession_agent::decide::Verdict;
 use concession_agent::presence::Status;
 use concession_agent::sandbox::{Faults, SandboxConfig};
 use concession_agent::scan::barcode::classify;
-use concession_agent::signal::{DecisionEvent, Verdict};
+use concession_agent::signal::DecisionEvent;
 use support::{config, sandbox_with, Harness, Recorder};
 
 /// Serves EVENT01, Presence on (following the sandbox's URL), with `extra` TOML.
@@ -34,8 +35,7 @@ fn harness(extra: &str) -> (Harness, ManualClock) {
     let store = app::open_store(&config).expect("store opens");
     let seen = Recorder::default();
     let outputs = Outputs {
-        pos: vec![Box::new(seen.clone())],
-        other: Vec::new(),
+        signals: vec![Box::new(seen.clone())],
     };
     let agent = Agent::new(config.clone(), link.client, store, shared.clone(), outputs);
     (
@@ -71,7 +71,7 @@ fn payload(h: &Harness, barcode: &str) -> String {
 }
 
 fn reason(d: &DecisionEvent) -> &str {
-    &d.reason
+    d.reason.as_str()
 }
 
 #[test]

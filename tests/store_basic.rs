@@ -9,7 +9,8 @@ use concession_agent::decide::{
     Verdict,
 };
 use concession_agent::store::{
-    EntryKind, NewDecision, Store, StoreError, StoreOptions, TicketRecord, SCHEMA_VERSION,
+    EntryKind, NewDecision, Store, StoreError, StoreOptions, TicketRecord, VoidError,
+    SCHEMA_VERSION,
 };
 use concession_agent::ticket::{TicketInfo, ValueKind, ValueLine};
 use support::fixtures::ticket_info;
@@ -367,26 +368,26 @@ fn void_restores_money_and_items_and_refuses_twice() {
     assert_eq!((d2.approved_cents, d2.items.len()), (1500, 1));
 
     match s.void(&e.id, T0, None) {
-        Err(StoreError::AlreadyVoided { id, by }) => {
+        Err(VoidError::AlreadyVoided { id, by }) => {
             assert_eq!((id, by), (e.id.clone(), out.entry.id.clone()))
         }
         other => panic!("expected AlreadyVoided, got {other:?}"),
     }
     assert!(matches!(
         s.void(&out.entry.id, T0, None),
-        Err(StoreError::NotVoidable(_))
+        Err(VoidError::NotVoidable(_))
     ));
     assert!(matches!(
         s.void("stand-7-000000000999", T0, None),
-        Err(StoreError::UnknownDecision(_))
+        Err(VoidError::UnknownDecision(_))
     ));
     assert!(matches!(
         s.void("other-000000000001", T0, None),
-        Err(StoreError::UnknownDecision(_))
+        Err(VoidError::UnknownDecision(_))
     ));
     assert!(matches!(
         s.void("garbage", T0, None),
-        Err(StoreError::BadId(_))
+        Err(VoidError::BadId(_))
     ));
 }
 
@@ -418,7 +419,7 @@ fn voiding_a_deny_is_refused() {
     let (_, e) = scan(&s, &rec, None, Mode::Online, true);
     assert!(matches!(
         s.void(&e.id, T0, None),
-        Err(StoreError::NotVoidable(_))
+        Err(VoidError::NotVoidable(_))
     ));
 }
 

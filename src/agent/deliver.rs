@@ -3,14 +3,15 @@
 //! A decision is journaled before it is signalled, so an approval whose report fails
 //! would be money handed over on paper that no POS ever saw. When every POS output that
 //! answers the scan's origin (stdout for local scans, the link for POS requests;
-//! [`VoidSignal::answers`](crate::pos::VoidSignal::answers)) fails to take the decision,
-//! the approval is reversed at once: a journal void with reason `undelivered`. An output
-//! that fails with an I/O error (stdout's reader gone) is dropped; when it was the one
-//! answering local scans, the agent stops taking scans ([`AgentError::OutputLost`]).
+//! [`Signal::answers`](crate::signal::Signal::answers)) fails to take the decision,
+//! the approval is reversed at once: a journal void with reason `undelivered`. The
+//! output answering local scans that fails with an I/O error (stdout's reader gone) is
+//! dropped, and the agent stops taking scans ([`AgentError::OutputLost`]).
 
 use super::{Agent, AgentError};
+use crate::decide::Verdict;
 use crate::scan::{Origin, ScanEvent};
-use crate::signal::{DecisionEvent, SignalError, Verdict};
+use crate::signal::{DecisionEvent, SignalError};
 
 /// The journal reason of a void the agent makes for an approval it could not report.
 pub const UNDELIVERED: &str = "undelivered";
@@ -21,30 +22,25 @@ impl Agent {
         let mut answering = 0usize;
         let mut delivered = 0usize;
         let mut broken = Vec::new();
-        for (i, s) in self.outputs.pos.iter_mut().enumerate() {
+        for (i, s) in self.outputs.signals.iter_mut().enumerate() {
             let answers = s.answers(&scan.origin);
             answering += usize::from(answers);
             match s.decision(event) {
                 Ok(()) => delivered += usize::from(answers),
                 Err(e) => {
-                    log::warn!("pos output: {e}");
-                    if matches!(e, SignalError::Io(_)) {
+                    log::warn!("output: {e}");
+                    // Only the output that answers local scans (stdout, a serial line)
+                    // is dropped when its writer is gone; lights and beeps stay.
+                    if matches!(e, SignalError::Io(_)) && s.answers(&Origin::Stdin) {
                         broken.push((i, e.to_string()));
                     }
                 }
             }
         }
-        for s in self.outputs.other.iter_mut() {
-            if let Err(e) = s.decision(event) {
-                log::warn!("output: {e}");
-            }
-        }
         for (i, why) in broken.into_iter().rev() {
-            let output = self.outputs.pos.remove(i);
-            if output.answers(&Origin::Stdin) {
-                log::error!("pos output failed for good: {why}; taking no more scans");
-                self.output_lost = Some(why);
-            }
+            self.outputs.signals.remove(i);
+            log::error!("pos output failed for good: {why}; taking no more scans");
+            self.output_lost = Some(why);
         }
         // With no output answering this origin (a test harness, a POS request without
         // a link) there is nobody to judge delivery by.

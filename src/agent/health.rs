@@ -10,15 +10,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::HealthSettings;
-
-/// The agent's connectivity mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Calls ATS for scans it cannot answer from a fresh cache.
-    Online,
-    /// Decides from cache under the offline caps; probes ATS in the background.
-    Offline,
-}
+use crate::decide::Mode;
 
 /// Rolling-window connectivity tracker.
 #[derive(Debug, Clone)]

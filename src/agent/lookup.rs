@@ -204,7 +204,7 @@ fn note<T>(ctx: &Ctx, pair: &Pair, answer: &Result<T, AtsError>, started: Instan
     match answer {
         Ok(_) => record_health(ctx, true, latency),
         // The server closed the budget (429, `Rate-Limit-Available: 0`): ATS is
-        // throttling this terminal, which is a reason to be offline (DESIGN.md section 4).
+        // throttling this terminal, which is a reason to be offline (docs/agent.md, "Connectivity").
         Err(AtsError::RateBudget {
             window: RateWindow::Server,
             ..
@@ -241,7 +241,7 @@ fn complete(ctx: &Ctx, pair: &Pair, verify: Option<VerifyAnswer>, value: Option<
         if let Err(e) = ctx.store.put_record(record) {
             log::warn!(
                 "cache write failed: {}",
-                super::masked_error(&e, &pair.barcode)
+                crate::redact::masked_error(&e, &pair.barcode)
             );
         }
     }

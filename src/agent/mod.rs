@@ -8,6 +8,7 @@
 //! refresh on their own thread ([`prefetch`]).
 
 mod deliver;
+mod evaluation;
 pub mod health;
 pub mod lookup;
 pub mod prefetch;
@@ -23,18 +24,19 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::ats::AtsClient;
 use crate::clock::SharedClock;
 use crate::config::Config;
+pub use crate::date::local_date;
 use crate::decide::{
-    self, DecideInput, Decision, Evidence, OfflineCaps, Policy, ScanKind, TicketLedger,
+    self, DecideInput, Decision, Evidence, Mode, OfflineCaps, Policy, ScanKind, TicketLedger,
 };
 use crate::money::Cents;
-use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
-use crate::redact::mask_barcode;
+use crate::redact::{mask_barcode, masked_error};
 use crate::scan::{AgentRequest, ScanEvent, ScanInput};
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
-use crate::store::{rfc3339_ms, NewDecision, Store, StoreError};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
+use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
-use health::{Health, Mode};
+pub use evaluation::Evaluation;
+use health::Health;
 use lookup::Lookups;
 
 /// Why the agent could not do its job (a deny is not an error).
@@ -80,27 +82,23 @@ impl From<StoreError> for AgentError {
     }
 }
 
-/// An output that also answers voids (console, JSON lines, the POS link).
-pub trait PosOutput: Signal + VoidSignal {}
-impl<T: Signal + VoidSignal> PosOutput for T {}
-
-/// Where decisions go.
+/// Where decisions, voids and status go: every output, in one list (console, JSON
+/// lines, the POS link, GPIO, scanner beeps). Each says which scans it answers
+/// ([`Signal::answers`]) and whether it reports voids ([`Signal::void_result`]).
 #[derive(Default)]
 pub struct Outputs {
-    /// Outputs that report decisions and voids.
-    pub pos: Vec<Box<dyn PosOutput>>,
-    /// Outputs that report decisions only (GPIO, scanner beeps).
-    pub other: Vec<Box<dyn Signal>>,
+    /// The outputs, in the order they are told.
+    pub signals: Vec<Box<dyn Signal>>,
 }
 
 impl Outputs {
+    /// Adds an output.
+    pub fn push(&mut self, signal: Box<dyn Signal>) {
+        self.signals.push(signal);
+    }
+
     fn each(&mut self, mut f: impl FnMut(&mut dyn Signal) -> Result<(), SignalError>) {
-        for s in self.pos.iter_mut() {
-            if let Err(e) = f(s.as_mut()) {
-                log::warn!("pos output: {e}");
-            }
-        }
-        for s in self.other.iter_mut() {
+        for s in self.signals.iter_mut() {
             if let Err(e) = f(s.as_mut()) {
                 log::warn!("output: {e}");
             }
@@ -123,35 +121,6 @@ pub fn policy_from(config: &Config) -> Policy {
         online_cache_max_age_ms: config.cache.fresh.as_millis() as u64,
         max_transaction_cents: config.max_transaction_cents,
     }
-}
-
-/// A decision before it is committed: what `lookup` shows and `handle` journals.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    /// The normalised barcode ("" when there is none).
-    pub barcode: String,
-    /// The verdict.
-    pub decision: Decision,
-    /// The record it was judged on.
-    pub record: Option<TicketRecord>,
-    /// For a phone ticket resolved to a barcode: how (journaled as `safetix`).
-    pub safetix: Option<safetix::Via>,
-}
-
-/// The venue's date (`YYYY-MM-DD`) at wall time `ms`.
-pub fn local_date(ms: u64, utc_offset_minutes: i32) -> String {
-    let shifted = (ms as i64).saturating_add(i64::from(utc_offset_minutes) * 60_000);
-    crate::date::utc_date(shifted.max(0) as u64)
-}
-
-/// `e`'s text with `barcode` masked, for a log line: a broken or hostile ATS may quote
-/// the request in its error text, and that must not put a full barcode in the log.
-pub(crate) fn masked_error(e: &dyn fmt::Display, barcode: &str) -> String {
-    let text = e.to_string();
-    if barcode.is_empty() {
-        return text;
-    }
-    text.replace(barcode, &mask_barcode(barcode))
 }
 
 /// How much of the deadline is kept for committing and signalling.
@@ -310,36 +279,20 @@ impl Agent {
         received_at_ms: u64,
     ) -> Evaluation {
         self.check_mode();
-        let mut online = self.mode == Mode::Online;
-        let mut now_ms = self.clock.wall_ms();
+        let waited = self.clock.wall_ms().saturating_sub(received_at_ms);
         // The deadline runs from when the scan was read, not from when the loop got to it.
-        let waited = Duration::from_millis(now_ms.saturating_sub(received_at_ms));
-        let mut budget = self
-            .config
-            .deadline
-            .saturating_sub(waited)
+        let mut budget = (self.config.deadline)
+            .saturating_sub(Duration::from_millis(waited))
             .saturating_sub(commit_reserve(self.config.deadline));
-        let mut via = None;
-        let kind = match input {
-            ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
-            // A phone ticket: Presence and the seat index give the barcode (agent/safetix.rs).
-            ScanInput::SafeTix(s) => match self.safetix.as_mut() {
-                None => ScanKind::SafeTix,
-                Some(r) => match r.resolve_within(s, received_at_ms, &mut budget) {
-                    safetix::Resolved::Barcode { barcode, via: v } => {
-                        now_ms = self.clock.wall_ms();
-                        via = Some(v);
-                        // From a remembered mapping: offline rules, whatever ATS's state.
-                        online &= v == safetix::Via::Live;
-                        ScanKind::Barcode(barcode)
-                    }
-                    safetix::Resolved::Deny { reason, offline } => {
-                        return safetix::denied(reason, offline)
-                    }
-                },
-            },
-            ScanInput::Unreadable(_) => ScanKind::Unreadable,
+        // A phone ticket: Presence and the seat index give the barcode (agent/safetix.rs).
+        let resolver = self.safetix.as_mut();
+        let (kind, via) = match safetix::scan_kind(resolver, input, received_at_ms, &mut budget) {
+            Ok(k) => k,
+            Err(deny) => return safetix::unresolved(deny),
         };
+        // From a remembered mapping: offline rules, whatever ATS's state.
+        let online = self.mode == Mode::Online && via != Some(safetix::Via::Cached);
+        let now_ms = self.clock.wall_ms();
         let barcode = match &kind {
             ScanKind::Barcode(b) => b.clone(),
             _ => String::new(),
@@ -367,11 +320,7 @@ impl Agent {
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         let mut live: Option<TicketRecord> = None;
-        let mut scan_mode = if online {
-            decide::Mode::Online
-        } else {
-            decide::Mode::Offline
-        };
+        let mut scan_mode = if online { Mode::Online } else { Mode::Offline };
         if !barcode.is_empty() && online && !fresh {
             // A scan that spent its deadline in the queue cannot wait for ATS: asking
             // would spend rate budget on an answer nobody waits for and count the
@@ -381,7 +330,7 @@ impl Agent {
             }
             if live.is_none() {
                 // This scan falls back alone; the mode follows the rolling window.
-                scan_mode = decide::Mode::Offline;
+                scan_mode = Mode::Offline;
             }
         }
         let record = live.clone().or(cached);
@@ -395,7 +344,7 @@ impl Agent {
         };
         let source = if live.is_some() {
             decide::Source::Live
-        } else if scan_mode == decide::Mode::Online {
+        } else if scan_mode == Mode::Online {
             decide::Source::Cache
         } else {
             decide::Source::Offline
@@ -413,7 +362,7 @@ impl Agent {
                 let decision = Decision::deny(
                     decide::Reason::StoreError,
                     source,
-                    scan_mode == decide::Mode::Offline,
+                    scan_mode == Mode::Offline,
                 );
                 return Evaluation {
                     barcode,
@@ -425,15 +374,7 @@ impl Agent {
         };
         let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
         // A remembered SafeTix mapping gets its own, lower caps (a screenshot replays it).
-        let cached_policy = match (via, &self.safetix) {
-            (Some(safetix::Via::Cached), Some(r)) => {
-                Some(crate::presence::resolve::offline_policy(
-                    &self.policy,
-                    r.client().config().offline_cap_cents,
-                ))
-            }
-            _ => None,
-        };
+        let policy = safetix::policy(self.safetix.as_ref(), via, &self.policy);
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
@@ -441,20 +382,11 @@ impl Agent {
             mode: scan_mode,
             ledger: &ledger,
             usage,
-            policy: cached_policy.as_ref().unwrap_or(&self.policy),
+            policy: &policy,
             today: &today,
             events: &self.config.events,
             clock_trusted,
         });
-        let decision = match (via, cached_policy) {
-            // A cap of 0 turns offline SafeTix approvals off.
-            (Some(safetix::Via::Cached), Some(p))
-                if decision.is_approve() && p.offline.per_transaction_cents == 0 =>
-            {
-                Decision::deny(decide::Reason::OfflineLimit, decide::Source::Offline, true)
-            }
-            _ => decision,
-        };
         Evaluation {
             barcode,
             decision,
@@ -509,17 +441,15 @@ impl Agent {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
         let flag = eval.safetix.map(safetix::Via::as_str);
-        let entry = match self.store.commit_decision_flagged(
-            &NewDecision {
-                scan_time_ms: scan.received_at_ms,
-                barcode: &eval.barcode,
-                decision: &eval.decision,
-                evidence: eval.record.as_ref(),
-                latency_ms,
-                request: scan.request_id.as_deref(),
-            },
-            flag,
-        ) {
+        let new = NewDecision {
+            scan_time_ms: scan.received_at_ms,
+            barcode: &eval.barcode,
+            decision: &eval.decision,
+            evidence: eval.record.as_ref(),
+            latency_ms,
+            request: scan.request_id.as_deref(),
+        };
+        let entry = match self.store.commit_decision_flagged(&new, flag) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
@@ -535,17 +465,11 @@ impl Agent {
                     eval.decision.source,
                     eval.decision.offline,
                 );
-                match self.store.commit_decision_flagged(
-                    &NewDecision {
-                        scan_time_ms: scan.received_at_ms,
-                        barcode: &eval.barcode,
-                        decision: &deny,
-                        evidence: eval.record.as_ref(),
-                        latency_ms,
-                        request: scan.request_id.as_deref(),
-                    },
-                    flag,
-                ) {
+                let new = NewDecision {
+                    decision: &deny,
+                    ..new
+                };
+                match self.store.commit_decision_flagged(&new, flag) {
                     Ok(entry) => {
                         let event = entry.to_event();
                         self.outputs.each(|s| s.decision(&event));
@@ -597,17 +521,17 @@ impl Agent {
             time: rfc3339_ms(scan.received_at_ms),
             terminal: self.config.terminal_id.clone(),
             barcode: scan.input.masked(),
-            decision: crate::signal::Verdict::Deny,
-            reason: "store_error".into(),
+            decision: crate::decide::Verdict::Deny,
+            reason: crate::decide::Reason::StoreError,
             approved_cents: 0,
             items: Vec::new(),
-            source: "offline".into(),
+            source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
         }
     }
 
-    /// Voids an earlier decision and reports the result to the POS outputs.
+    /// Voids an earlier decision and reports the result to the outputs.
     pub fn handle_void(&mut self, decision_id: &str, request_id: Option<&str>) -> VoidEvent {
         let now = self.clock.wall_ms();
         let mut event = VoidEvent {
@@ -640,19 +564,15 @@ impl Agent {
             }
             Err(e) => {
                 event.outcome = match &e {
-                    StoreError::UnknownDecision(_) | StoreError::BadId(_) => VoidOutcome::NotFound,
-                    StoreError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
-                    StoreError::NotVoidable(_) => VoidOutcome::NotApproved,
+                    VoidError::UnknownDecision(_) | VoidError::BadId(_) => VoidOutcome::NotFound,
+                    VoidError::AlreadyVoided { .. } => VoidOutcome::AlreadyVoided,
+                    VoidError::NotVoidable(_) => VoidOutcome::NotApproved,
                     _ => VoidOutcome::Refused,
                 };
                 event.error = Some(e.to_string());
             }
         }
-        for s in self.outputs.pos.iter_mut() {
-            if let Err(e) = s.void_result(&event) {
-                log::warn!("pos output: {e}");
-            }
-        }
+        self.outputs.each(|s| s.void_result(&event));
         event
     }
 
@@ -806,15 +726,32 @@ mod tests {
         let raw = crate::config::RawConfig::parse(&text, std::path::Path::new("t")).unwrap();
         let config = Config::from_raw(raw).unwrap();
         let clock = crate::clock::system();
-        let link = crate::app::connect_ats(&config, clock.clone()).unwrap();
-        let store = crate::app::open_store(&config).unwrap();
+        // Built here rather than by `app` (which depends on the agent): nothing answers
+        // on port 9, and this test makes no ATS call.
+        let client = crate::ats::AtsClient::with_clock(
+            crate::ats::AtsConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                apikey: config.ats.apikey.clone(),
+                ..crate::ats::AtsConfig::default()
+            },
+            clock.clone(),
+        )
+        .unwrap();
+        let store = Store::open(
+            &config.store_dir,
+            crate::store::StoreOptions {
+                terminal_id: config.terminal_id.clone(),
+                ..crate::store::StoreOptions::default()
+            },
+        )
+        .unwrap();
         // The next log write fails, as on a disk that returns EIO.
         let read_only = std::fs::File::open(dir.path().join("store").join("wal")).unwrap();
         store.lock_wal().replace_file_for_test(read_only);
         let seen = Seen::default();
         let mut outputs = Outputs::default();
-        outputs.other.push(Box::new(seen.clone()));
-        let mut agent = Agent::new(config, link.client, store, clock.clone(), outputs);
+        outputs.push(Box::new(seen.clone()));
+        let mut agent = Agent::new(config, Arc::new(client), store, clock.clone(), outputs);
         let (tx, rx) = crossbeam_channel::unbounded();
         for _ in 0..3 {
             tx.send(AgentRequest::Scan(ScanEvent {

@@ -617,7 +617,7 @@ fn refresh_once(
     plan: &RefreshPlan,
     stop: &AtomicBool,
 ) -> bool {
-    let today = super::local_date(clock.wall_ms(), plan.utc_offset_minutes);
+    let today = crate::date::local_date(clock.wall_ms(), plan.utc_offset_minutes);
     let events = match events_to_prefetch(ats, &plan.events, &today) {
         Ok(e) => e,
         Err(e) => {

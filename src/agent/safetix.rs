@@ -17,37 +17,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
-use crate::decide::{Decision, Reason, Source};
-use crate::presence::resolve::{judge, SafetixDeny};
+use crate::decide::{Decision, Policy, Reason, ScanKind, Source};
+use crate::presence::resolve::{judge, offline_policy, SafetixDeny};
 use crate::presence::{PresenceClient, PresenceError};
 use crate::redact::mask_barcode;
-use crate::scan::SafeTix;
+use crate::scan::{SafeTix, ScanInput};
+use crate::store::seats::Seat;
 use crate::store::Store;
 
-use super::Evaluation;
+use super::evaluation::Evaluation;
+pub use super::evaluation::Via;
 
 /// How long an outage keeps Presence from being asked.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
-
-/// How a SafeTix scan got its barcode (the journal's `safetix` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// Presence answered for this scan.
-    Live,
-    /// Presence was out; the token's mapping from an earlier online scan was used
-    /// (offline rules, the SafeTix cap).
-    Cached,
-}
-
-impl Via {
-    /// `live` or `cached`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Live => "live",
-            Via::Cached => "cached",
-        }
-    }
-}
 
 /// What the SafeTix branch decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,19 +50,50 @@ pub enum Resolved {
     },
 }
 
-/// A SafeTix deny as the loop's evaluation (no barcode, no record); `offline` when no
-/// Presence answer was had.
-pub fn denied(reason: Reason, offline: bool) -> Evaluation {
-    let source = if offline {
-        Source::Offline
-    } else {
-        Source::Live
+/// What the loop decides `input` as: a barcode (for a phone ticket, the one Presence and
+/// the seat index found, and how), noise, an unresolved phone ticket (no `resolver`), or
+/// a deny already (`Err`). `budget` loses the time the resolution took.
+pub fn scan_kind(
+    resolver: Option<&mut Resolver>,
+    input: &ScanInput,
+    scan_time_ms: u64,
+    budget: &mut Duration,
+) -> Result<(ScanKind, Option<Via>), Decision> {
+    let scan = match (input, resolver) {
+        (ScanInput::Barcode(b), _) => return Ok((ScanKind::Barcode(b.as_str().into()), None)),
+        (ScanInput::Unreadable(_), _) => return Ok((ScanKind::Unreadable, None)),
+        (ScanInput::SafeTix(_), None) => return Ok((ScanKind::SafeTix, None)),
+        (ScanInput::SafeTix(s), Some(r)) => r.resolve_within(s, scan_time_ms, budget),
     };
+    match scan {
+        Resolved::Barcode { barcode, via } => Ok((ScanKind::Barcode(barcode), Some(via))),
+        Resolved::Deny { reason, offline } => {
+            let source = if offline {
+                Source::Offline
+            } else {
+                Source::Live
+            };
+            Err(Decision::deny(reason, source, offline))
+        }
+    }
+}
+
+/// The evaluation of a scan denied before it named a barcode.
+pub fn unresolved(decision: Decision) -> Evaluation {
     Evaluation {
         barcode: String::new(),
-        decision: Decision::deny(reason, source, offline),
+        decision,
         record: None,
         safetix: None,
+    }
+}
+
+/// The policy for a scan whose barcode came `via` a remembered mapping: `policy` with
+/// the SafeTix offline cap ([`offline_policy`]); `policy` itself for any other scan.
+pub fn policy(resolver: Option<&Resolver>, via: Option<Via>, policy: &Policy) -> Policy {
+    match (resolver, via) {
+        (Some(r), Some(Via::Cached)) => offline_policy(policy, r.client.config().offline_cap_cents),
+        _ => *policy,
     }
 }
 
@@ -179,7 +192,13 @@ impl Resolver {
                         };
                     }
                 };
-                match self.store.record_by_seat(&key) {
+                let seat = Seat {
+                    event: &key.event,
+                    section: &key.place.section,
+                    row: &key.place.row,
+                    seat: &key.place.seat,
+                };
+                match self.store.record_by_seat(&seat) {
                     Ok(Some(record)) => {
                         if let Err(e) = self.store.put_token_mapping(
                             scan.token(),

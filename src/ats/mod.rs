@@ -1,6 +1,6 @@
 //! The ATS (Archtics Transaction Services) client.
 //!
-//! [`AtsClient`] speaks the envelope of `spec/ats-wire.md`: `POST
+//! [`AtsClient`] speaks the envelope of `docs/ats-wire.md`: `POST
 //! {base}/{product}/{resource}?dsn={dsn}` with the key in the `apikey` header, the
 //! 202 polling cycle with a per-call cookie jar, HTTP status and `command1.result`
 //! mapping to [`AtsError`], a client-side rate budget per key, TLS with the system trust store

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::money::Cents;
 use crate::ticket::{TicketRecord, ValueLine};
 
-use super::{Decision, Verdict};
+use super::words::{Decision, Verdict};
 
 /// One value line's local bookkeeping (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 use crate::money::Cents;
 use crate::ticket::{merge_lines, ValueKind, ValueLine};
 
-use super::{DecideInput, Decision, Evidence, ItemGrant, Mode, Reason, ScanKind, Source, Verdict};
+use super::input::{DecideInput, Evidence, ScanKind};
+use super::words::{Decision, ItemGrant, Mode, Reason, Source, Verdict};
 
 /// Decides one scan. Pure: the same input always gives the same decision.
 pub fn decide(input: &DecideInput<'_>) -> Decision {

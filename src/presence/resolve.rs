@@ -5,9 +5,9 @@
 //! 2. `OKAY` with no readable ticket → `safetix_no_seat`; tickets naming different
 //!    seats → `safetix_ambiguous` (a token is one ticket; never pick one of several).
 //! 3. Otherwise the seat and the Archtics event (`eventId` mapped through
-//!    `presence.event_ids`, else taken as the name) form the [`SeatKey`] the seat index
-//!    is read with; a record found there must be about that seat and event
-//!    ([`record_matches`]), else `safetix_seat_unknown`.
+//!    `presence.event_ids`, else taken as the name) form the [`SeatKey`] the store's
+//!    seat index is read with (`store::seats`: the record found must still be at that
+//!    seat), else `safetix_seat_unknown`.
 //!
 //! Offline (Presence out, a cached token mapping) the offline caps apply, with per
 //! transaction and per ticket lowered to `presence.offline_cap_cents` ([`offline_policy`]).
@@ -16,7 +16,6 @@ use std::fmt;
 
 use crate::decide::{Policy, Reason};
 use crate::money::Cents;
-use crate::ticket::TicketRecord;
 
 use super::config::PresenceConfig;
 use super::wire::{Place, Status, Validation};
@@ -162,27 +161,6 @@ pub struct SeatKey {
 }
 
 impl SeatKey {
-    /// The seat of `record`, when `verify_barcode` gave it one.
-    pub fn of(record: &TicketRecord) -> Option<SeatKey> {
-        let info = record.info.as_ref()?;
-        let place = Place {
-            section: info.section_name.as_deref()?.trim().to_string(),
-            row: info.row_name.as_deref()?.trim().to_string(),
-            seat: info.seat_num.as_deref()?.trim().to_string(),
-        };
-        if info.event_name.trim().is_empty()
-            || place.section.is_empty()
-            || place.row.is_empty()
-            || place.seat.is_empty()
-        {
-            return None;
-        }
-        Some(SeatKey {
-            event: info.event_name.trim().to_string(),
-            place,
-        })
-    }
-
     /// True when both name the same seat (names compared without case, as ATS
     /// compares event names; sections like `101` and `101 ` are one).
     pub fn same(&self, other: &SeatKey) -> bool {
@@ -214,18 +192,16 @@ pub fn judge(v: &Validation, cfg: &PresenceConfig) -> Result<SeatKey, SafetixDen
     Ok(first)
 }
 
-/// True when `record` is the ticket for `key` (an index entry left behind by a
-/// reissued seat must not resolve to the old barcode's record).
-pub fn record_matches(record: &TicketRecord, key: &SeatKey) -> bool {
-    SeatKey::of(record).is_some_and(|k| k.same(key))
-}
-
 /// The policy for an offline decision from a cached token mapping: the offline caps
-/// with per transaction and per ticket at most `cap`.
+/// with per transaction and per ticket at most `cap`. A cap of 0 allows no offline
+/// approval at all, items included (`total_count` 0: `offline_limit`).
 pub fn offline_policy(policy: &Policy, cap: Cents) -> Policy {
     let mut p = *policy;
     p.offline.per_transaction_cents = p.offline.per_transaction_cents.min(cap);
     p.offline.per_ticket_cents = p.offline.per_ticket_cents.min(cap);
+    if cap == 0 {
+        p.offline.total_count = 0;
+    }
     p
 }
 
@@ -233,7 +209,6 @@ pub fn offline_policy(policy: &Policy, cap: Cents) -> Policy {
 mod tests {
     use super::*;
     use crate::presence::wire::TicketRef;
-    use crate::ticket::{TicketInfo, TicketStatus};
 
     fn okay(tickets: &[(&str, &str)]) -> Validation {
         Validation {
@@ -299,42 +274,6 @@ mod tests {
     }
 
     #[test]
-    fn a_record_must_be_about_the_seat_it_was_found_by() {
-        let info = TicketInfo {
-            barcode: "100000000001".into(),
-            event_name: "EVENT01".into(),
-            event_date: None,
-            event_time: None,
-            acct_id: None,
-            section_name: Some("101".into()),
-            row_name: Some("A".into()),
-            seat_num: Some("1".into()),
-            price_code: None,
-            status: TicketStatus::Active,
-        };
-        let rec = TicketRecord {
-            barcode: "100000000001".into(),
-            info: Some(info),
-            value: Vec::new(),
-            fetched_at_ms: 0,
-        };
-        let key = |p: &str| SeatKey {
-            event: "event01".into(),
-            place: Place::parse(p).unwrap(),
-        };
-        assert!(record_matches(&rec, &key("101:A:1")));
-        assert!(!record_matches(&rec, &key("101:A:2")));
-        let seatless = TicketRecord {
-            info: rec.info.clone().map(|mut i| {
-                i.seat_num = None;
-                i
-            }),
-            ..rec.clone()
-        };
-        assert_eq!(SeatKey::of(&seatless), None);
-    }
-
-    #[test]
     fn the_offline_policy_only_lowers_the_caps() {
         let p = Policy::default();
         let low = offline_policy(&p, 1000);
@@ -343,5 +282,6 @@ mod tests {
         assert_eq!(low.offline.total_cents, p.offline.total_cents);
         let high = offline_policy(&p, 1_000_000);
         assert_eq!(high, p);
+        assert_eq!(offline_policy(&p, 0).offline.total_count, 0);
     }
 }

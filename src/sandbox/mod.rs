@@ -1,6 +1,6 @@
 //! ats-sandbox: an emulator of Ticketmaster's Archtics Transaction Services (ATS).
 //!
-//! It serves the transport of `spec/ats-wire.md` (API key, DSN, product and resource,
+//! It serves the transport of `docs/ats-wire.md` (API key, DSN, product and resource,
 //! 401/404/429/503, rate limits with their headers, the 202 cookie cycle, `No data for
 //! token`), the seed's sample commands and the two modeled commands (`verify_barcode`,
 //! `get_av_barcodes`) over a [`DataSet`] of named "magic" barcodes. An admin API under

@@ -198,7 +198,7 @@ pub enum AgentRequest {
     /// Decide on a scan.
     Scan(ScanEvent),
     /// Reverse an earlier approval (POS cancelled the sale). Answered with a
-    /// [`crate::pos::VoidEvent`].
+    /// [`crate::signal::VoidEvent`].
     Void {
         /// The `id` of the decision to reverse.
         decision_id: String,

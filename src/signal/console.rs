@@ -20,9 +20,11 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use super::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use super::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent, VoidOutcome};
+use crate::scan::Origin;
+
+use crate::decide::Verdict;
 use crate::money::format_cents;
-use crate::pos::{VoidEvent, VoidOutcome, VoidSignal};
 
 const GREEN: &str = "\x1b[1;32m";
 const RED: &str = "\x1b[1;31m";
@@ -114,13 +116,13 @@ pub fn format_decision_at(e: &DecisionEvent, color: bool, offset_minutes: i32) -
             line.push(' ');
             line.push_str(&what.join(" + "));
             if e.reason != "approved" {
-                line.push_str(&format!(" ({})", clean(&e.reason)));
+                line.push_str(&format!(" ({})", clean(e.reason.as_str())));
             }
         }
         Verdict::Deny => {
             line.push_str(&paint("DENY", RED, color));
             line.push(' ');
-            line.push_str(&clean(&e.reason));
+            line.push_str(&clean(e.reason.as_str()));
         }
     }
     if !e.barcode.is_empty() {
@@ -128,7 +130,7 @@ pub fn format_decision_at(e: &DecisionEvent, color: bool, offset_minutes: i32) -
         line.push_str(&clean(&e.barcode));
     }
     line.push_str("  ");
-    let source = clean(&e.source);
+    let source = clean(e.source.as_str());
     if e.reason == "unreadable" {
         // Nothing was looked up: no source to name.
     } else if e.source == "offline" {
@@ -276,12 +278,15 @@ impl<W: Write + Send> Signal for ConsoleSignal<W> {
         let line = format_status(status, self.color);
         Ok(self.line(line)?)
     }
-}
 
-impl<W: Write + Send> VoidSignal for ConsoleSignal<W> {
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
         let line = format_void_at(event, self.color, self.offset_minutes);
         Ok(self.line(line)?)
+    }
+
+    /// Answers every scan that did not come over the POS link.
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
     }
 }
 
@@ -296,14 +301,14 @@ mod tests {
             terminal: "stand-12".into(),
             barcode: "********0003".into(),
             decision: Verdict::Approve,
-            reason: "approved".into(),
+            reason: crate::decide::Reason::Approved,
             approved_cents: 1500,
             items: vec![
                 "Hot Dog".into(),
                 "Hot Dog".into(),
                 "Pizza and a Coke".into(),
             ],
-            source: "live".into(),
+            source: crate::decide::Source::Live,
             latency_ms: 42,
             request: Some("r1".into()),
         }
@@ -333,7 +338,7 @@ mod tests {
     fn partial_approvals_say_so() {
         let mut e = approve();
         e.items.clear();
-        e.reason = "partial".into();
+        e.reason = crate::decide::Reason::Partial;
         assert!(format_decision(&e, false).contains("APPROVE $15.00 (partial)"));
     }
 
@@ -341,12 +346,12 @@ mod tests {
     fn deny_line_shows_reason() {
         let mut e = approve();
         e.decision = Verdict::Deny;
-        e.reason = "unknown_ticket".into();
+        e.reason = crate::decide::Reason::UnknownTicket;
         e.approved_cents = 0;
         e.items.clear();
         e.barcode = String::new();
         e.request = None;
-        e.source = "offline".into();
+        e.source = crate::decide::Source::Offline;
         assert_eq!(
             format_decision(&e, false),
             "18:00:00.123 DENY unknown_ticket  offline 42 ms  id d-1"
@@ -435,7 +440,7 @@ mod tests {
     fn unreadable_input_names_no_source_and_every_line_has_its_decision_id() {
         let mut e = approve();
         e.decision = Verdict::Deny;
-        e.reason = "unreadable".into();
+        e.reason = crate::decide::Reason::Unreadable;
         e.barcode = String::new();
         e.items.clear();
         e.request = None;

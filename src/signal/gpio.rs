@@ -27,7 +27,8 @@ use embedded_hal::digital::{OutputPin, PinState};
 use serde::Deserialize;
 
 use crate::clock::SharedClock;
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use crate::decide::Verdict;
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
 use crate::sync::lock;
 
 /// The longest single clock sleep of the player thread: the worst-case delay before a

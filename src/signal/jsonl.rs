@@ -13,8 +13,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{AgentStatus, DecisionEvent, Signal, SignalError};
-use crate::pos::{VoidEvent, VoidSignal};
+use super::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent};
+use crate::scan::Origin;
 
 #[derive(Serialize)]
 struct Tagged<'a, T: Serialize> {
@@ -101,19 +101,22 @@ impl<W: Write + Send> Signal for JsonlSignal<W> {
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
         Ok(self.line(&status_line(status))?)
     }
-}
 
-impl<W: Write + Send> VoidSignal for JsonlSignal<W> {
     fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
         Ok(self.line(&void_line(event))?)
+    }
+
+    /// Answers every scan that did not come over the POS link.
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pos::VoidOutcome;
-    use crate::signal::Verdict;
+    use crate::decide::Verdict;
+    use crate::signal::VoidOutcome;
     use serde_json::Value;
 
     fn event() -> DecisionEvent {
@@ -123,10 +126,10 @@ mod tests {
             terminal: "stand-12".into(),
             barcode: "********0001".into(),
             decision: Verdict::Approve,
-            reason: "approved".into(),
+            reason: crate::decide::Reason::Approved,
             approved_cents: 2000,
             items: vec!["Pizza and a Coke".into()],
-            source: "live".into(),
+            source: crate::decide::Source::Live,
             latency_ms: 42,
             request: Some("r1".into()),
         }

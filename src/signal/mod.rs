@@ -3,7 +3,7 @@
 //! Every output — console text for people, JSON lines for POS software, GPIO lights and
 //! relays on kiosks, a good/bad beep back to the scanner — implements [`Signal`]. The
 //! agent loop builds one [`DecisionEvent`] per decision (after the journal is flushed)
-//! and hands it to every configured signal.
+//! and hands it to every configured signal, and one [`VoidEvent`] per void request.
 
 pub mod console;
 pub mod gpio;
@@ -14,7 +14,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::decide::{Reason, Source, Verdict};
 use crate::money::Cents;
+use crate::scan::Origin;
 
 /// One decision as the POS sees it. Field names are the JSON-lines protocol (docs/pos-protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,13 +32,13 @@ pub struct DecisionEvent {
     /// `approve` or `deny`.
     pub decision: Verdict,
     /// Why: `approved`, `partial`, or a deny reason (`unknown_ticket`, `offline_limit`, ...).
-    pub reason: String,
+    pub reason: Reason,
     /// Money approved, integer cents (0 on deny).
     pub approved_cents: Cents,
     /// Items approved ("Pizza and a Coke"), one entry per unit.
     pub items: Vec<String>,
     /// Where the evidence came from: `live`, `cache` or `offline`.
-    pub source: String,
+    pub source: Source,
     /// Scan-to-decision time.
     pub latency_ms: u64,
     /// The POS request id this answers, when the scan came from the POS.
@@ -44,24 +46,44 @@ pub struct DecisionEvent {
     pub request: Option<String>,
 }
 
-/// Approve or deny.
+/// What became of a void request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Value handed over.
-    Approve,
-    /// Nothing handed over.
-    Deny,
+#[non_exhaustive]
+pub enum VoidOutcome {
+    /// The approval was reversed; its value counts as unspent again.
+    Voided,
+    /// No decision with that id on this terminal.
+    NotFound,
+    /// Already voided earlier (the answer repeats the first reversal).
+    AlreadyVoided,
+    /// The decision was a deny: nothing to reverse.
+    NotApproved,
+    /// Refused for another reason (see `error`).
+    Refused,
 }
 
-impl Verdict {
-    /// `approve` or `deny`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Approve => "approve",
-            Verdict::Deny => "deny",
-        }
-    }
+/// The answer to a void request, sent as `{"type":"void_result", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VoidEvent {
+    /// The decision the POS asked to reverse.
+    pub decision_id: String,
+    /// The POS request id this answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// What happened.
+    pub outcome: VoidOutcome,
+    /// Money reversed, integer cents.
+    pub reversed_cents: Cents,
+    /// Items reversed, one entry per unit.
+    pub items: Vec<String>,
+    /// Why, when not voided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the void was decided, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// Terminal id.
+    pub terminal: String,
 }
 
 /// The agent's state, for ready/offline lights and status lines.
@@ -119,4 +141,21 @@ pub trait Signal: Send {
     fn decision(&mut self, event: &DecisionEvent) -> Result<(), SignalError>;
     /// Reports a change of agent status.
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError>;
+
+    /// Reports the answer to a void request. Default: nothing (outputs that show
+    /// decisions only: lights, beeps).
+    fn void_result(&mut self, event: &VoidEvent) -> Result<(), SignalError> {
+        let _ = event;
+        Ok(())
+    }
+
+    /// True when this output is how the one who made a scan from `origin` learns the
+    /// decision. An approval that no answering output took is reversed by the agent
+    /// (`undelivered`, issue 11). Default: false (lights and beeps tell nobody the
+    /// amount); stdout-like outputs answer every scan that did not come over the POS
+    /// link, and the link answers those itself.
+    fn answers(&self, origin: &Origin) -> bool {
+        let _ = origin;
+        false
+    }
 }

@@ -8,7 +8,9 @@
 
 use std::io::Write;
 
-use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError, Verdict};
+use crate::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+
+use crate::decide::Verdict;
 
 /// The bytes for a good and a bad read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +96,10 @@ mod tests {
             terminal: "t1".into(),
             barcode: "********0001".into(),
             decision,
-            reason: "approved".into(),
+            reason: crate::decide::Reason::Approved,
             approved_cents: 0,
             items: Vec::new(),
-            source: "live".into(),
+            source: crate::decide::Source::Live,
             latency_ms: 1,
             request: None,
         }

@@ -1,4 +1,5 @@
-//! The store's one error enum.
+//! The store's errors: [`StoreError`] for machinery failures, and [`VoidError`] for
+//! [`Store::void`](super::Store::void), whose refusals are answers, not failures.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -56,17 +57,8 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
-    /// A decision id that is not in the journal.
-    UnknownDecision(String),
     /// A decision id that is not of the form `{terminal}-{seq}`.
     BadId(String),
-    /// The decision was already voided (by the named void entry).
-    AlreadyVoided {
-        /// The decision.
-        id: String,
-        /// The void entry that voided it.
-        by: String,
-    },
     /// `journal export --since` named no entry of this journal.
     BadSince {
         /// The id given (at most 64 characters).
@@ -74,8 +66,6 @@ pub enum StoreError {
         /// What is wrong and what was expected.
         why: String,
     },
-    /// A deny or a void entry: there is nothing to give back.
-    NotVoidable(String),
     /// The store refuses writes until it is reopened: a write reached the redo log but
     /// not sled's memory, or a checkpoint failed. Reopening (restarting the agent)
     /// recovers from the log; nothing durable is lost.
@@ -141,19 +131,12 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { what, detail } => {
                 write!(f, "corrupt store value in {what}: {detail}")
             }
-            StoreError::UnknownDecision(id) => write!(f, "unknown decision id {id:?}"),
             StoreError::BadId(id) => write!(
                 f,
                 "malformed decision id {id:?} (expected {{terminal}}-{{sequence}}, \
                  such as stand-7-000000000042)"
             ),
             StoreError::BadSince { since, why } => write!(f, "--since {since:?}: {why}"),
-            StoreError::AlreadyVoided { id, by } => {
-                write!(f, "decision {id} was already voided by {by}")
-            }
-            StoreError::NotVoidable(id) => {
-                write!(f, "decision {id} is not an approval: nothing to void")
-            }
             StoreError::Stopped(why) => write!(
                 f,
                 "store refuses writes until the agent restarts ({why}); \
@@ -185,6 +168,59 @@ impl StoreError {
             },
             other => other,
         }
+    }
+}
+
+/// Why [`Store::void`](super::Store::void) reversed nothing: the decision cannot be
+/// voided (an answer for the POS), or the store failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VoidError {
+    /// A decision id that is not in the journal.
+    UnknownDecision(String),
+    /// A decision id that is not of the form `{terminal}-{seq}` (at most 64 characters).
+    BadId(String),
+    /// The decision was already voided (by the named void entry).
+    AlreadyVoided {
+        /// The decision.
+        id: String,
+        /// The void entry that voided it.
+        by: String,
+    },
+    /// A deny or a void entry: there is nothing to give back.
+    NotVoidable(String),
+    /// The store failed: nothing was reversed.
+    Store(StoreError),
+}
+
+impl fmt::Display for VoidError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VoidError::UnknownDecision(id) => write!(f, "unknown decision id {id:?}"),
+            VoidError::BadId(id) => fmt::Display::fmt(&StoreError::BadId(id.clone()), f),
+            VoidError::AlreadyVoided { id, by } => {
+                write!(f, "decision {id} was already voided by {by}")
+            }
+            VoidError::NotVoidable(id) => {
+                write!(f, "decision {id} is not an approval: nothing to void")
+            }
+            VoidError::Store(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for VoidError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            VoidError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for VoidError {
+    fn from(e: StoreError) -> Self {
+        VoidError::Store(e)
     }
 }
 

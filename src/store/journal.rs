@@ -30,7 +30,7 @@ use super::codec::{self, read_u64, u64_key};
 use super::error::db_err;
 use super::ledger::{decode_ledger, encode_ledger};
 use super::wal::{TreeId, Writes};
-use super::{Store, StoreError, TicketRecord, META_OFFLINE, META_SEQ};
+use super::{Store, StoreError, TicketRecord, VoidError, META_OFFLINE, META_SEQ};
 
 /// A decision entry or a void entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +131,8 @@ impl JournalEntry {
         }
     }
 
-    /// The POS event for this entry (what the signals report).
+    /// The POS event for this decision entry (what the signals report); the reason is
+    /// [`JournalEntry::decision`]'s.
     pub fn to_event(&self) -> DecisionEvent {
         DecisionEvent {
             id: self.id.clone(),
@@ -139,10 +140,10 @@ impl JournalEntry {
             terminal: self.terminal.clone(),
             barcode: self.barcode_masked.clone(),
             decision: self.verdict,
-            reason: self.reason.clone(),
+            reason: self.decision().reason,
             approved_cents: self.approved_cents,
             items: self.items.iter().map(|i| i.description.clone()).collect(),
-            source: self.source.as_str().to_string(),
+            source: self.source,
             latency_ms: self.latency_ms,
             request: self.request.clone(),
         }
@@ -169,7 +170,7 @@ pub struct NewDecision<'a> {
 
 /// What a void did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoidOutcome {
+pub struct Voided {
     /// The void entry written to the journal.
     pub entry: JournalEntry,
     /// Money given back to the local ledger (it had not reached ATS).
@@ -322,7 +323,7 @@ impl Store {
         decision_id: &str,
         now_ms: u64,
         request: Option<&str>,
-    ) -> Result<VoidOutcome, StoreError> {
+    ) -> Result<Voided, VoidError> {
         self.void_for(decision_id, now_ms, request, "void")
     }
 
@@ -335,10 +336,13 @@ impl Store {
         now_ms: u64,
         request: Option<&str>,
         reason: &str,
-    ) -> Result<VoidOutcome, StoreError> {
-        let target = seq_of(decision_id)?;
+    ) -> Result<Voided, VoidError> {
+        let target = seq_of(decision_id).map_err(|e| match e {
+            StoreError::BadId(id) => VoidError::BadId(id),
+            other => VoidError::Store(other),
+        })?;
         let mut wal = self.lock_wal();
-        let unknown = || StoreError::UnknownDecision(decision_id.to_string());
+        let unknown = || VoidError::UnknownDecision(decision_id.to_string());
         let raw = self
             .journal
             .get(u64_key(target))
@@ -349,13 +353,13 @@ impl Store {
             return Err(unknown());
         }
         if let Some(by) = &orig.voided_by {
-            return Err(StoreError::AlreadyVoided {
+            return Err(VoidError::AlreadyVoided {
                 id: orig.id.clone(),
                 by: by.clone(),
             });
         }
         if orig.kind != EntryKind::Decision || orig.verdict != Verdict::Approve {
-            return Err(StoreError::NotVoidable(orig.id.clone()));
+            return Err(VoidError::NotVoidable(orig.id.clone()));
         }
         let mut w = Writes::default();
         let seq = self.next_seq(&mut w)?;
@@ -409,7 +413,7 @@ impl Store {
             codec::encode("journal", &entry)?,
         );
         self.log_and_apply(&mut wal, w)?;
-        Ok(VoidOutcome {
+        Ok(Voided {
             entry,
             restored_cents: back.cents,
             restored_items: back.items,

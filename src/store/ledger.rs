@@ -23,7 +23,7 @@
 //! decision reconciles with the decision's evidence first, in the same redo-log record.
 //!
 //! A void gives back only what is still unreflected; what ATS already subtracted is
-//! reported in [`super::VoidOutcome`] as needing an upstream refund (the void entry in
+//! reported in [`super::Voided`] as needing an upstream refund (the void entry in
 //! the journal is what reconciliation uploads).
 
 use serde::{Deserialize, Serialize};

@@ -54,11 +54,11 @@ pub use crate::date::rfc3339_ms;
 pub use crate::decide::{OfflineUsage, TicketLedger};
 pub use crate::ticket::TicketRecord;
 pub use cache::{CacheStats, PrefetchCursor};
-pub use error::StoreError;
 use error::{at, db_err};
+pub use error::{StoreError, VoidError};
 pub use export::{export, export_with, ExportOptions, Format};
 use identity::{Access, Identity};
-pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, VoidOutcome};
+pub use journal::{EntryKind, JournalEntry, JournalIter, MoneyLine, NewDecision, Voided};
 pub use snapshot::Snapshot;
 
 /// The schema version this build writes and reads. Version 2 added the redo log: a

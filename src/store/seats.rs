@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::codec;
 use super::error::db_err;
 use super::{Store, StoreError, TicketRecord};
-use crate::presence::resolve::{record_matches, SeatKey};
 
 const SEATS_TREE: &str = "seats";
 const TOKENS_TREE: &str = "safetix";
@@ -34,12 +33,50 @@ pub struct TokenMapping {
     pub resolved_at_ms: u64,
 }
 
-fn seat_key(k: &SeatKey) -> Vec<u8> {
+/// One seat of one event, as Presence names it and `verify_barcode` records it. Parts
+/// compare trimmed and without case (as ATS compares event names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seat<'a> {
+    /// The Archtics event name.
+    pub event: &'a str,
+    /// Section name.
+    pub section: &'a str,
+    /// Row name.
+    pub row: &'a str,
+    /// Seat number.
+    pub seat: &'a str,
+}
+
+impl<'a> Seat<'a> {
+    /// The seat of `record`, when `verify_barcode` gave it one (every part non-empty).
+    pub fn of(record: &'a TicketRecord) -> Option<Seat<'a>> {
+        let info = record.info.as_ref()?;
+        let seat = Seat {
+            event: info.event_name.trim(),
+            section: info.section_name.as_deref()?.trim(),
+            row: info.row_name.as_deref()?.trim(),
+            seat: info.seat_num.as_deref()?.trim(),
+        };
+        let parts = [seat.event, seat.section, seat.row, seat.seat];
+        (!parts.iter().any(|p| p.is_empty())).then_some(seat)
+    }
+
+    fn parts(&self) -> [&'a str; 4] {
+        [self.event, self.section, self.row, self.seat]
+    }
+
+    /// True when both name the same seat.
+    pub fn same(&self, other: &Seat<'_>) -> bool {
+        self.parts()
+            .iter()
+            .zip(other.parts())
+            .all(|(a, b)| a.trim().eq_ignore_ascii_case(b.trim()))
+    }
+}
+
+fn seat_key(k: &Seat<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, part) in [&k.event, &k.place.section, &k.place.row, &k.place.seat]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, part) in k.parts().into_iter().enumerate() {
         if i > 0 {
             out.push(0);
         }
@@ -67,10 +104,10 @@ impl Store {
     /// Indexes `record`'s seat (no-op for a record without one). Called where records
     /// are cached; the newest write for a seat wins, and readers check the record.
     pub(crate) fn index_seat(&self, record: &TicketRecord) -> Result<(), StoreError> {
-        let Some(key) = SeatKey::of(record) else {
+        let Some(seat) = Seat::of(record) else {
             return Ok(());
         };
-        let k = seat_key(&key);
+        let k = seat_key(&seat);
         let tree = self.seats_tree()?;
         if tree.get(&k).map_err(db_err)?.as_deref() != Some(record.barcode.as_bytes()) {
             tree.insert(k, record.barcode.as_bytes()).map_err(db_err)?;
@@ -78,16 +115,17 @@ impl Store {
         Ok(())
     }
 
-    /// The cached record of the ticket at `key`, if the index knows the seat and the
-    /// record there is still about that seat.
-    pub fn record_by_seat(&self, key: &SeatKey) -> Result<Option<TicketRecord>, StoreError> {
-        let Some(barcode) = self.seats_tree()?.get(seat_key(key)).map_err(db_err)? else {
+    /// The cached record of the ticket at `seat`, if the index knows the seat and the
+    /// record there is still about that seat (an entry left behind by a reissued seat
+    /// must not resolve to the old barcode's record).
+    pub fn record_by_seat(&self, seat: &Seat<'_>) -> Result<Option<TicketRecord>, StoreError> {
+        let Some(barcode) = self.seats_tree()?.get(seat_key(seat)).map_err(db_err)? else {
             return Ok(None);
         };
         let barcode = String::from_utf8_lossy(&barcode).into_owned();
         Ok(self
             .get_record(&barcode)?
-            .filter(|r| record_matches(r, key)))
+            .filter(|r| Seat::of(r).is_some_and(|s| s.same(seat))))
     }
 
     /// Remembers that `token` resolved to `barcode` (stored as the token's hash).
@@ -139,7 +177,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::Place;
     use crate::store::StoreOptions;
     use crate::ticket::{TicketInfo, TicketStatus};
 
@@ -163,10 +200,14 @@ mod tests {
         }
     }
 
-    fn key(p: &str) -> SeatKey {
-        SeatKey {
-            event: "Event01".into(),
-            place: Place::parse(p).unwrap(),
+    fn key(p: &str) -> Seat<'_> {
+        let mut parts = p.split(':');
+        let mut next = || parts.next().unwrap();
+        Seat {
+            event: "Event01",
+            section: next(),
+            row: next(),
+            seat: next(),
         }
     }
 
@@ -196,6 +237,20 @@ mod tests {
         assert_eq!(r.barcode, "100000000099");
         s.cache_clear().unwrap();
         assert!(s.record_by_seat(&key("101:A:1")).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_index_entry_whose_record_moved_seats_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir.path().join("s"));
+        s.put_record(&record("100000000001", Some("1"), 1)).unwrap();
+        // A newer answer puts the same barcode in seat 7: seat 1's entry is stale.
+        s.put_record(&record("100000000001", Some("7"), 2)).unwrap();
+        assert!(s.record_by_seat(&key("101:A:1")).unwrap().is_none());
+        assert!(s.record_by_seat(&key("101:A:7")).unwrap().is_some());
+        // A record without a seat has none to be found by.
+        let seatless = record("100000000002", None, 1);
+        assert_eq!(Seat::of(&seatless), None);
     }
 
     #[test]

@@ -11,11 +11,10 @@ use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
 use concession_agent::clock::{self, SharedClock};
 use concession_agent::config::{Config, RawConfig};
-use concession_agent::pos::{VoidEvent, VoidSignal};
 use concession_agent::sandbox::{Sandbox, SandboxConfig, SandboxHandle, Stats};
 use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};
-use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError};
+use concession_agent::signal::{AgentStatus, DecisionEvent, Signal, SignalError, VoidEvent};
 
 /// What an output saw.
 #[derive(Default, Debug)]
@@ -38,12 +37,13 @@ impl Signal for Recorder {
         self.0.lock().unwrap().statuses.push(s);
         Ok(())
     }
-}
-
-impl VoidSignal for Recorder {
     fn void_result(&mut self, e: &VoidEvent) -> Result<(), SignalError> {
         self.0.lock().unwrap().voids.push(e.clone());
         Ok(())
+    }
+    /// Stands in for stdout: answers every scan not made over the POS link.
+    fn answers(&self, origin: &Origin) -> bool {
+        !origin.is_pos()
     }
 }
 
@@ -106,8 +106,7 @@ impl Harness {
         let store = app::open_store(&config).expect("store opens");
         let seen = Recorder::default();
         let outputs = Outputs {
-            pos: vec![Box::new(seen.clone())],
-            other: Vec::new(),
+            signals: vec![Box::new(seen.clone())],
         };
         let agent = Agent::new(config.clone(), link.client, store, clock.clone(), outputs);
         Harness {

@@ -17,21 +17,9 @@ pub const MAX_ITEM_UNITS: u64 = 10_000;
 /// Most rows accepted in one `get_av_barcodes` answer.
 pub const MAX_ROWS_PER_ANSWER: usize = 100_000;
 
-/// At most `max` characters of `s`.
-///
-/// Control characters (CR, LF, ESC, C1) become `?`: server text reaches logs and
-/// terminals, where they could forge log lines or drive the terminal.
-pub fn shorten(s: &str, max: usize) -> String {
-    let clean = |t: &str| -> String {
-        t.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect()
-    };
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", clean(&s[..i])),
-        None => clean(s),
-    }
-}
+/// Server text shortened and made safe for logs: kept in `redact`, where every
+/// log-safety rule lives (ticket records use it too).
+pub use crate::redact::shorten;
 
 /// Looks a key up exactly, then ignoring ASCII case.
 pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

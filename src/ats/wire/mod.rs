@@ -1,7 +1,7 @@
 //! Every wire mapping of the ATS envelope and of the modeled commands, in one place.
 //!
 //! `verify_barcode` and `get_av_barcodes` are not publicly documented (see
-//! `spec/ats-wire.md` section 5): an integrator holding the partner documentation
+//! `docs/ats-wire.md` section 6): an integrator holding the partner documentation
 //! adjusts field names, codes and quirks here and nowhere else.
 //!
 //! Decoding is lenient about form and strict about meaning: numbers may arrive as

@@ -3,6 +3,10 @@
 //! The only place that decides which ATS to talk to (the in-process sandbox or a real
 //! endpoint), which scanner to read, and which outputs to drive. `main.rs` parses the
 //! command line and calls in here; tests build the same parts with their own clocks.
+//! [`run`] holds the process around the agent: configuration, logging, start-up and
+//! shutdown ([`run::run_agent`]).
+
+pub mod run;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use crate::agent::{Outputs, PosOutput};
+use crate::agent::Outputs;
 use crate::ats::{AtsClient, AtsConfig, AtsError};
 use crate::board::{AckSetting, BoardError, BoardProfile, GpioProfile, JsonlTarget};
 use crate::clock::SharedClock;
@@ -301,12 +305,12 @@ pub fn start_io(
     opts.frame = wiring.frame.clone();
 
     if wiring.console {
-        outputs.pos.push(Box::new(
+        outputs.push(Box::new(
             ConsoleSignal::stdout().with_utc_offset(wiring.utc_offset_minutes),
         ));
     }
     if wiring.jsonl_stdout {
-        outputs.pos.push(Box::new(JsonlSignal::stdout()));
+        outputs.push(Box::new(JsonlSignal::stdout()));
     }
     if let Some(addr) = wiring.pos_listen {
         // Its own stop flag (from the options): the link stays up while the loop
@@ -314,19 +318,17 @@ pub fn start_io(
         let server = PosServer::bind_with(addr, tx.clone(), clock.clone(), wiring.pos_link.clone())
             .map_err(StartError::Pos)?;
         log::info!("POS link listening on {}", server.local_addr());
-        outputs
-            .pos
-            .push(Box::new(server.signal()) as Box<dyn PosOutput>);
+        outputs.push(Box::new(server.signal()));
         running.pos = Some(server);
     }
     if let Some((path, baud)) = &wiring.pos_serial {
-        outputs.pos.push(serial_jsonl(path, *baud)?);
+        outputs.push(serial_jsonl(path, *baud)?);
     }
     #[cfg(feature = "board")]
     if let Some(gpio) = &wiring.gpio {
         let signal =
             crate::board::devices::gpio_signal(gpio, clock.clone()).map_err(StartError::Board)?;
-        outputs.other.push(Box::new(signal));
+        outputs.push(Box::new(signal));
     }
     #[cfg(not(feature = "board"))]
     if wiring.gpio.is_some() {
@@ -346,7 +348,7 @@ pub fn start_io(
             let (handle, ack) = serial_scanner(&path, sc.baud, &wiring.ack, tx, opts)?;
             running.sources.push(handle);
             if let Some(ack) = ack {
-                outputs.other.push(ack);
+                outputs.push(ack);
             }
         }
         ScannerKind::Tcp => {
@@ -364,13 +366,13 @@ pub fn start_io(
 }
 
 #[cfg(feature = "board")]
-fn serial_jsonl(path: &std::path::Path, baud: u32) -> Result<Box<dyn PosOutput>, StartError> {
+fn serial_jsonl(path: &std::path::Path, baud: u32) -> Result<Box<dyn Signal>, StartError> {
     let port = crate::board::devices::open_serial_port(path, baud).map_err(StartError::Board)?;
     Ok(Box::new(JsonlSignal::new(port)))
 }
 
 #[cfg(not(feature = "board"))]
-fn serial_jsonl(_: &std::path::Path, _: u32) -> Result<Box<dyn PosOutput>, StartError> {
+fn serial_jsonl(_: &std::path::Path, _: u32) -> Result<Box<dyn Signal>, StartError> {
     Err(StartError::Unsupported(
         "JSON lines over a serial line need the board feature (cargo build --features board)"
             .into(),

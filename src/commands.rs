@@ -1,0 +1,354 @@
+//! The one-shot subcommands of `concession-agent`, one function each (`run` is
+//! [`app::run::run_agent`]). `main.rs` parses the command line and
+//! calls one of these; each writes its answer to stdout and returns the exit code.
+//!
+//! A write to stdout that fails is a [`StdoutError`]; its reader gone (`... | head -1`)
+//! is [`StdoutError::is_broken_pipe`], which `main` ends quietly on (status 141).
+
+use std::error::Error;
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::agent::prefetch::{self, events_to_prefetch};
+use crate::agent::{local_date, Agent, Outputs};
+use crate::app;
+use crate::app::run::{start_up_ping, EXIT_UNAUTHORIZED, UNAUTHORIZED};
+use crate::ats::AtsError;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::scan::barcode::classify;
+use crate::store::{self, Format, StoreError};
+
+/// Exit status when stdout is a pipe whose reader has gone: 128 + SIGPIPE, what a
+/// shell shows for tools that die by the signal (Rust ignores SIGPIPE, so the write
+/// fails with EPIPE instead, and `println!` would panic: abort, 134).
+pub const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// How a command that failed ends: its error on stderr and status 1, or, when the
+/// reader of stdout went away (`... | head -1`), quietly with the status a shell
+/// reports for a command killed by SIGPIPE ([`BROKEN_PIPE_STATUS`]).
+pub fn failed(e: &(dyn Error + 'static)) -> ExitCode {
+    if e.downcast_ref::<StdoutError>()
+        .is_some_and(StdoutError::is_broken_pipe)
+    {
+        return ExitCode::from(BROKEN_PIPE_STATUS);
+    }
+    let _ = writeln!(io::stderr(), "concession-agent: {e}");
+    ExitCode::FAILURE
+}
+
+/// Writing the answer to stdout failed.
+#[derive(Debug)]
+pub struct StdoutError(pub io::Error);
+
+impl StdoutError {
+    /// True when stdout's reader went away: nothing more to say to anyone.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.0.kind() == io::ErrorKind::BrokenPipe
+    }
+}
+
+impl fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write stdout: {}", self.0)
+    }
+}
+
+impl Error for StdoutError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl From<io::Error> for StdoutError {
+    fn from(e: io::Error) -> Self {
+        StdoutError(e)
+    }
+}
+
+/// Writes `text` and a newline to stdout.
+fn out(text: &str) -> Result<(), StdoutError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes a JSON value, pretty-printed, to stdout.
+fn out_json(value: &serde_json::Value) -> Result<(), StdoutError> {
+    out(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// `ping`: checks connectivity to ATS and prints its answer.
+pub fn ping(config: &Config, clock: SharedClock) -> Result<ExitCode, Box<dyn Error>> {
+    let link = app::connect_ats(config, clock)?;
+    let answer = match link.client.ping() {
+        Ok(a) => a,
+        Err(e @ AtsError::Unauthorized { .. }) => {
+            eprintln!("concession-agent: ping: {UNAUTHORIZED} ({e})");
+            return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+        }
+        Err(e) => return Err(format!("ping: {e}").into()),
+    };
+    out_json(&answer)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `call CMD key=value...`: any ATS command; prints the response JSON. A value that
+/// reads as an integer (without a leading zero) is sent as a number.
+pub fn call(
+    config: &Config,
+    clock: SharedClock,
+    cmd: &str,
+    fields: &[String],
+) -> Result<ExitCode, Box<dyn Error>> {
+    let link = app::connect_ats(config, clock)?;
+    let mut map = serde_json::Map::new();
+    for f in fields {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| format!("field {f:?} is not key=value"))?;
+        let value = match v.parse::<i64>() {
+            Ok(n) if !v.starts_with('0') || v == "0" => serde_json::Value::from(n),
+            _ => serde_json::Value::from(v),
+        };
+        map.insert(k.to_string(), value);
+    }
+    let answer = link
+        .client
+        .call_raw(cmd, map)
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    out_json(&answer)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lookup BARCODE`: what the agent would decide, redeeming nothing.
+pub fn lookup(
+    config: Config,
+    clock: SharedClock,
+    barcode: &str,
+    amount_cents: Option<u64>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let link = app::connect_ats(&config, clock.clone())?;
+    // A refused key would otherwise show as an offline decision.
+    if let Err(e @ AtsError::Unauthorized { .. }) = start_up_ping(&link, &clock) {
+        eprintln!("concession-agent: lookup: {UNAUTHORIZED} ({e})");
+        return Ok(ExitCode::from(EXIT_UNAUTHORIZED));
+    }
+    let store = app::open_store(&config)?;
+    let mut agent = Agent::new(
+        config,
+        Arc::clone(&link.client),
+        store,
+        clock.clone(),
+        Outputs::default(),
+    );
+    let eval = agent.evaluate(&classify(barcode.trim()), amount_cents, clock.wall_ms());
+    let d = &eval.decision;
+    let answer = serde_json::json!({
+        "barcode": crate::redact::mask_barcode(&eval.barcode),
+        "decision": d.verdict.as_str(),
+        "reason": d.reason.as_str(),
+        "approved_cents": d.approved_cents,
+        "items": d.item_names(),
+        "source": d.source.as_str(),
+        "offline": d.offline,
+        "ticket": eval.record,
+    });
+    agent.shutdown();
+    out_json(&answer)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache stats`: entries, size on disk, oldest and newest.
+pub fn cache_stats(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    let store = app::open_store(config)?;
+    let s = store.cache_stats()?;
+    out_json(&serde_json::json!({
+        "entries": s.entries,
+        "bytes_on_disk": s.bytes_on_disk,
+        "oldest_fetched": s.oldest_fetched_ms.map(store::rfc3339_ms),
+        "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
+        "journal_entries": store.journal_len(),
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache clear`: removes every cached record (the ledger and journal stay).
+pub fn cache_clear(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    let store = app::open_store(config)?;
+    store.cache_clear()?;
+    store.flush()?;
+    out("cache cleared")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache prefetch [--event NAME]`: loads one event's (else the configured events', else
+/// today's) loaded value into the cache, page by page, resumable. One line per event
+/// on stdout; progress and summaries on stderr.
+pub fn cache_prefetch(
+    config: &Config,
+    clock: SharedClock,
+    event: Option<String>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let store = app::open_store(config)?;
+    let link = app::connect_ats(config, clock.clone())?;
+    let today = local_date(clock.wall_ms(), config.utc_offset_minutes);
+    // One named event, else every event the stand serves (else today's).
+    let names: Vec<String> = match event {
+        Some(e) => vec![e],
+        None => config.events.clone(),
+    };
+    // Ctrl-C ends between pages: what was written stays, and the next
+    // `cache prefetch` (or the running agent) resumes after it.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let tty = io::stderr().is_terminal();
+    let max_wait = Duration::from_secs(15 * 60);
+    let events = prefetch::retry_rate_limited(
+        &clock,
+        &stop,
+        max_wait,
+        |left| {
+            if tty {
+                eprint!(
+                    "\r\x1b[Kevent_search: rate budget spent: waiting {} s",
+                    left.as_secs()
+                );
+            }
+        },
+        || events_to_prefetch(&link.client, &names, &today),
+    )?;
+    if events.is_empty() {
+        out("no events today")?;
+    }
+    let progress = prefetch::Progress::default();
+    for ev in &events {
+        let started = Instant::now();
+        let mut show = |p: &prefetch::PrefetchProgress| {
+            if tty {
+                eprint!("\r\x1b[K{}", progress_line(p));
+            }
+        };
+        let mut run = prefetch::PrefetchRun {
+            reserve_per_minute: None,
+            stop: &stop,
+            progress: &progress,
+            // The minute window or a server closure is waited out;
+            // the day's budget is not (the pass resumes tomorrow).
+            max_wait,
+            stamp_ms: None,
+            on_progress: Some(&mut show),
+        };
+        let done = prefetch::prefetch_event_paged(&link.client, &store, ev, &mut run);
+        if tty {
+            eprintln!();
+        }
+        let p = progress.snapshot();
+        let (minute, day) = link.client.budget_remaining();
+        match done {
+            Ok(s) => {
+                // stdout keeps its one line per event (scripts read it);
+                // the summary goes with the progress, to stderr.
+                out(&format!("{}: {} tickets cached", ev.event_name, s.tickets))?;
+                eprintln!(
+                    "{}: {} pages in {:.1} s{}; calls left: {minute} this \
+                     minute, {day} today",
+                    ev.event_name,
+                    s.pages,
+                    started.elapsed().as_secs_f64(),
+                    if s.resumed { " (resumed)" } else { "" },
+                );
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{}: {e}; {} tickets in {} pages kept, the next prefetch \
+                     resumes after them",
+                    ev.event_name, p.tickets, p.pages
+                )
+                .into())
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `cache prefetch` progress for the terminal.
+fn progress_line(p: &prefetch::PrefetchProgress) -> String {
+    let (minute, day) = p.calls_left;
+    let head = format!("{}: page {}, {} tickets", p.event, p.pages, p.tickets);
+    if p.state == prefetch::PrefetchState::Waiting {
+        // While the budget is closed the client reports no calls left at all.
+        format!(
+            "{head}, rate budget spent: waiting {} s",
+            p.wait_ms.div_ceil(1000)
+        )
+    } else {
+        format!("{head}, calls left {minute} this minute, {day} today")
+    }
+}
+
+/// What `journal export` and `store adopt` say for the demo's store, which is gone.
+const NO_DEMO_STORE: &str = "the demo configuration keeps no store between runs \
+    (store_dir is unset and ats.url is \"sandbox\"): set store_dir in the config, or \
+    CONCESSION_STORE_DIR, for the run and for this command";
+
+/// Refuses commands that read a kept store when the configuration keeps none.
+fn kept_store(config: &Config) -> Result<(), Box<dyn Error>> {
+    if config.store_temporary {
+        return Err(NO_DEMO_STORE.into());
+    }
+    Ok(())
+}
+
+/// `journal export`: every entry after `since`, once, in order (full barcodes unless
+/// `mask_barcodes`), from a copy of the store made under `scratch` (default: the
+/// system's temporary directory).
+pub fn journal_export(
+    config: &Config,
+    format: Format,
+    since: Option<String>,
+    mask_barcodes: bool,
+    scratch: Option<PathBuf>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let opts = &store::ExportOptions {
+        since,
+        mask_barcodes,
+    };
+    kept_store(config)?;
+    let scratch = scratch.unwrap_or_else(std::env::temp_dir);
+    let snap = store::Snapshot::open(&config.store_dir, &scratch, app::store_options(config))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let n = match store::export_with(snap.store(), format, opts, &mut out) {
+        Ok(n) => n,
+        Err(StoreError::Io(e)) => return Err(StdoutError(e).into()),
+        Err(e) => return Err(e.into()),
+    };
+    // BufWriter's drop would swallow a failed final write: flush it here.
+    out.flush().map_err(StdoutError)?;
+    drop(out);
+    log::info!("exported {n} entries");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `store adopt`: makes a store another machine recorded this terminal's own.
+pub fn store_adopt(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    kept_store(config)?;
+    let (store, prefix) = store::Store::adopt(&config.store_dir, app::store_options(config))?;
+    drop(store);
+    println!(
+        "store {} adopted by this machine: new decision ids are {prefix}-NNNNNNNNNNNN",
+        config.store_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
