@@ -87,7 +87,14 @@ impl Status {
             "EVENT_RESTRICTION" => Status::EventRestriction,
             "TOO_EARLY" => Status::TooEarly,
             "TOO_LATE" => Status::TooLate,
-            other => Status::Other(other.chars().take(40).collect()),
+            // Kept for the log: printable ASCII only, shortened (a hostile server's text).
+            other => Status::Other(
+                other
+                    .chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(40)
+                    .collect(),
+            ),
         }
     }
 
@@ -118,6 +125,9 @@ impl fmt::Display for Status {
     }
 }
 
+/// Longest section, row or seat name accepted in a `place`.
+pub const MAX_PLACE_PART: usize = 32;
+
 /// A seat: `place` split at `:` into section, row and seat.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Place {
@@ -130,11 +140,15 @@ pub struct Place {
 }
 
 impl Place {
-    /// Reads `Section:Row:Seat` (three non-empty parts, trimmed). `None` otherwise.
+    /// Reads `Section:Row:Seat` (three non-empty parts, trimmed, each at most
+    /// [`MAX_PLACE_PART`] characters and without control characters). `None` otherwise.
     pub fn parse(s: &str) -> Option<Place> {
         let mut parts = s.split(':').map(str::trim);
         let (section, row, seat) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || section.is_empty() || row.is_empty() || seat.is_empty() {
+        let bad = |p: &str| {
+            p.is_empty() || p.chars().count() > MAX_PLACE_PART || p.chars().any(char::is_control)
+        };
+        if parts.next().is_some() || bad(section) || bad(row) || bad(seat) {
             return None;
         }
         Some(Place {
@@ -253,6 +267,10 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), s);
         }
         assert_eq!(Status::parse("FUTURE"), Status::Other("FUTURE".into()));
+        assert_eq!(
+            Status::parse("BAD\n[ERROR] forged"),
+            Status::Other("BAD[ERROR]forged".into())
+        );
     }
 
     #[test]
@@ -264,7 +282,16 @@ mod tests {
         assert!(matches!(parse_answer(b"{}"), Err(PresenceError::Decode(_))));
         let v = parse_answer(br#"{"result":{"status":"OKAY"},"message":{"tickets":[{"place":"101:A","eventId":"E"}]}}"#).unwrap();
         assert_eq!(v.tickets[0].place, None);
-        for bad in ["", "a:b", "a:b:c:d", "a::c", " : : "] {
+        let long = format!("{}:A:1", "9".repeat(33));
+        for bad in [
+            "",
+            "a:b",
+            "a:b:c:d",
+            "a::c",
+            " : : ",
+            "10\n1:A:1",
+            long.as_str(),
+        ] {
             assert_eq!(Place::parse(bad), None, "{bad}");
         }
     }
