@@ -125,10 +125,12 @@ impl PresenceClient {
     }
 
     fn post(&self, body: &str, within: Duration) -> Result<(u16, Vec<u8>), PresenceError> {
+        // The key is URL-safe (checked by `validate`), so it needs no encoding; the URL
+        // with it lives only for this call.
+        let url = format!("{}?apikey={}", self.endpoint.url, self.cfg.apikey.expose());
         let req = self
             .agent
-            .post(&self.endpoint.url)
-            .query("apikey", self.cfg.apikey.expose())
+            .post(&url)
             .header("Content-Type", "application/json")
             .config()
             .timeout_global(Some(within))
