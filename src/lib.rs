@@ -26,3 +26,4 @@ pub mod signal;
 pub mod store;
 pub(crate) mod sync;
 pub mod ticket;
+pub mod venue;

@@ -68,6 +68,31 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Venue mode: the stands' shared ledger on PostgreSQL (docs/venue.md).
+    Venue {
+        #[command(subcommand)]
+        action: VenueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum VenueAction {
+    /// Apply the venue schema's migrations (under an advisory lock).
+    Migrate,
+    /// Upload this terminal's pending decisions; exit 0 when none is left. Run it with
+    /// the agent stopped (a running agent uploads by itself).
+    Sync,
+    /// Every decision and void of every terminal in the venue ledger, exactly once, in
+    /// recorded order: the fields of `journal export` plus `venue_seq`,
+    /// `overdraft_cents`, `overdraft_items`, `uploaded`. Holds full barcodes.
+    Export {
+        /// jsonl or csv.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Rows after this decision id (the last id of an earlier venue export).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +199,70 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
         Command::Store {
             action: StoreAction::Adopt,
         } => commands::store_adopt(&config),
+        Command::Venue { action } => venue(&config, action),
+    }
+}
+
+/// `venue migrate|sync|export` (src/venue/cli.rs).
+fn venue(
+    config: &concession_agent::config::Config,
+    action: VenueAction,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let Some(settings) = &config.venue else {
+        return Err(
+            "no venue database configured: add [venue] url = \"postgres://...\" or \
+                    set CONCESSION_VENUE_URL (docs/venue.md)"
+                .into(),
+        );
+    };
+    #[cfg(feature = "venue")]
+    {
+        use concession_agent::venue::{cli, VenueError};
+        let failed = |e: VenueError| -> Box<dyn Error> {
+            match e {
+                VenueError::Io(e)
+                | VenueError::Store(concession_agent::store::StoreError::Io(e)) => {
+                    Box::new(commands::StdoutError(e))
+                }
+                e => e.into(),
+            }
+        };
+        match action {
+            VenueAction::Migrate => {
+                println!(
+                    "{}",
+                    cli::migrate(settings, &config.terminal_id).map_err(failed)?
+                )
+            }
+            VenueAction::Sync => {
+                let store = app::open_store(config)?;
+                eprintln!("{}", cli::sync(settings, store).map_err(failed)?);
+            }
+            VenueAction::Export { format, since } => {
+                let format = match format {
+                    ExportFormat::Jsonl => Format::Jsonl,
+                    ExportFormat::Csv => Format::Csv,
+                };
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let n = cli::export(
+                    settings,
+                    &config.terminal_id,
+                    format,
+                    since.as_deref(),
+                    &mut out,
+                )
+                .map_err(failed)?;
+                std::io::Write::flush(&mut out).map_err(commands::StdoutError)?;
+                log::info!("exported {n} venue entries");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    #[cfg(not(feature = "venue"))]
+    {
+        let _ = (settings, action);
+        Err("this build has no venue mode (the `venue` feature)".into())
     }
 }
 

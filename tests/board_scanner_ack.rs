@@ -53,6 +53,7 @@ fn event(decision: Verdict) -> DecisionEvent {
         source: concession_agent::decide::Source::Live,
         latency_ms: 3,
         request: None,
+        venue: None,
     }
 }
 

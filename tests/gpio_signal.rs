@@ -155,6 +155,7 @@ fn event(decision: Verdict) -> DecisionEvent {
         source: concession_agent::decide::Source::Live,
         latency_ms: 12,
         request: None,
+        venue: None,
     }
 }
 

@@ -122,6 +122,7 @@ fn approval(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         source: concession_agent::decide::Source::Live,
         latency_ms: 5,
         request: request.map(str::to_string),
+        venue: None,
     }
 }
 

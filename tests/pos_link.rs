@@ -92,6 +92,7 @@ fn decision(request: Option<&str>, id: &str, cents: u64) -> DecisionEvent {
         source: concession_agent::decide::Source::Live,
         latency_ms: 3,
         request: request.map(str::to_string),
+        venue: None,
     }
 }
 

@@ -13,6 +13,9 @@ pub mod health;
 pub mod lookup;
 pub mod prefetch;
 pub mod safetix;
+mod venue;
+
+pub use venue::VenueState;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,6 +150,8 @@ pub struct Agent {
     output_lost: Option<String>,
     /// The outputs were told `low_disk` (an approval was refused for disk headroom).
     low_disk: bool,
+    /// Venue mode (docs/venue.md); inert without `[venue]`.
+    venue: VenueState,
     prefetch: prefetch::Progress,
     /// Phone tickets through Presence (`[presence]`); `None`: denied unresolved.
     safetix: Option<safetix::Resolver>,
@@ -186,9 +191,15 @@ impl Agent {
             clock_trusted: true,
             output_lost: None,
             low_disk: false,
+            venue: VenueState::default(),
             prefetch: prefetch::Progress::default(),
             safetix,
         }
+    }
+
+    /// Turns venue mode on (the worker started, see `app::start_venue`).
+    pub fn set_venue(&mut self, venue: VenueState) {
+        self.venue = venue;
     }
 
     /// The store (for commands and tests).
@@ -283,7 +294,9 @@ impl Agent {
         // The deadline runs from when the scan was read, not from when the loop got to it.
         let mut budget = (self.config.deadline)
             .saturating_sub(Duration::from_millis(waited))
-            .saturating_sub(commit_reserve(self.config.deadline));
+            .saturating_sub(commit_reserve(self.config.deadline))
+            // Venue mode: the two database steps keep their time too.
+            .saturating_sub(self.venue.reserve(self.config.deadline));
         // A phone ticket: Presence and the seat index give the barcode (agent/safetix.rs).
         let resolver = self.safetix.as_mut();
         let (kind, via) = match safetix::scan_kind(resolver, input, received_at_ms, &mut budget) {
@@ -334,6 +347,13 @@ impl Agent {
             }
         }
         let record = live.clone().or(cached);
+        // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
+        // in time, decide offline on the local ledger (the live answer then counts as a
+        // cached one, so the offline caps apply).
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
+            live = None;
+            scan_mode = decide::Mode::Offline;
+        }
         let evidence = match (&live, &record) {
             (Some(r), _) => Evidence::Live(r),
             (None, Some(r)) => Evidence::Cached {
@@ -355,7 +375,7 @@ impl Agent {
             self.store.ledger(&barcode)
         };
         let (ledger, usage) = match (ledger, self.store.offline_usage()) {
-            (Ok(l), Ok(u)) => (l, u),
+            (Ok(l), Ok(u)) => (self.venue_ledger(l), u),
             (Err(e), _) | (_, Err(e)) => {
                 // Without the ledger the agent cannot know what was spent: deny.
                 log::error!("store read failed, denying: {}", masked_error(&e, &barcode));
@@ -449,13 +469,15 @@ impl Agent {
             latency_ms,
             request: scan.request_id.as_deref(),
         };
-        let entry = match self.store.commit_decision_flagged(&new, flag) {
+        let mark = self.venue_journal_mark();
+        let entry = match self.store.commit_decision_flagged(&new, mark, flag) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
                 // journal (store/headroom.rs). The deny is journaled (it needs no new
                 // space) and the agent goes on; approvals resume when space is freed.
                 log::error!("approval refused, denying store_error: {e}");
+                self.venue_abort();
                 if !self.low_disk {
                     self.low_disk = true;
                     self.outputs.each(|s| s.status(AgentStatus::LowDisk));
@@ -469,9 +491,10 @@ impl Agent {
                     decision: &deny,
                     ..new
                 };
-                match self.store.commit_decision_flagged(&new, flag) {
+                match self.store.commit_decision_flagged(&new, None, flag) {
                     Ok(entry) => {
-                        let event = entry.to_event();
+                        let mut event = entry.to_event();
+                        event.venue = self.venue_journal_mark().map(str::to_string);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
                     }
@@ -485,6 +508,17 @@ impl Agent {
             }
             Err(e) => {
                 // Nothing is approved that is not journaled: tell the POS it was denied.
+                log::error!("journal write failed, denying: {e}");
+                self.venue_abort();
+                let event = self.unjournaled_deny(scan, latency_ms);
+                self.outputs.each(|s| s.decision(&event));
+                return Err(e.into());
+            }
+        };
+        // Venue mode: commit in the venue, or settle an in-doubt commit.
+        let (entry, venue_mark) = match self.venue_commit(scan, &eval, entry, latency_ms) {
+            Ok(v) => v,
+            Err(e) => {
                 log::error!("journal write failed, denying: {e}");
                 let event = self.unjournaled_deny(scan, latency_ms);
                 self.outputs.each(|s| s.decision(&event));
@@ -501,7 +535,8 @@ impl Agent {
             };
             self.outputs.each(|s| s.status(status));
         }
-        let event = entry.to_event();
+        let mut event = entry.to_event();
+        event.venue = venue_mark.map(str::to_string);
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",
             event.id,
@@ -528,6 +563,7 @@ impl Agent {
             source: crate::decide::Source::Offline,
             latency_ms,
             request: scan.request_id.clone(),
+            venue: None,
         }
     }
 
@@ -624,6 +660,7 @@ impl Agent {
 
     /// Housekeeping between scans: probes while offline.
     pub fn tick(&mut self) {
+        self.venue_tick();
         if let Some(rx) = &self.probe {
             match rx.try_recv() {
                 Ok(_) | Err(crossbeam_channel::TryRecvError::Disconnected) => self.probe = None,
@@ -689,7 +726,8 @@ impl Agent {
     }
 
     /// Stops the workers (waiting briefly for calls in flight).
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        self.venue.shutdown();
         self.lookups.shutdown(Duration::from_millis(500));
     }
 }

@@ -53,6 +53,8 @@ pub enum StartError {
     Pos(PosError),
     /// A board feature that this build leaves out.
     Unsupported(String),
+    /// Venue mode cannot start (a schema newer than this agent, the database's refusal).
+    Venue(crate::venue::VenueError),
 }
 
 impl fmt::Display for StartError {
@@ -70,6 +72,7 @@ impl fmt::Display for StartError {
             StartError::Framing(e) => write!(f, "scanner framing: {e}"),
             StartError::Pos(e) => write!(f, "pos link: {e}"),
             StartError::Unsupported(what) => f.write_str(what),
+            StartError::Venue(e) => write!(f, "venue: {e}"),
         }
     }
 }
@@ -96,6 +99,55 @@ impl AtsLink {
         {
             false
         }
+    }
+}
+
+/// Venue mode (docs/venue.md): starts the venue worker, applies the migrations and
+/// uploads what is pending before the agent serves, waiting at most
+/// `venue.start_timeout_ms`. A database that does not answer is no reason not to
+/// serve (scans are then decided locally, pending); a schema newer than this agent, or
+/// the database refusing (rights, authentication), is. Without `[venue]`: inert.
+pub fn start_venue(config: &Config, store: &Store) -> Result<crate::agent::VenueState, StartError> {
+    let Some(settings) = &config.venue else {
+        return Ok(crate::agent::VenueState::default());
+    };
+    #[cfg(feature = "venue")]
+    {
+        use crate::venue::{VenueError, VenueHandle};
+        let handle =
+            VenueHandle::start(settings.clone(), store.clone()).map_err(StartError::Venue)?;
+        match handle.start_up(true, settings.start_timeout) {
+            Ok(r) => {
+                if !r.migrated.is_empty() {
+                    log::info!("venue schema migrated: {:?}", r.migrated);
+                }
+                log::info!(
+                    "venue database ready: {} pending entries uploaded ({} overdrafts), {} left",
+                    r.uploaded,
+                    r.overdrafts,
+                    r.pending
+                );
+            }
+            Err(e @ (VenueError::FutureSchema { .. } | VenueError::OldSchema { .. })) => {
+                return Err(StartError::Venue(e))
+            }
+            Err(VenueError::Db(e)) if e.as_db_error().is_some() => {
+                return Err(StartError::Venue(VenueError::Db(e)))
+            }
+            Err(e @ VenueError::Config(_)) => return Err(StartError::Venue(e)),
+            Err(e) => log::warn!(
+                "venue database not available at start ({e}): scans are decided locally \
+                 (pending) until it answers"
+            ),
+        }
+        Ok(crate::agent::VenueState::with(handle))
+    }
+    #[cfg(not(feature = "venue"))]
+    {
+        let _ = (settings, store);
+        Err(StartError::Unsupported(
+            "[venue] needs a build with the `venue` feature".into(),
+        ))
     }
 }
 

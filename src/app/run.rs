@@ -156,6 +156,8 @@ pub fn run_agent(
         Err(e) => Err(e),
     };
     let store = open_store(&config)?;
+    // Venue mode: migrate and upload what is pending before serving (docs/venue.md).
+    let venue = super::start_venue(&config, &store)?;
     // Void ownership on the POS link: ids it never saw are checked against the journal.
     let journal = store.clone();
     wiring.pos_link.journal = Some(JournalLookup(Arc::new(move |id| {
@@ -186,6 +188,7 @@ pub fn run_agent(
     let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
     agent.set_prefetch_progress(prefetch_progress);
+    agent.set_venue(venue);
     // The start-up ping also compared the wall clock with ATS's (`server_date`).
     let clock_state = agent.clock_state();
     match online_at_start {

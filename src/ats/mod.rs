@@ -19,7 +19,7 @@ mod error;
 mod http;
 mod poll;
 mod rate;
-mod tls;
+pub(crate) mod tls;
 pub mod wire;
 
 pub use client::{AtsClient, EventPage, MAX_EVENT_CHUNKS, MAX_EVENT_ROWS};

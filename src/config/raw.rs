@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub pos: RawPos,
     /// `[presence]`: phone tickets through Presence (absent: none).
     pub presence: Option<super::presence::RawPresence>,
+    /// `[venue]` (venue mode, docs/venue.md); absent: single-terminal mode.
+    pub venue: Option<crate::venue::RawVenue>,
 }
 
 /// `[ats]` as written.
@@ -146,6 +148,14 @@ impl RawConfig {
         let store = seen("store_dir", "CONCESSION_STORE_DIR");
         let terminal = seen("terminal_id", "CONCESSION_TERMINAL_ID");
         let machine = seen("machine_id", "CONCESSION_MACHINE_ID");
+        let venue_url = seen("venue.url", "CONCESSION_VENUE_URL");
+        if let Some(v) = venue_url {
+            self.venue.get_or_insert_with(Default::default).url = Some(v);
+        }
+        if let Some(venue) = self.venue.as_mut() {
+            // Never recorded in `from_env` by value; only read here.
+            venue.password_env = lookup("CONCESSION_VENUE_PASSWORD");
+        }
         if let Some(v) = url {
             self.ats.url = Some(v);
         }

@@ -126,4 +126,6 @@ pub struct Config {
     pub pos: PosSettings,
     /// The Presence client's settings (`[presence]`); `None`: SafeTix is not resolved.
     pub presence: Option<crate::presence::PresenceConfig>,
+    /// Venue mode (docs/venue.md); `None`: single-terminal mode.
+    pub venue: Option<crate::venue::VenueSettings>,
 }

@@ -59,13 +59,15 @@ impl Config {
             &raw.machine_id,
             &ats.endpoint,
         )?;
+        let deadline = ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?;
+        let venue = venue(raw.venue, deadline)?;
         Ok(Config {
             terminal_id,
             store_dir: store.dir,
             store_temporary: store.temporary,
             store_min_free_bytes: store.min_free_bytes,
             machine_id: store.machine_id,
-            deadline: ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?,
+            deadline,
             max_transaction_cents: ranged(
                 "max_transaction_cents",
                 raw.max_transaction_cents
@@ -93,8 +95,31 @@ impl Config {
             health,
             scanner,
             pos,
+            venue,
         })
     }
+}
+
+/// `[venue]` (src/venue/config.rs); each database step must fit in the deadline.
+fn venue(
+    raw: Option<crate::venue::RawVenue>,
+    deadline: std::time::Duration,
+) -> Result<Option<crate::venue::VenueSettings>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let v = crate::venue::VenueSettings::from_raw(raw).map_err(|e| invalid(e.field, e.message))?;
+    if v.timeout >= deadline {
+        return Err(invalid(
+            "venue.timeout_ms",
+            format!(
+                "{} ms must be shorter than deadline_ms ({} ms)",
+                v.timeout.as_millis(),
+                deadline.as_millis()
+            ),
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// `terminal_id`: 1-64 characters of letters, digits, `-`, `_`, `.`.

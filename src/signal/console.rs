@@ -311,6 +311,7 @@ mod tests {
             source: crate::decide::Source::Live,
             latency_ms: 42,
             request: Some("r1".into()),
+            venue: None,
         }
     }
 

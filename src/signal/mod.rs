@@ -44,6 +44,10 @@ pub struct DecisionEvent {
     /// The POS request id this answers, when the scan came from the POS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// Venue mode only (docs/venue.md): `committed` (in the venue ledger) or `pending`
+    /// (decided on the local ledger under the offline caps, to upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 /// What became of a void request.

@@ -102,6 +102,7 @@ mod tests {
             source: crate::decide::Source::Live,
             latency_ms: 1,
             request: None,
+            venue: None,
         }
     }
 

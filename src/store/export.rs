@@ -184,7 +184,7 @@ fn amounts(e: &JournalEntry) -> (i64, u64) {
 }
 
 /// An entry as one JSON line (see the module docs).
-fn jsonl_row(e: &JournalEntry) -> serde_json::Value {
+pub(crate) fn jsonl_row(e: &JournalEntry) -> serde_json::Value {
     let (net, refunded) = amounts(e);
     let mut v = serde_json::to_value(e).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
@@ -198,7 +198,7 @@ fn jsonl_row(e: &JournalEntry) -> serde_json::Value {
     v
 }
 
-fn csv_fields(e: &JournalEntry) -> Vec<String> {
+pub(crate) fn csv_fields(e: &JournalEntry) -> Vec<String> {
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     let (net, refunded) = amounts(e);
     let void = e.kind == EntryKind::Void;
@@ -245,7 +245,7 @@ pub fn csv_quote(field: &str) -> String {
     }
 }
 
-fn write_csv_row(
+pub(crate) fn write_csv_row(
     out: &mut dyn Write,
     fields: impl Iterator<Item = String>,
 ) -> Result<(), StoreError> {

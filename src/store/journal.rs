@@ -110,6 +110,11 @@ pub struct JournalEntry {
     /// a replayed screenshot cannot be told apart). Absent for other scans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safetix: Option<String>,
+    /// Venue mode only (src/venue): `venue` when decided on the venue ledger (its lines
+    /// locked), `pending` when decided on this terminal's ledger because the venue was
+    /// away or its commit in doubt. Absent outside venue mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 impl JournalEntry {
@@ -146,6 +151,7 @@ impl JournalEntry {
             source: self.source,
             latency_ms: self.latency_ms,
             request: self.request.clone(),
+            venue: None,
         }
     }
 }
@@ -232,13 +238,24 @@ impl Store {
     /// entry with its new id. Only after `Ok` may the POS be told: the decision then
     /// survives a crash or power cut.
     pub fn commit_decision(&self, new: &NewDecision<'_>) -> Result<JournalEntry, StoreError> {
-        self.commit_decision_flagged(new, None)
+        self.commit_decision_marked(new, None)
     }
 
-    /// [`Store::commit_decision`] with the entry's `safetix` flag (`live` / `cached`).
+    /// [`Store::commit_decision`] with the entry's venue mark (see [`JournalEntry::venue`]).
+    pub fn commit_decision_marked(
+        &self,
+        new: &NewDecision<'_>,
+        venue: Option<&str>,
+    ) -> Result<JournalEntry, StoreError> {
+        self.commit_decision_flagged(new, venue, None)
+    }
+
+    /// [`Store::commit_decision`] with the entry's venue mark and its `safetix` flag
+    /// (`live` / `cached`, see [`JournalEntry::safetix`]).
     pub fn commit_decision_flagged(
         &self,
         new: &NewDecision<'_>,
+        venue: Option<&str>,
         safetix: Option<&str>,
     ) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
@@ -304,6 +321,7 @@ impl Store {
             void_of: None,
             voided_by: None,
             safetix: safetix.map(str::to_string),
+            venue: venue.map(str::to_string),
         };
         w.set(
             TreeId::Journal,
@@ -399,6 +417,7 @@ impl Store {
             request: request.map(str::to_string),
             void_of: Some(orig.id.clone()),
             voided_by: None,
+            venue: None,
             ..orig.clone()
         };
         orig.voided_by = Some(id);

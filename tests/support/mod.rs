@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod pg;
+pub mod venue;
 
 use std::path::Path;
 use std::process::Command;
@@ -243,6 +245,8 @@ pub fn agent_command(rust_log: &str) -> Command {
         "CONCESSION_ATS_DSN",
         "CONCESSION_STORE_DIR",
         "CONCESSION_TERMINAL_ID",
+        "CONCESSION_VENUE_URL",
+        "CONCESSION_VENUE_PASSWORD",
     ] {
         c.env_remove(k);
     }
