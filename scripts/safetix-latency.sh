@@ -1,6 +1,6 @@
 #!/bin/bash
 # Phone-ticket (SafeTix) decision latency through the real binary against a separately
-# started ats-sandbox (RELIABILITY.md section 9). Build first: cargo build --all-features.
+# started ats-sandbox (RELIABILITY.md section 10). Build first: cargo build --all-features.
 set -u
 cd "$(dirname "$0")/.."
 T=$(mktemp -d)

@@ -22,6 +22,7 @@ use crate::ats::AtsError;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::scan::barcode::classify;
+use crate::status::{self, StatusError, StatusSnapshot};
 use crate::store::{self, Format, StoreError};
 
 /// Exit status when stdout is a pipe whose reader has gone: 128 + SIGPIPE, what a
@@ -135,6 +136,7 @@ pub fn lookup(
     barcode: &str,
     amount_cents: Option<u64>,
 ) -> Result<ExitCode, Box<dyn Error>> {
+    refuse_if_held(&config, "lookup", status::LOOKUP_WHILE_RUNNING)?;
     let link = app::connect_ats(&config, clock.clone())?;
     // A refused key would otherwise show as an offline decision.
     if let Err(e @ AtsError::Unauthorized { .. }) = start_up_ping(&link, &clock) {
@@ -168,20 +170,17 @@ pub fn lookup(
 
 /// `cache stats`: entries, size on disk, oldest and newest.
 pub fn cache_stats(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    if held(config) {
+        return cache_stats_from_agent(config);
+    }
     let store = app::open_store(config)?;
-    let s = store.cache_stats()?;
-    out_json(&serde_json::json!({
-        "entries": s.entries,
-        "bytes_on_disk": s.bytes_on_disk,
-        "oldest_fetched": s.oldest_fetched_ms.map(store::rfc3339_ms),
-        "newest_fetched": s.newest_fetched_ms.map(store::rfc3339_ms),
-        "journal_entries": store.journal_len(),
-    }))?;
+    out_json(&crate::agent::control::cache_stats_json(&store)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `cache clear`: removes every cached record (the ledger and journal stay).
 pub fn cache_clear(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    refuse_if_held(config, "cache clear", "Stop the agent first.")?;
     let store = app::open_store(config)?;
     store.cache_clear()?;
     store.flush()?;
@@ -197,6 +196,12 @@ pub fn cache_prefetch(
     clock: SharedClock,
     event: Option<String>,
 ) -> Result<ExitCode, Box<dyn Error>> {
+    refuse_if_held(
+        config,
+        "cache prefetch",
+        "The running agent prefetches by itself (cache.prefetch_at_start, \
+         cache.refresh_interval_ms); `concession-agent status` shows how far.",
+    )?;
     let store = app::open_store(config)?;
     let link = app::connect_ats(config, clock.clone())?;
     let today = local_date(clock.wall_ms(), config.utc_offset_minutes);
@@ -325,6 +330,9 @@ pub fn journal_export(
         mask_barcodes,
     };
     kept_store(config)?;
+    if held(config) {
+        return export_via_agent(config, format, opts);
+    }
     let scratch = scratch.unwrap_or_else(std::env::temp_dir);
     let snap = store::Snapshot::open(&config.store_dir, &scratch, app::store_options(config))?;
     let stdout = io::stdout();
@@ -344,6 +352,7 @@ pub fn journal_export(
 /// `store adopt`: makes a store another machine recorded this terminal's own.
 pub fn store_adopt(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
     kept_store(config)?;
+    refuse_if_held(config, "store adopt", "Stop the agent first.")?;
     let (store, prefix) = store::Store::adopt(&config.store_dir, app::store_options(config))?;
     drop(store);
     println!(
@@ -351,4 +360,176 @@ pub fn store_adopt(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
         config.store_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+// While the agent runs (issue 14): it holds the store (sled allows one process).
+
+/// `status [--format text|json]`: this terminal's status, from what the running agent
+/// publishes, else from the store.
+pub fn status(config: &Config, clock: SharedClock, json: bool) -> Result<ExitCode, Box<dyn Error>> {
+    kept_store(config)?;
+    let snap = current_status(config, clock.wall_ms())?;
+    if json {
+        // The same serializer as the status file's (one copy of its code in the build).
+        out(&serde_json::to_string_pretty(&snap)?)?;
+    } else {
+        out(status::render_text(&snap, clock.wall_ms()).trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when another process holds the store (see `store::snapshot::is_held`).
+fn held(config: &Config) -> bool {
+    store::snapshot::is_held(&config.store_dir).unwrap_or(false)
+}
+
+/// Refuses `command` plainly, at once, while another process holds the store (sled
+/// would refuse it after 3 s with `could not acquire lock ... WouldBlock`).
+fn refuse_if_held(config: &Config, command: &str, instead: &str) -> Result<(), Box<dyn Error>> {
+    if held(config) {
+        return Err(status::held_message(&config.store_dir, command, instead).into());
+    }
+    Ok(())
+}
+
+/// `journal export` while the agent runs: the agent reads its own store and streams
+/// the rows (`agent::control`); an agent without the socket is refused plainly.
+fn export_via_agent(
+    config: &Config,
+    format: Format,
+    opts: &store::ExportOptions,
+) -> Result<ExitCode, Box<dyn Error>> {
+    use crate::agent::control::{self, ControlError, ExportRequest};
+    let req = ExportRequest {
+        cmd: "export".into(),
+        format: match format {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+        .into(),
+        since: opts.since.clone(),
+        mask_barcodes: opts.mask_barcodes,
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match control::export_via_agent(&config.store_dir, &req, &mut out) {
+        Ok(()) => {}
+        Err(ControlError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Err(StdoutError(e).into())
+        }
+        Err(ControlError::Connect(_)) => {
+            return Err(status::held_message(
+                &config.store_dir,
+                "journal export",
+                status::EXPORT_WHILE_RUNNING,
+            )
+            .into())
+        }
+        Err(e) => return Err(format!("journal export: {e}").into()),
+    }
+    out.flush().map_err(StdoutError)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cache stats` while the agent runs: the agent counts its cache now (over its
+/// socket, `agent::control`); an agent without the socket: its last published count.
+fn cache_stats_from_agent(config: &Config) -> Result<ExitCode, Box<dyn Error>> {
+    use crate::agent::control::{self, ControlError, ExportRequest};
+    let ask = ExportRequest {
+        cmd: "cache_stats".into(),
+        format: String::new(),
+        since: None,
+        mask_barcodes: false,
+    };
+    let mut answer = Vec::new();
+    match control::export_via_agent(&config.store_dir, &ask, &mut answer) {
+        Ok(()) => {
+            let v: serde_json::Value = serde_json::from_slice(&answer)
+                .map_err(|e| format!("cache stats: the agent's answer: {e}"))?;
+            out_json(&v)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(ControlError::Connect(_)) => {}
+        Err(e) => return Err(format!("cache stats: {e}").into()),
+    }
+    let snap = match status::read(&config.store_dir)? {
+        Some(s) => s,
+        None => {
+            return Err(status::held_message(
+                &config.store_dir,
+                "cache stats",
+                "It publishes no status (an older agent?): stop it first.",
+            )
+            .into())
+        }
+    };
+    let Some(c) = snap.cache else {
+        return Err(
+            "cache stats: the running agent has not counted its cache yet: try again".into(),
+        );
+    };
+    eprintln!(
+        "concession-agent: the running agent holds the store; these are its figures, counted at {}",
+        c.counted_at
+    );
+    out_json(&serde_json::json!({
+        "entries": c.entries,
+        "bytes_on_disk": c.bytes_on_disk,
+        "oldest_fetched": c.oldest_fetched,
+        "newest_fetched": c.newest_fetched,
+        "journal_entries": snap.journal_entries,
+        "counted_at": c.counted_at,
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status of the terminal whose store is `config.store_dir`, judged at `now_ms`:
+/// what the running agent last published while one holds the store, else what the
+/// store itself says (`status::from_store`).
+fn current_status(config: &Config, now_ms: u64) -> Result<StatusSnapshot, StatusError> {
+    let dir = &config.store_dir;
+    if crate::store::snapshot::is_held(dir)? {
+        // The file may be a previous agent's, with the store now held by a command
+        // (`cache prefetch`): only a living publisher's snapshot answers.
+        return match status::read(dir)? {
+            Some(s) if s.pid.is_some_and(status::pid_alive) => Ok(s),
+            _ => Err(StatusError::HeldSilent(dir.clone())),
+        };
+    }
+    if !dir.join("db").is_file() {
+        return Err(StatusError::NoStore(dir.clone()));
+    }
+    // Opening writes (recovery, a checkpoint): on a full disk, or a store this
+    // machine refuses, read a private copy instead, as `journal export` does.
+    let opts = app::store_options(config);
+    let own;
+    let copy;
+    let store: &store::Store = match store::Store::open(dir, opts.clone()) {
+        Ok(s) => {
+            own = s;
+            &own
+        }
+        Err(e) => {
+            log::info!("status: {e}; reading a copy of the store instead");
+            copy = crate::store::Snapshot::open(dir, &std::env::temp_dir(), opts)?;
+            copy.store()
+        }
+    };
+    let o = &config.offline;
+    let snap = status::from_store(&status::FromStore {
+        store,
+        store_dir: dir,
+        terminal: &config.terminal_id,
+        caps: status::OfflineExposure {
+            cap_cents: o.total_cents,
+            cap_count: o.total_count.into(),
+            per_transaction_cents: o.per_transaction_cents,
+            per_ticket_cents: o.per_ticket_cents,
+            ..status::OfflineExposure::default()
+        },
+        min_free_bytes: config.store_min_free_bytes,
+        utc_offset_minutes: config.utc_offset_minutes,
+        now_ms,
+    })?;
+    Ok(snap)
 }

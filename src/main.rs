@@ -68,11 +68,25 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// This terminal's status: mode, today's decisions, offline exposure, ATS budget,
+    /// prefetch, cache, free disk, clock. Works while the agent runs (it reads what the
+    /// agent publishes) and when it does not (it reads the store).
+    Status {
+        /// text (for people) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+    },
     /// Venue mode: the stands' shared ledger on PostgreSQL (docs/venue.md).
     Venue {
         #[command(subcommand)]
         action: VenueAction,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -124,7 +138,7 @@ enum JournalAction {
     /// Every entry after `--since`, exactly once, in order. Holds full barcodes
     /// (customer data) unless `--mask-barcodes`. Sum `net_cents` for the takings
     /// (void rows are negative). Reads a copy of the store, so it works with the disk
-    /// full and never writes the store.
+    /// full and never writes the store; while the agent runs, the agent exports.
     Export {
         /// jsonl or csv.
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -199,6 +213,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
         Command::Store {
             action: StoreAction::Adopt,
         } => commands::store_adopt(&config),
+        Command::Status { format } => {
+            commands::status(&config, clock, matches!(format, StatusFormat::Json))
+        }
         Command::Venue { action } => venue(&config, action),
     }
 }

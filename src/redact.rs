@@ -37,6 +37,37 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Why a secret file could not be used.
+#[derive(Debug)]
+pub enum SecretFileError {
+    /// It could not be read (missing, no permission).
+    Read(std::io::Error),
+    /// Group or others may read it: the secret would be any local user's. `mode` is
+    /// its permission bits.
+    TooOpen {
+        /// The file's permission bits (`mode & 0o777`).
+        mode: u32,
+    },
+}
+
+/// Reads a secret (API key, POS token, database password) from a file that only its
+/// owner may read; the text is returned as it is, for the caller to trim. Every secret
+/// file goes through here, so one rule decides what "private" means.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, SecretFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(SecretFileError::Read)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(SecretFileError::TooOpen { mode: mode & 0o777 });
+        }
+    }
+    std::fs::read_to_string(path).map_err(SecretFileError::Read)
+}
+
 /// Masks a barcode for logs and POS lines: the last four characters stay, the rest
 /// become `*` (short values are masked whole).
 pub fn mask_barcode(barcode: &str) -> String {

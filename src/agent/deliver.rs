@@ -59,13 +59,16 @@ impl Agent {
             .store
             .void_for(&event.id, now, event.request.as_deref(), UNDELIVERED)
         {
-            Ok(v) => log::warn!(
-                "decision {} ({} {} cents) reached no POS: reversed by {} ({UNDELIVERED})",
-                event.id,
-                event.barcode,
-                event.approved_cents,
-                v.entry.id
-            ),
+            Ok(v) => {
+                self.publisher.voided(&v.entry);
+                log::warn!(
+                    "decision {} ({} {} cents) reached no POS: reversed by {} ({UNDELIVERED})",
+                    event.id,
+                    event.barcode,
+                    event.approved_cents,
+                    v.entry.id
+                )
+            }
             // The approval stands in the journal; say so loudly for reconciliation.
             Err(e) => log::error!(
                 "decision {} ({}) reached no POS and could not be reversed: {e}",

@@ -7,11 +7,14 @@
 //! ATS calls run on the [`lookup::Lookups`] worker pool; background prefetch and
 //! refresh on their own thread ([`prefetch`]).
 
+pub mod control;
 mod deliver;
 mod evaluation;
 pub mod health;
 pub mod lookup;
+mod observe;
 pub mod prefetch;
+pub mod publish;
 pub mod safetix;
 mod venue;
 
@@ -155,6 +158,8 @@ pub struct Agent {
     prefetch: prefetch::Progress,
     /// Phone tickets through Presence (`[presence]`); `None`: denied unresolved.
     safetix: Option<safetix::Resolver>,
+    /// The status file and metrics (`publish.rs`).
+    publisher: publish::Publisher,
 }
 
 impl Agent {
@@ -176,6 +181,8 @@ impl Agent {
         );
         let next_probe = clock.now();
         let safetix = safetix::Resolver::from_config(&config, &ats, &store, &clock);
+        let publisher =
+            publish::Publisher::new(&config, store.clone(), Arc::clone(&ats), clock.clone());
         Agent {
             policy: policy_from(&config),
             config,
@@ -194,6 +201,7 @@ impl Agent {
             venue: VenueState::default(),
             prefetch: prefetch::Progress::default(),
             safetix,
+            publisher,
         }
     }
 
@@ -209,6 +217,7 @@ impl Agent {
 
     /// Shares the background refresher's progress with the agent (for its status).
     pub fn set_prefetch_progress(&mut self, progress: prefetch::Progress) {
+        self.publisher.set_prefetch(progress.clone());
         self.prefetch = progress;
     }
 
@@ -254,23 +263,6 @@ impl Agent {
                 u64::try_from(i128::from(wall) - i128::from(s)).unwrap_or(wall)
             }
             _ => wall,
-        }
-    }
-
-    /// Logs a change of the clock's state (at warn when it turns wrong, with the skew).
-    fn check_clock(&mut self) {
-        let now = self.clock_state();
-        if now.is_trusted() == self.clock_trusted {
-            return;
-        }
-        self.clock_trusted = now.is_trusted();
-        if self.clock_trusted {
-            log::info!("clock {} again: cached records are trusted", now.describe());
-        } else {
-            log::warn!(
-                "clock {}: no approvals from the cache (clock_unsure) until it agrees",
-                now.describe()
-            );
         }
     }
 
@@ -480,6 +472,7 @@ impl Agent {
                 self.venue_abort();
                 if !self.low_disk {
                     self.low_disk = true;
+                    self.publish_mode();
                     self.outputs.each(|s| s.status(AgentStatus::LowDisk));
                 }
                 let deny = Decision::deny(
@@ -495,6 +488,7 @@ impl Agent {
                     Ok(entry) => {
                         let mut event = entry.to_event();
                         event.venue = self.venue_journal_mark().map(str::to_string);
+                        self.publisher.decided(&event, entry.offline, true);
                         self.outputs.each(|s| s.decision(&event));
                         return Ok(event);
                     }
@@ -528,6 +522,7 @@ impl Agent {
         if self.low_disk && eval.decision.is_approve() {
             // Space was freed: approvals go through again.
             self.low_disk = false;
+            self.publish_mode();
             log::info!("disk space back above the headroom: approvals resume");
             let status = match self.mode {
                 Mode::Online => AgentStatus::Ready,
@@ -537,6 +532,7 @@ impl Agent {
         }
         let mut event = entry.to_event();
         event.venue = venue_mark.map(str::to_string);
+        self.publisher.decided(&event, entry.offline, true);
         log::debug!(
             "{} {} {} {} cents via {} in {} ms",
             event.id,
@@ -550,8 +546,9 @@ impl Agent {
         Ok(event)
     }
 
+    /// The deny of a scan the store could not take (no id; counted in the metrics only).
     fn unjournaled_deny(&self, scan: &ScanEvent, latency_ms: u64) -> DecisionEvent {
-        DecisionEvent {
+        let event = DecisionEvent {
             id: String::new(),
             time: rfc3339_ms(scan.received_at_ms),
             terminal: self.config.terminal_id.clone(),
@@ -564,7 +561,9 @@ impl Agent {
             latency_ms,
             request: scan.request_id.clone(),
             venue: None,
-        }
+        };
+        self.publisher.decided(&event, false, false);
+        event
     }
 
     /// Voids an earlier decision and reports the result to the outputs.
@@ -582,6 +581,7 @@ impl Agent {
         };
         match self.store.void(decision_id, now, request_id) {
             Ok(v) => {
+                self.publisher.voided(&v.entry);
                 event.reversed_cents = v.entry.approved_cents;
                 event.items = v
                     .entry
@@ -641,6 +641,7 @@ impl Agent {
             return;
         }
         self.mode = now;
+        self.publish_mode();
         let status = match now {
             Mode::Online => {
                 log::info!("ATS reachable again: online");
@@ -691,6 +692,7 @@ impl Agent {
             Mode::Offline => AgentStatus::Offline,
         };
         self.outputs.each(|s| s.status(first));
+        self.start_publishing();
         let tick = self
             .config
             .health
@@ -722,6 +724,8 @@ impl Agent {
         if let Err(e) = self.store.flush() {
             log::error!("final flush failed: {e}");
         }
+        // The last status and metrics, with the final counters.
+        self.publisher.finish("stopping");
         fatal.map_or(Ok(()), Err)
     }
 

@@ -191,7 +191,12 @@ impl Agent {
                 scan.request_id.as_deref(),
                 crate::venue::IN_DOUBT_VOID_REASON,
             ) {
-                Ok(_) => {}
+                Ok(v) => {
+                    // The status counts what the journal holds (issue 14).
+                    self.publisher
+                        .decided(&entry.to_event(), entry.offline, true);
+                    self.publisher.voided(&v.entry);
+                }
                 Err(crate::store::VoidError::Store(e)) => return Err(e),
                 Err(e) => {
                     // Cannot happen for an approval just journaled; if it does, the POS

@@ -12,6 +12,7 @@
 //! per-call jar), `rate` (the budget), `poll` (the back-off), `tls` (trusted roots),
 //! `error` (the error type).
 
+mod calls;
 mod client;
 mod config;
 mod cookies;
@@ -22,6 +23,7 @@ mod rate;
 pub(crate) mod tls;
 pub mod wire;
 
+pub use calls::CallCounts;
 pub use client::{AtsClient, EventPage, MAX_EVENT_CHUNKS, MAX_EVENT_ROWS};
 pub use config::{is_loopback_host, AtsConfig, Endpoint};
 pub use cookies::CallJar;

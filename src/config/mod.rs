@@ -27,10 +27,10 @@ mod tests;
 
 pub use error::ConfigError;
 pub use presence::RawPresence;
-pub use raw::{RawAts, RawCache, RawConfig, RawHealth, RawOffline, RawPos};
+pub use raw::{RawAts, RawCache, RawConfig, RawHealth, RawMetrics, RawOffline, RawPos};
 pub use scanner::{ScannerKind, ScannerSection};
 pub use secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};
 pub use settings::{
-    AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, OfflineSettings, PosSettings,
-    StdoutFormat,
+    AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, MetricsSettings,
+    OfflineSettings, PosSettings, StdoutFormat,
 };

@@ -40,6 +40,7 @@ pub struct RawConfig {
     pub pos: RawPos,
     /// `[presence]`: phone tickets through Presence (absent: none).
     pub presence: Option<super::presence::RawPresence>,
+    pub metrics: RawMetrics,
     /// `[venue]` (venue mode, docs/venue.md); absent: single-terminal mode.
     pub venue: Option<crate::venue::RawVenue>,
 }
@@ -190,4 +191,12 @@ impl RawConfig {
             }
         }
     }
+}
+
+/// `[metrics]` as written: the Prometheus textfile (see `crate::metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub textfile: Option<PathBuf>,
+    pub interval_s: Option<u64>,
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::error::{invalid, ConfigError};
 use crate::ats::AtsConfig;
-use crate::redact::Secret;
+use crate::redact::{read_secret_file, Secret, SecretFileError};
 
 /// Checks an ATS base URL: https anywhere, http only to loopback.
 pub fn check_ats_url(url: &str) -> Result<(), ConfigError> {
@@ -23,24 +23,15 @@ pub fn check_ats_url(url: &str) -> Result<(), ConfigError> {
 
 /// Reads the API key from a file that only its owner may read.
 pub fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+    let text = read_secret_file(path).map_err(|e| match e {
+        SecretFileError::Read(source) => ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(ConfigError::KeyFilePermissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
+        },
+        SecretFileError::TooOpen { mode } => ConfigError::KeyFilePermissions {
+            path: path.to_path_buf(),
+            mode,
+        },
     })?;
     let key = text.trim();
     if key.is_empty() {
@@ -57,29 +48,19 @@ pub const MIN_POS_TOKEN: usize = 16;
 
 /// Reads the POS link token from a file only its owner may read.
 pub fn read_token_file(path: &Path) -> Result<Secret, ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+    let text = read_secret_file(path).map_err(|e| match e {
+        SecretFileError::Read(source) => ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(invalid(
-                "pos.token_file",
-                format!(
-                    "{} has mode {:o}: it must not be readable by group or others (run `chmod 600 {}`)",
-                    path.display(),
-                    mode & 0o777,
-                    path.display()
-                ),
-            ));
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
+        },
+        SecretFileError::TooOpen { mode } => invalid(
+            "pos.token_file",
+            format!(
+                "{} has mode {mode:o}: it must not be readable by group or others (run `chmod 600 {}`)",
+                path.display(),
+                path.display()
+            ),
+        ),
     })?;
     Ok(Secret::new(text.trim()))
 }

@@ -126,6 +126,33 @@ pub struct Config {
     pub pos: PosSettings,
     /// The Presence client's settings (`[presence]`); `None`: SafeTix is not resolved.
     pub presence: Option<crate::presence::PresenceConfig>,
+    /// `[metrics]`: the Prometheus textfile.
+    pub metrics: MetricsSettings,
     /// Venue mode (docs/venue.md); `None`: single-terminal mode.
     pub venue: Option<crate::venue::VenueSettings>,
+}
+
+/// Validated `[metrics]`: where and how often the Prometheus textfile is written
+/// (`crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// The file node_exporter's textfile collector reads (`*.prom` in its
+    /// `--collector.textfile.directory`); `None`: no metrics file.
+    pub textfile: Option<PathBuf>,
+    /// How often it is rewritten (default 5 s).
+    pub interval: Duration,
+}
+
+impl MetricsSettings {
+    /// The default `[metrics] interval_s`.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            textfile: None,
+            interval: Self::DEFAULT_INTERVAL,
+        }
+    }
 }

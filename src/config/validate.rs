@@ -51,6 +51,7 @@ impl Config {
         let health = health(raw.health)?;
         let scanner = scanner(raw.scanner)?;
         let pos = pos(raw.pos, &ats)?;
+        let metrics = metrics(raw.metrics)?;
         events(&raw.events)?;
         let store = store(
             &raw.store_dir,
@@ -95,6 +96,7 @@ impl Config {
             health,
             scanner,
             pos,
+            metrics,
             venue,
         })
     }
@@ -472,4 +474,39 @@ fn store(
         min_free_bytes: store_min_free_bytes,
         machine_id,
     })
+}
+
+/// `[metrics]`: `textfile` names a file in an existing directory (checked at start,
+/// not found missing every few seconds); `interval_s` 1..=3600, default 5.
+fn metrics(m: super::RawMetrics) -> Result<super::MetricsSettings, ConfigError> {
+    let interval = std::time::Duration::from_secs(ranged(
+        "metrics.interval_s",
+        m.interval_s
+            .unwrap_or(super::MetricsSettings::DEFAULT_INTERVAL.as_secs()),
+        1,
+        3600,
+    )?);
+    let textfile = match m.textfile {
+        None => None,
+        Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
+            return Err(invalid("metrics.textfile", "must name a file"))
+        }
+        Some(p) => {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "metrics.textfile",
+                    format!(
+                        "directory {} does not exist (node_exporter's --collector.textfile.directory)",
+                        dir.display()
+                    ),
+                ));
+            }
+            Some(p)
+        }
+    };
+    Ok(super::MetricsSettings { textfile, interval })
 }

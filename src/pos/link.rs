@@ -17,7 +17,7 @@ use super::routing::{Owners, Pending};
 use crate::clock::SharedClock;
 use crate::scan::{AgentRequest, ConnId};
 use crate::signal::jsonl::{decision_line, void_line};
-use crate::signal::{DecisionEvent, VoidEvent, VoidOutcome};
+use crate::signal::{AgentStatus, DecisionEvent, VoidEvent, VoidOutcome};
 use crate::sync::lock;
 
 pub(super) struct Client {
@@ -39,6 +39,10 @@ pub(super) struct Shared {
     pub(super) clock: SharedClock,
     pub(super) opts: PosOptions,
     pub(super) seq: AtomicU64,
+    /// The agent's status as last signalled (issue 14): sent to a client when it
+    /// connects and carried by `pong`. Held while a change is broadcast and while a
+    /// client is admitted, so a newcomer gets the current status once, in order.
+    pub(super) status: Mutex<Option<AgentStatus>>,
 }
 
 impl Shared {

@@ -36,8 +36,9 @@ mod signal;
 
 pub use options::{JournalLookup, PosOptions};
 pub use request::{
-    auth_line, error_line, parse_line, pong_line, PosRequest, Rejected, RequestError,
-    MAX_AMOUNT_CENTS, MAX_BARCODE_FIELD, MAX_DECISION_ID, MAX_LINE, MAX_REQUEST_ID, MAX_TOKEN,
+    auth_line, error_line, parse_line, pong_line, pong_line_with, PosRequest, Rejected,
+    RequestError, MAX_AMOUNT_CENTS, MAX_BARCODE_FIELD, MAX_DECISION_ID, MAX_LINE, MAX_REQUEST_ID,
+    MAX_TOKEN,
 };
 pub use routing::OWNERS_KEPT;
 pub use server::{PosError, PosServer};

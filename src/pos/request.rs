@@ -282,9 +282,22 @@ pub(super) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `{"type":"pong","request_id":...}` (no trailing newline).
+/// `{"type":"pong","request_id":...}` (no trailing newline), before any status.
 pub fn pong_line(request_id: Option<&str>) -> String {
-    serde_json::json!({ "type": "pong", "request_id": request_id }).to_string()
+    pong_line_with(request_id, None)
+}
+
+/// `{"type":"pong","request_id":...,"status":"ready"}` (no trailing newline): the
+/// agent's current status, left out before the agent has signalled one.
+pub fn pong_line_with(
+    request_id: Option<&str>,
+    status: Option<crate::signal::AgentStatus>,
+) -> String {
+    let mut v = serde_json::json!({ "type": "pong", "request_id": request_id });
+    if let Some(s) = status {
+        v["status"] = serde_json::to_value(s).unwrap_or_default();
+    }
+    v.to_string()
 }
 
 #[cfg(test)]

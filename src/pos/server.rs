@@ -16,7 +16,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::link::{Client, Shared};
 use super::options::PosOptions;
 use super::request::{
-    auth_line, error_line, parse_line, pong_line, same_secret, PosRequest, RequestError, MAX_LINE,
+    auth_line, error_line, parse_line, pong_line_with, same_secret, PosRequest, RequestError,
+    MAX_LINE,
 };
 use super::routing::{Bucket, Owners, Pending};
 use super::signal::PosSignal;
@@ -114,6 +115,7 @@ impl PosServer {
             clock,
             opts,
             seq: AtomicU64::new(1),
+            status: Mutex::new(None),
         });
         let s2 = shared.clone();
         let accept = std::thread::Builder::new()
@@ -213,6 +215,12 @@ pub(super) fn admit(
     let (tx, rx) = crossbeam_channel::bounded::<Arc<str>>(shared.opts.client_queue.max(1));
     let writer_stream = stream.try_clone()?;
     let control_stream = stream.try_clone()?;
+    // The current status first (a POS that connects while the agent is offline must
+    // know), under the status lock so a change being broadcast comes after it.
+    let status = lock(&shared.status);
+    if let Some(s) = *status {
+        let _ = tx.try_send(Arc::from(crate::signal::jsonl::status_line(s)));
+    }
     lock(&shared.clients).insert(
         conn,
         Client {
@@ -224,6 +232,7 @@ pub(super) fn admit(
             authed: false,
         },
     );
+    drop(status);
     log::info!("pos#{conn}: connected from {peer}");
     let writer = std::thread::Builder::new()
         .name(format!("pos#{conn}-w"))
@@ -440,7 +449,10 @@ pub(super) fn handle_frame(
     let locked = shared.opts.token.is_some() && !authed;
     let (request_id, agent_req) = match req {
         PosRequest::Ping { request_id } => {
-            reply(out, pong_line(request_id.as_deref()));
+            reply(
+                out,
+                pong_line_with(request_id.as_deref(), *lock(&shared.status)),
+            );
             return Next::Continue;
         }
         PosRequest::Auth { token, request_id } => {

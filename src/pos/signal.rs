@@ -59,7 +59,11 @@ impl Signal for PosSignal {
 
     /// Sends a status line to every client.
     fn status(&mut self, status: AgentStatus) -> Result<(), SignalError> {
+        // Remembered for clients that connect later and for `pong`.
+        let mut current = lock(&self.shared.status);
+        *current = Some(status);
         self.shared.broadcast(&Arc::from(status_line(status)));
+        drop(current);
         Ok(())
     }
 

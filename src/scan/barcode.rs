@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ScanInput, Unreadable, UnreadableReason};
+use super::unreadable::{Unreadable, UnreadableReason};
 use crate::redact::mask_barcode;
 
 /// Archtics' barcode column width (char(20)).
@@ -244,6 +244,46 @@ impl fmt::Debug for SafeTix {
             self.masked_token(),
             self.timestamp
         )
+    }
+}
+
+/// What one read turned out to be.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ScanInput {
+    /// A printed/static ticket barcode, validated and normalised.
+    Barcode(Barcode),
+    /// A rotating SafeTix payload: recognised, but cannot be resolved to a barcode
+    /// (the agent denies it with reason `safetix_unresolved`).
+    SafeTix(SafeTix),
+    /// Noise: a read that is not a ticket (the agent denies it with reason `unreadable`).
+    Unreadable(Unreadable),
+}
+
+impl fmt::Debug for ScanInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScanInput::Barcode(b) => write!(f, "Barcode({b:?})"),
+            ScanInput::SafeTix(s) => write!(f, "SafeTix({s:?})"),
+            ScanInput::Unreadable(u) => write!(f, "Unreadable({u})"),
+        }
+    }
+}
+
+impl ScanInput {
+    /// The barcode, when the read is one.
+    pub fn barcode(&self) -> Option<&Barcode> {
+        match self {
+            ScanInput::Barcode(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The barcode masked for logs and POS lines; empty for anything else.
+    pub fn masked(&self) -> String {
+        match self {
+            ScanInput::Barcode(b) => b.masked(),
+            _ => String::new(),
+        }
     }
 }
 

@@ -25,7 +25,8 @@ use std::fmt;
 
 use heapless::Vec as HVec;
 
-use super::{barcode, ScanInput, Unreadable, UnreadableReason};
+use super::barcode::{self, ScanInput};
+use super::unreadable::{Unreadable, UnreadableReason};
 
 /// Default maximum length of one read, in bytes.
 pub const DEFAULT_MAX_LEN: usize = 64;

@@ -32,8 +32,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 
+use super::barcode::ScanInput;
+use super::event::{next_conn_id, AgentRequest, Origin, ScanEvent};
 use super::frame::{FrameConfig, Framer};
-use super::{next_conn_id, AgentRequest, Origin, ScanEvent, ScanInput};
 use crate::clock::SharedClock;
 
 /// Capacity of a source's framing buffer, in bytes (the hard bound on one read).

@@ -17,9 +17,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec;
+use super::db::Store;
 use super::error::db_err;
+use super::error::StoreError;
 use super::record;
-use super::{Store, StoreError, TicketRecord};
+use crate::ticket::TicketRecord;
 
 /// What the cache holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The format byte of values written by this version.
 pub(crate) const FORMAT_V1: u8 = 1;

@@ -28,8 +28,10 @@
 use std::io::Write;
 use std::str::FromStr;
 
+use super::db::Store;
+use super::error::StoreError;
 use super::journal::seq_of;
-use super::{EntryKind, JournalEntry, Store, StoreError};
+use super::journal::{EntryKind, JournalEntry};
 use crate::decide::Verdict;
 
 /// Export format.

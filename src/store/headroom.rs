@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The default headroom (`store_min_free_mb = 8`).
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;

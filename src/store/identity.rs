@@ -28,7 +28,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// What the store records about who may write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

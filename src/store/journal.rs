@@ -27,10 +27,12 @@ use crate::redact::mask_barcode;
 use crate::signal::DecisionEvent;
 
 use super::codec::{self, read_u64, u64_key};
+use super::db::{Store, META_OFFLINE, META_SEQ};
 use super::error::db_err;
+use super::error::{StoreError, VoidError};
 use super::ledger::{decode_ledger, encode_ledger};
 use super::wal::{TreeId, Writes};
-use super::{Store, StoreError, TicketRecord, VoidError, META_OFFLINE, META_SEQ};
+use crate::ticket::TicketRecord;
 
 /// A decision entry or a void entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,9 +29,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec;
+use super::db::Store;
 use super::error::db_err;
+use super::error::StoreError;
 use super::wal::{TreeId, Writes};
-use super::{Store, StoreError, TicketLedger, TicketRecord};
+use crate::decide::TicketLedger;
+use crate::ticket::TicketRecord;
 
 /// A ticket ledger as stored: the ledger and the offline window it was written in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec;
-use super::StoreError;
+use super::error::StoreError;
 use crate::money::Cents;
 use crate::ticket::{TicketInfo, TicketRecord, TicketStatus, ValueKind, ValueLine};
 

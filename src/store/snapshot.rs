@@ -14,9 +14,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::db::{Store, StoreOptions, SLED_LOG};
 use super::error::at;
+use super::error::StoreError;
 use super::identity::Access;
-use super::{Store, StoreError, StoreOptions, SLED_LOG};
 
 /// A private, read-only-use copy of a store, opened. Removed on drop.
 #[derive(Debug)]
@@ -76,6 +77,28 @@ impl Drop for Snapshot {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             log::warn!("could not remove the copy {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// True when another open of the store in `dir` holds its lock (a running agent:
+/// sled lets one process open a store). Looks once, without waiting; a directory
+/// with no store is not held.
+pub fn is_held(dir: &Path) -> Result<bool, StoreError> {
+    let db = dir.join(SLED_LOG);
+    let file = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(at(&db, "open")(e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        // Released when `file` is closed.
+        Ok(()) => Ok(false),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(true),
+        Err(e) => Err(StoreError::File {
+            path: dir.to_path_buf(),
+            op: "test the lock of",
+            source: e.into(),
+        }),
     }
 }
 

@@ -51,7 +51,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The log file's name inside the store directory.
 pub(crate) const WAL_FILE: &str = "wal";

@@ -271,29 +271,18 @@ impl VenueSettings {
 }
 
 fn read_password_file(path: &std::path::Path) -> Result<Secret, VenueConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        err(
+    let text = crate::redact::read_secret_file(path).map_err(|e| match e {
+        crate::redact::SecretFileError::Read(e) => err(
             "venue.password_file",
             format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(err(
+        ),
+        crate::redact::SecretFileError::TooOpen { mode } => err(
             "venue.password_file",
             format!(
-                "{} has mode {:o}: it must not be readable by group or others (chmod 600)",
-                path.display(),
-                mode & 0o777
+                "{} has mode {mode:o}: it must not be readable by group or others (chmod 600)",
+                path.display()
             ),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            "venue.password_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
+        ),
     })?;
     let p = text.trim_end_matches(['\n', '\r']);
     if p.is_empty() {

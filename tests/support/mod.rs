@@ -253,3 +253,129 @@ pub fn agent_command(rust_log: &str) -> Command {
     c.env("RUST_LOG", rust_log);
     c
 }
+
+/// The real binary running `run --pos jsonl` on a config file of its own (issue 14:
+/// status and metrics while the agent runs). Scans go in on stdin; its stdout lines are
+/// collected by a thread. Dropping it kills the child.
+pub struct RunningAgent {
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    pub lines: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl RunningAgent {
+    /// Writes a config (terminal `status-stand`, the store in a temp dir, ATS at `url`,
+    /// event EVENT01, no prefetch at start) plus `extra` TOML (tables only; `{dir}` is
+    /// replaced by the temp dir), and starts the agent.
+    pub fn start(url: &str, extra: &str) -> RunningAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.toml");
+        let text = format!(
+            "terminal_id = \"status-stand\"\nstore_dir = {store:?}\nevents = [\"EVENT01\"]\n\
+             [ats]\nurl = {url:?}\napikey = \"sandbox-key\"\n\
+             [cache]\nprefetch_at_start = false\n{extra}\n",
+            store = dir.path().join("store").display().to_string(),
+            extra = extra.replace("{dir}", &dir.path().display().to_string()),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut child = agent_command("warn")
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--pos", "jsonl"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        RunningAgent {
+            dir,
+            config,
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Sends one scan line.
+    pub fn scan(&mut self, barcode: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{barcode}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits (at most 20 s) until `n` decision lines have come out; returns them.
+    pub fn wait_decisions(&self, n: usize) -> Vec<serde_json::Value> {
+        wait_for(std::time::Duration::from_secs(20), || {
+            let ds: Vec<serde_json::Value> = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l["type"] == "decision")
+                .cloned()
+                .collect();
+            (ds.len() >= n).then_some(ds)
+        })
+        .unwrap_or_else(|| panic!("no {n} decisions: {:?}", self.lines.lock().unwrap()))
+    }
+
+    /// Runs another command of the binary on the same config; returns its output.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        self.command_env(args, &[])
+    }
+
+    /// [`RunningAgent::command`] with environment variables set.
+    pub fn command_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut c = agent_command("warn");
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    /// Closes stdin (the agent decides what it read and exits) and waits for the exit
+    /// (at most 30 s).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let status = wait_for(std::time::Duration::from_secs(30), || {
+            self.child.try_wait().unwrap()
+        });
+        status.unwrap_or_else(|| panic!("agent pid {} did not stop", self.child.id()))
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
