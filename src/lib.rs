@@ -18,6 +18,7 @@ pub mod hardening;
 pub mod metrics;
 pub mod money;
 pub mod pos;
+pub mod presence;
 pub mod redact;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

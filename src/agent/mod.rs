@@ -10,12 +10,14 @@
 pub mod control;
 mod deliver;
 mod error;
+mod evaluation;
 pub mod health;
 pub mod lookup;
 mod observe;
 mod outputs;
 pub mod prefetch;
 pub mod publish;
+pub mod safetix;
 mod venue;
 mod venue_state;
 
@@ -44,6 +46,7 @@ use crate::signal::{AgentStatus, DecisionEvent, VoidEvent, VoidOutcome};
 use crate::store::{rfc3339_ms, NewDecision, Store, StoreError, VoidError};
 use crate::ticket::TicketRecord;
 
+pub use evaluation::Evaluation;
 use health::Health;
 use lookup::Lookups;
 
@@ -62,17 +65,6 @@ pub fn policy_from(config: &Config) -> Policy {
         online_cache_max_age_ms: config.cache.fresh.as_millis() as u64,
         max_transaction_cents: config.max_transaction_cents,
     }
-}
-
-/// A decision before it is committed: what `lookup` shows and `handle` journals.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    /// The normalised barcode ("" when there is none).
-    pub barcode: String,
-    /// The verdict.
-    pub decision: Decision,
-    /// The record it was judged on.
-    pub record: Option<TicketRecord>,
 }
 
 /// How much of the deadline is kept for committing and signalling.
@@ -102,6 +94,8 @@ pub struct Agent {
     /// Venue mode (docs/venue.md); inert without `[venue]`.
     venue: VenueState,
     prefetch: prefetch::Progress,
+    /// Phone tickets through Presence (`[presence]`); `None`: denied unresolved.
+    safetix: Option<safetix::Resolver>,
     /// The status file and metrics (`publish.rs`).
     publisher: publish::Publisher,
 }
@@ -124,6 +118,7 @@ impl Agent {
             4,
         );
         let next_probe = clock.now();
+        let safetix = safetix::Resolver::from_config(&config, &ats, &store, &clock);
         let publisher =
             publish::Publisher::new(&config, store.clone(), Arc::clone(&ats), clock.clone());
         Agent {
@@ -143,6 +138,7 @@ impl Agent {
             low_disk: false,
             venue: VenueState::default(),
             prefetch: prefetch::Progress::default(),
+            safetix,
             publisher,
         }
     }
@@ -223,27 +219,27 @@ impl Agent {
         requested: Option<Cents>,
         received_at_ms: u64,
     ) -> Evaluation {
-        let kind = match input {
-            ScanInput::Barcode(b) => ScanKind::Barcode(b.as_str().to_string()),
-            ScanInput::SafeTix(_) => ScanKind::SafeTix,
-            ScanInput::Unreadable(_) => ScanKind::Unreadable,
+        self.check_mode();
+        let waited = self.clock.wall_ms().saturating_sub(received_at_ms);
+        // The deadline runs from when the scan was read, not from when the loop got to it.
+        let mut budget = (self.config.deadline)
+            .saturating_sub(Duration::from_millis(waited))
+            .saturating_sub(commit_reserve(self.config.deadline))
+            // Venue mode: the two database steps keep their time too.
+            .saturating_sub(self.venue.reserve(self.config.deadline));
+        // A phone ticket: Presence and the seat index give the barcode (agent/safetix.rs).
+        let resolver = self.safetix.as_mut();
+        let (kind, via) = match safetix::scan_kind(resolver, input, received_at_ms, &mut budget) {
+            Ok(k) => k,
+            Err(deny) => return safetix::unresolved(deny),
         };
+        // From a remembered mapping: offline rules, whatever ATS's state.
+        let online = self.mode == Mode::Online && via != Some(safetix::Via::Cached);
+        let now_ms = self.clock.wall_ms();
         let barcode = match &kind {
             ScanKind::Barcode(b) => b.clone(),
             _ => String::new(),
         };
-        self.check_mode();
-        let online = self.mode == Mode::Online;
-        let now_ms = self.clock.wall_ms();
-        // The deadline runs from when the scan was read, not from when the loop got to it.
-        let waited = Duration::from_millis(now_ms.saturating_sub(received_at_ms));
-        let budget = self
-            .config
-            .deadline
-            .saturating_sub(waited)
-            .saturating_sub(commit_reserve(self.config.deadline))
-            // Venue mode: the two database steps keep their time too.
-            .saturating_sub(self.venue.reserve(self.config.deadline));
 
         let cached = if barcode.is_empty() {
             None
@@ -267,7 +263,7 @@ impl Agent {
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         let mut live: Option<TicketRecord> = None;
-        let mut scan_mode = self.mode;
+        let mut scan_mode = if online { Mode::Online } else { Mode::Offline };
         if !barcode.is_empty() && online && !fresh {
             // A scan that spent its deadline in the queue cannot wait for ATS: asking
             // would spend rate budget on an answer nobody waits for and count the
@@ -322,10 +318,13 @@ impl Agent {
                     barcode,
                     decision,
                     record,
+                    safetix: via,
                 };
             }
         };
         let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
+        // A remembered SafeTix mapping gets its own, lower caps (a screenshot replays it).
+        let policy = safetix::policy(self.safetix.as_ref(), via, &self.policy);
         let decision = decide::decide(&DecideInput {
             scan: &kind,
             requested,
@@ -333,7 +332,7 @@ impl Agent {
             mode: scan_mode,
             ledger: &ledger,
             usage,
-            policy: &self.policy,
+            policy: &policy,
             today: &today,
             events: &self.config.events,
             clock_trusted,
@@ -342,6 +341,7 @@ impl Agent {
             barcode,
             decision,
             record,
+            safetix: via,
         }
     }
 
@@ -390,18 +390,17 @@ impl Agent {
     pub fn handle_scan(&mut self, scan: &ScanEvent) -> Result<DecisionEvent, AgentError> {
         let eval = self.evaluate(&scan.input, scan.amount_cents, scan.received_at_ms);
         let latency_ms = self.clock.wall_ms().saturating_sub(scan.received_at_ms);
+        let flag = eval.safetix.map(safetix::Via::as_str);
+        let new = NewDecision {
+            scan_time_ms: scan.received_at_ms,
+            barcode: &eval.barcode,
+            decision: &eval.decision,
+            evidence: eval.record.as_ref(),
+            latency_ms,
+            request: scan.request_id.as_deref(),
+        };
         let mark = self.venue_journal_mark();
-        let entry = match self.store.commit_decision_marked(
-            &NewDecision {
-                scan_time_ms: scan.received_at_ms,
-                barcode: &eval.barcode,
-                decision: &eval.decision,
-                evidence: eval.record.as_ref(),
-                latency_ms,
-                request: scan.request_id.as_deref(),
-            },
-            mark,
-        ) {
+        let entry = match self.store.commit_decision_flagged(&new, mark, flag) {
             Ok(entry) => entry,
             Err(e @ StoreError::NoHeadroom { .. }) => {
                 // Low disk: the approval is refused before the disk could stop the
@@ -419,14 +418,11 @@ impl Agent {
                     eval.decision.source,
                     eval.decision.offline,
                 );
-                match self.store.commit_decision(&NewDecision {
-                    scan_time_ms: scan.received_at_ms,
-                    barcode: &eval.barcode,
+                let new = NewDecision {
                     decision: &deny,
-                    evidence: eval.record.as_ref(),
-                    latency_ms,
-                    request: scan.request_id.as_deref(),
-                }) {
+                    ..new
+                };
+                match self.store.commit_decision_flagged(&new, None, flag) {
                     Ok(entry) => {
                         let mut event = entry.to_event();
                         event.venue = self.venue_journal_mark().map(str::to_string);

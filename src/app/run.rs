@@ -72,6 +72,9 @@ pub fn init_logging() {
         // At trace level ureq dumps every byte on the wire, the apikey header and
         // full barcodes included: never, whatever RUST_LOG says.
         .filter_module("ureq_proto::util", log::LevelFilter::Off)
+        // ureq prints a request's query (where the Presence key travels) only when its
+        // `ureq::util` target logs at trace: keep that target off too.
+        .filter_module("ureq::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
         .init();
 }

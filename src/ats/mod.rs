@@ -30,3 +30,5 @@ pub use cookies::CallJar;
 pub use error::{AtsError, Phase, RateWindow};
 pub use poll::Backoff;
 pub use rate::{RateBudget, ServerRate};
+/// The TLS roots of an endpoint (the Presence client shares them).
+pub use tls::tls_config;

@@ -49,6 +49,10 @@ struct Args {
     /// Minutes east of UTC used to decide which day is "today".
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     utc_offset_minutes: i32,
+    /// Print the SafeTix payload BARCODE's phone shows now and exit (valid for 60 s in
+    /// any sandbox, the in-process one of the demo included).
+    #[arg(long, value_name = "BARCODE")]
+    safetix: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(p) => DataSet::from_file(p)?,
         None => DataSet::builtin(),
     };
+    if let Some(barcode) = &args.safetix {
+        let now = concession_agent::clock::system().wall_ms();
+        let payload = concession_agent::sandbox::payload_for(&data, barcode, now)
+            .ok_or_else(|| format!("no ticket {barcode} in the data set"))?;
+        println!("{payload}");
+        return Ok(());
+    }
     if args.generate > 0 {
         let t0 = std::time::Instant::now();
         data.generate(args.generate);

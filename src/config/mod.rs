@@ -15,6 +15,7 @@
 
 mod check;
 mod error;
+mod presence;
 mod raw;
 pub mod scanner;
 mod secrets;
@@ -25,6 +26,7 @@ mod validate;
 mod tests;
 
 pub use error::ConfigError;
+pub use presence::RawPresence;
 pub use raw::{RawAts, RawCache, RawConfig, RawHealth, RawMetrics, RawOffline, RawPos};
 pub use scanner::{ScannerKind, ScannerSection};
 pub use secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub health: RawHealth,
     pub scanner: ScannerSection,
     pub pos: RawPos,
+    /// `[presence]`: phone tickets through Presence (absent: none).
+    pub presence: Option<super::presence::RawPresence>,
     pub metrics: RawMetrics,
     /// `[venue]` (venue mode, docs/venue.md); absent: single-terminal mode.
     pub venue: Option<crate::venue::RawVenue>,
@@ -174,6 +176,13 @@ impl RawConfig {
         }
         if let Some(v) = machine {
             self.machine_id = Some(v);
+        }
+        // Only with a `[presence]` section: the variable alone does not turn Presence on.
+        if let Some(p) = self.presence.as_mut() {
+            if let Some(v) = lookup("CONCESSION_PRESENCE_APIKEY") {
+                p.apikey = Some(v);
+                p.apikey_file = None;
+            }
         }
         // systemd may list several directories, colon-separated: the store uses the first.
         if let Some(v) = lookup("STATE_DIRECTORY") {

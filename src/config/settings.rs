@@ -124,6 +124,8 @@ pub struct Config {
     pub health: HealthSettings,
     pub scanner: ScannerSection,
     pub pos: PosSettings,
+    /// The Presence client's settings (`[presence]`); `None`: SafeTix is not resolved.
+    pub presence: Option<crate::presence::PresenceConfig>,
     /// `[metrics]`: the Prometheus textfile.
     pub metrics: MetricsSettings,
     /// Venue mode (docs/venue.md); `None`: single-terminal mode.

@@ -86,6 +86,10 @@ impl Config {
                 }
             },
             events: raw.events,
+            presence: raw
+                .presence
+                .map(|p| p.validate(ats.endpoint == AtsEndpoint::Sandbox))
+                .transpose()?,
             ats,
             cache,
             offline,

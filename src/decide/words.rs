@@ -132,11 +132,43 @@ pub enum Reason {
     /// The terminal's own store could not be read or written: nothing is approved
     /// that cannot be accounted for. Produced by the agent, never by `decide`.
     StoreError,
+    /// Presence knows no such ticket (`NOT_FOUND`).
+    SafetixNotFound,
+    /// Presence says the ticket is not valid (`INVALID_TICKET`: void, replaced, an old screenshot).
+    SafetixInvalid,
+    /// Presence says the ticket was already scanned in (`ALREADY_ENTERED`).
+    SafetixAlreadyEntered,
+    /// Presence says the ticket was scanned out (`EXIT`).
+    SafetixExited,
+    /// Presence answered `INTERNAL_SCAN`.
+    SafetixInternalScan,
+    /// Presence refused the request (`BAD_REQUEST`: check the `[presence]` device ids).
+    SafetixBadRequest,
+    /// Presence answered `START_RESTRICTION`.
+    SafetixStartRestriction,
+    /// Presence answered `END_RESTRICTION`.
+    SafetixEndRestriction,
+    /// Presence answered `SECTION_RESTRICTION`.
+    SafetixSectionRestriction,
+    /// Presence answered `EVENT_RESTRICTION`.
+    SafetixEventRestriction,
+    /// Presence says the ticket is not valid yet (`TOO_EARLY`).
+    SafetixTooEarly,
+    /// Presence says the ticket is no longer valid (`TOO_LATE`).
+    SafetixTooLate,
+    /// Presence answered a status this version does not know.
+    SafetixUnknownStatus,
+    /// Presence said `OKAY` but named no readable seat.
+    SafetixNoSeat,
+    /// Presence said `OKAY` for more than one seat.
+    SafetixAmbiguous,
+    /// The seat Presence named is not in the seat index (its barcode was never verified here).
+    SafetixSeatUnknown,
 }
 
 impl Reason {
     /// Every reason, for tables and tests.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 33] = [
         Reason::Approved,
         Reason::Partial,
         Reason::Unreadable,
@@ -154,6 +186,22 @@ impl Reason {
         Reason::StoreError,
         Reason::BadRecord,
         Reason::ClockUnsure,
+        Reason::SafetixNotFound,
+        Reason::SafetixInvalid,
+        Reason::SafetixAlreadyEntered,
+        Reason::SafetixExited,
+        Reason::SafetixInternalScan,
+        Reason::SafetixBadRequest,
+        Reason::SafetixStartRestriction,
+        Reason::SafetixEndRestriction,
+        Reason::SafetixSectionRestriction,
+        Reason::SafetixEventRestriction,
+        Reason::SafetixTooEarly,
+        Reason::SafetixTooLate,
+        Reason::SafetixUnknownStatus,
+        Reason::SafetixNoSeat,
+        Reason::SafetixAmbiguous,
+        Reason::SafetixSeatUnknown,
     ];
 
     /// The snake_case name used on the wire and in the journal.
@@ -176,6 +224,22 @@ impl Reason {
             Reason::StoreError => "store_error",
             Reason::BadRecord => "bad_record",
             Reason::ClockUnsure => "clock_unsure",
+            Reason::SafetixNotFound => "safetix_not_found",
+            Reason::SafetixInvalid => "safetix_invalid",
+            Reason::SafetixAlreadyEntered => "safetix_already_entered",
+            Reason::SafetixExited => "safetix_exited",
+            Reason::SafetixInternalScan => "safetix_internal_scan",
+            Reason::SafetixBadRequest => "safetix_bad_request",
+            Reason::SafetixStartRestriction => "safetix_start_restriction",
+            Reason::SafetixEndRestriction => "safetix_end_restriction",
+            Reason::SafetixSectionRestriction => "safetix_section_restriction",
+            Reason::SafetixEventRestriction => "safetix_event_restriction",
+            Reason::SafetixTooEarly => "safetix_too_early",
+            Reason::SafetixTooLate => "safetix_too_late",
+            Reason::SafetixUnknownStatus => "safetix_unknown_status",
+            Reason::SafetixNoSeat => "safetix_no_seat",
+            Reason::SafetixAmbiguous => "safetix_ambiguous",
+            Reason::SafetixSeatUnknown => "safetix_seat_unknown",
         }
     }
 

@@ -20,8 +20,9 @@
 
 // Layers, lowest first; each file imports only files of earlier layers (and crate
 // helpers): error, json, faults, ratelimit, stats, server; data, tls, poll_table; config;
-// state; commands; polling; gateway, admin; and this file, which routes between the last
-// two (`scripts/import-graph.py --under src/sandbox` checks there is no loop).
+// presence; state; commands; polling; gateway, admin; and this file, which routes between
+// the last two and presence (`scripts/import-graph.py --under src/sandbox` checks there
+// is no loop).
 mod admin;
 mod commands;
 mod config;
@@ -32,6 +33,7 @@ mod gateway;
 mod json;
 mod poll_table;
 mod polling;
+mod presence;
 mod ratelimit;
 mod server;
 mod state;
@@ -48,6 +50,7 @@ pub use data::{Account, AddedValue, DataSet, Event, Ticket, GENERATED_ACCOUNT};
 pub use error::SandboxError;
 pub use faults::Faults;
 pub use json::ATS_VERSION;
+pub use presence::{payload_for, token_for, PresenceStats, PRESENCE_APIKEY};
 pub use stats::Stats;
 pub use tls::{generate_self_signed, write_self_signed, SelfSigned, TlsPem};
 
@@ -64,6 +67,10 @@ struct Service {
 
 impl Handler for Service {
     fn handle(&self, req: &Request, peer: SocketAddr) -> Action {
+        if presence::wants(req) {
+            let st = &self.state;
+            return presence::handle(&st.presence, &st.data, &st.clock, req, peer);
+        }
         if req.path == "/__sandbox" || req.path.starts_with("/__sandbox/") {
             return Action::Respond(admin::handle(&self.state, req, peer));
         }
@@ -75,7 +82,7 @@ impl Handler for Service {
     }
 
     fn black_hole_active(&self) -> bool {
-        lock(&self.state.faults).faults.black_hole
+        lock(&self.state.faults).faults.black_hole || self.state.presence.black_hole_active()
     }
 }
 
@@ -198,6 +205,22 @@ impl SandboxHandle {
     ) -> Result<(), SandboxError> {
         self.state
             .with_data(|d| d.set_balance(barcode, av_id, balance))
+    }
+
+    /// The SafeTix payload ticket `barcode` shows now (sandbox clock), if it exists.
+    pub fn safetix_payload(&self, barcode: &str) -> Option<String> {
+        let data = lock(&self.state.data);
+        presence::payload_for(&data, barcode, self.state.clock.wall_ms())
+    }
+
+    /// Replaces the faults of the Presence route (apart from ATS's).
+    pub fn set_presence_faults(&self, faults: Faults) {
+        self.state.presence.set_faults(faults);
+    }
+
+    /// What the Presence route has answered.
+    pub fn presence_stats(&self) -> PresenceStats {
+        self.state.presence.stats()
     }
 
     /// Marks a ticket `VOID`.

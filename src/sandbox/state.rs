@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub stats: Mutex<Stats>,
     /// ATS requests being handled right now (for `ping`).
     pub active: AtomicUsize,
+    /// The Presence emulation (`presence.rs`).
+    pub presence: super::presence::PresenceState,
 }
 
 impl State {
@@ -65,6 +67,7 @@ impl State {
             limiter: Mutex::new(RateLimiter::default()),
             stats: Mutex::new(Stats::default()),
             active: AtomicUsize::new(0),
+            presence: Default::default(),
         }
     }
 
@@ -93,6 +96,7 @@ impl State {
         *lock(&self.polls) = PollTable::default();
         *lock(&self.limiter) = RateLimiter::default();
         *lock(&self.stats) = Stats::default();
+        self.presence.reset();
     }
 
     pub fn active_requests(&self) -> usize {

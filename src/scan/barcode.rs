@@ -198,6 +198,23 @@ impl SafeTix {
         self.timestamp
     }
 
+    /// The token part, stable per ticket (the Presence resolution remembers it). A
+    /// credential: never log it ([`SafeTix::masked_token`] is for logs).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The whole payload as read (what Presence `ticket/validate` is sent). Never log it.
+    pub fn payload(&self) -> String {
+        format!(
+            "{}::{}::{}::{}",
+            self.token,
+            self.event_totp(),
+            self.customer_totp(),
+            self.timestamp
+        )
+    }
+
     /// The token, masked for logs.
     pub fn masked_token(&self) -> String {
         mask_barcode(&self.token)

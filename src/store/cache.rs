@@ -125,7 +125,14 @@ impl Store {
                 .compare_and_swap(key, old, Some(value.clone()))
                 .map_err(db_err)?
             {
-                Ok(()) => return Ok(true),
+                Ok(()) => {
+                    // The seat index (`seats.rs`) follows the cache; a failed index
+                    // write costs a phone ticket its resolution, never the record.
+                    if let Err(e) = self.index_seat(record) {
+                        log::warn!("seat index write failed: {e}");
+                    }
+                    return Ok(true);
+                }
                 // Another writer got there first: look again.
                 Err(_) => continue,
             }
@@ -239,6 +246,7 @@ impl Store {
     pub fn cache_clear(&self) -> Result<(), StoreError> {
         self.cache.clear().map_err(db_err)?;
         self.prefetch.clear().map_err(db_err)?;
+        self.clear_seats()?;
         self.flush()
     }
 }

@@ -107,6 +107,11 @@ pub struct JournalEntry {
     pub void_of: Option<String>,
     /// For a voided decision: the void entry.
     pub voided_by: Option<String>,
+    /// For a phone ticket (SafeTix): how its barcode was found, `live` (Presence
+    /// answered) or `cached` (Presence was out: the token's remembered mapping, offline;
+    /// a replayed screenshot cannot be told apart). Absent for other scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safetix: Option<String>,
     /// Venue mode only (src/venue): `venue` when decided on the venue ledger (its lines
     /// locked), `pending` when decided on this terminal's ledger because the venue was
     /// away or its commit in doubt. Absent outside venue mode.
@@ -244,6 +249,17 @@ impl Store {
         new: &NewDecision<'_>,
         venue: Option<&str>,
     ) -> Result<JournalEntry, StoreError> {
+        self.commit_decision_flagged(new, venue, None)
+    }
+
+    /// [`Store::commit_decision`] with the entry's venue mark and its `safetix` flag
+    /// (`live` / `cached`, see [`JournalEntry::safetix`]).
+    pub fn commit_decision_flagged(
+        &self,
+        new: &NewDecision<'_>,
+        venue: Option<&str>,
+        safetix: Option<&str>,
+    ) -> Result<JournalEntry, StoreError> {
         let d = new.decision;
         if d.is_approve() {
             // Before a full disk stops the journal, stop approving (`headroom.rs`).
@@ -306,6 +322,7 @@ impl Store {
             request: new.request.map(str::to_string),
             void_of: None,
             voided_by: None,
+            safetix: safetix.map(str::to_string),
             venue: venue.map(str::to_string),
         };
         w.set(

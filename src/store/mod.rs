@@ -1,7 +1,7 @@
 //! The durable store: the only code that touches sled.
 //!
 //! One sled database per terminal, in a directory created with mode 0700 (it holds
-//! full barcodes). Five trees:
+//! full barcodes). Seven trees:
 //!
 //! | tree | key | value |
 //! |---|---|---|
@@ -10,6 +10,7 @@
 //! | `journal` | sequence number (u64, big endian) | one [`JournalEntry`] per decision or void |
 //! | `meta` | name | schema version, the decision sequence, the offline window and usage |
 //! | `prefetch` | event name (lower case) | where that event's listing pass stands ([`PrefetchCursor`]) |
+//! | `seats`, `safetix` | seat; hash of a SafeTix token | the seat index and token mappings of phone tickets ([`seats`]) |
 //!
 //! Every value carries a format byte before its JSON (`codec.rs`; cached records use a
 //! compact positional JSON, `record.rs`). The schema version
@@ -43,6 +44,7 @@ pub mod identity;
 pub mod journal;
 pub mod ledger;
 mod record;
+pub mod seats;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;

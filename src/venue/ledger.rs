@@ -213,6 +213,7 @@ mod tests {
             void_of: None,
             voided_by: None,
             venue: None,
+            safetix: None,
         }
     }
 
