@@ -5,6 +5,9 @@
 //! A write to stdout that fails is a [`StdoutError`]; its reader gone (`... | head -1`)
 //! is [`StdoutError::is_broken_pipe`], which `main` ends quietly on (status 141).
 
+pub mod cli;
+pub mod venue;
+
 use std::error::Error;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
