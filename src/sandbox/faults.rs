@@ -4,6 +4,9 @@
 //! of `POST /__sandbox/faults`. Faults apply to ATS calls only, never to `/__sandbox/`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::server::http::Response;
 
 /// Faults to inject into ATS calls. Every field defaults to "off"; `{}` clears all.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,6 +142,29 @@ impl Rng {
     pub fn token(&mut self) -> String {
         format!("{:016x}{:016x}", self.next_u64(), self.next_u64())
     }
+}
+
+/// Applies the body faults (`oversized_body_bytes`, `malformed_body`, `truncate_body`)
+/// of `f` to an answer: shared by the ATS gateway and the Presence route.
+pub fn apply_body_faults(f: &Faults, mut resp: Response) -> Response {
+    if let Some(n) = f.oversized_body_bytes {
+        if resp.body.len() < n {
+            if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&resp.body) {
+                let pad = n.saturating_sub(resp.body.len() + 16);
+                m.insert("padding".into(), Value::String("x".repeat(pad)));
+                resp.body = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
+            }
+        }
+    }
+    if f.malformed_body {
+        let keep = resp.body.len() / 2;
+        resp.body.truncate(keep);
+        resp.body.extend_from_slice(b"\x00<<garbage ]]}");
+    }
+    if f.truncate_body {
+        resp.truncate = true;
+    }
+    resp
 }
 
 #[cfg(test)]

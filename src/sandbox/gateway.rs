@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::faults::apply_body_faults;
 use super::json::value_text;
 use super::polling;
 use super::server::http::{Request, Response};
@@ -176,27 +177,10 @@ fn bad_request(msg: &str) -> Response {
 }
 
 /// Applies `malformed_body`, `oversized_body_bytes` and `truncate_body` to 200 answers.
-fn body_faults(st: &State, mut resp: Response) -> Response {
+fn body_faults(st: &State, resp: Response) -> Response {
     if resp.status != 200 {
         return resp;
     }
     let f = lock(&st.faults).faults.clone();
-    if let Some(n) = f.oversized_body_bytes {
-        if resp.body.len() < n {
-            if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&resp.body) {
-                let pad = n.saturating_sub(resp.body.len() + 16);
-                m.insert("padding".into(), Value::String("x".repeat(pad)));
-                resp.body = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
-            }
-        }
-    }
-    if f.malformed_body {
-        let keep = resp.body.len() / 2;
-        resp.body.truncate(keep);
-        resp.body.extend_from_slice(b"\x00<<garbage ]]}");
-    }
-    if f.truncate_body {
-        resp.truncate = true;
-    }
-    resp
+    apply_body_faults(&f, resp)
 }

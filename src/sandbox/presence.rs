@@ -37,7 +37,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::DataSet;
-use super::faults::{FaultState, Faults};
+use super::faults::{apply_body_faults, FaultState, Faults};
 use super::ratelimit::RateLimiter;
 use super::server::http::{Request, Response};
 use super::server::Action;
@@ -310,26 +310,9 @@ fn answer(env: &Env<'_>, body: &[u8]) -> Value {
     })
 }
 
-fn body_faults(ps: &PresenceState, mut resp: Response) -> Response {
+fn body_faults(ps: &PresenceState, resp: Response) -> Response {
     let f = lock(&ps.faults).faults.clone();
-    if let Some(n) = f.oversized_body_bytes {
-        if resp.body.len() < n {
-            if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&resp.body) {
-                let pad = n.saturating_sub(resp.body.len() + 16);
-                m.insert("padding".into(), Value::String("x".repeat(pad)));
-                resp.body = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
-            }
-        }
-    }
-    if f.malformed_body {
-        let keep = resp.body.len() / 2;
-        resp.body.truncate(keep);
-        resp.body.extend_from_slice(b"\x00<<garbage ]]}");
-    }
-    if f.truncate_body {
-        resp.truncate = true;
-    }
-    resp
+    apply_body_faults(&f, resp)
 }
 
 fn admin(ps: &PresenceState, env: &Env<'_>, req: &Request, peer: SocketAddr) -> Response {
