@@ -125,28 +125,16 @@ impl Http {
             })
             .collect();
         let limit = self.max_response_bytes;
-        if resp
-            .body()
-            .content_length()
-            .is_some_and(|n| n > limit as u64)
-        {
-            return Err(AtsError::TooLarge { limit });
-        }
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(limit as u64)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => AtsError::TooLarge { limit },
-                other => match classify(other) {
-                    AtsError::Transport { detail, .. } => AtsError::Transport {
-                        phase: Phase::Receive,
-                        detail,
-                    },
-                    mapped => mapped,
+        let body = read_capped(&mut resp, limit).map_err(|e| match e {
+            CappedRead::TooLarge => AtsError::TooLarge { limit },
+            CappedRead::Failed(other) => match classify(other) {
+                AtsError::Transport { detail, .. } => AtsError::Transport {
+                    phase: Phase::Receive,
+                    detail,
                 },
-            })?;
+                mapped => mapped,
+            },
+        })?;
         Ok(Reply {
             status,
             set_cookies,
@@ -154,6 +142,39 @@ impl Http {
             body,
         })
     }
+}
+
+/// Why [`read_capped`] returned no body.
+pub(crate) enum CappedRead {
+    /// The body is larger than the limit (announced, or found while reading).
+    TooLarge,
+    /// Reading failed otherwise.
+    Failed(ureq::Error),
+}
+
+/// Reads a response body of at most `limit` bytes: refused at once when the server
+/// announces more, and cut off while reading when it sends more (a hostile or broken
+/// server cannot make a terminal buffer an unbounded answer). The ATS and Presence
+/// clients both read through it.
+pub(crate) fn read_capped(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    limit: usize,
+) -> Result<Vec<u8>, CappedRead> {
+    if resp
+        .body()
+        .content_length()
+        .is_some_and(|n| n > limit as u64)
+    {
+        return Err(CappedRead::TooLarge);
+    }
+    resp.body_mut()
+        .with_config()
+        .limit(limit as u64)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => CappedRead::TooLarge,
+            other => CappedRead::Failed(other),
+        })
 }
 
 /// A connect or TLS failure, with what to check: the URL it was going to (the

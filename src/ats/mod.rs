@@ -17,7 +17,7 @@ mod client;
 mod config;
 mod cookies;
 mod error;
-mod http;
+pub(crate) mod http;
 mod poll;
 mod rate;
 pub(crate) mod tls;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
+use crate::ats::http::{read_capped, CappedRead};
 use crate::clock::SharedClock;
 
 use super::budget::PresenceBudget;
@@ -138,28 +139,16 @@ impl PresenceClient {
         let mut resp = req.send(body).map_err(|e| classify(e, within))?;
         let status = resp.status().as_u16();
         let limit = self.cfg.max_response_bytes;
-        if resp
-            .body()
-            .content_length()
-            .is_some_and(|n| n > limit as u64)
-        {
-            return Err(PresenceError::TooLarge { limit });
-        }
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(limit as u64)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => PresenceError::TooLarge { limit },
-                other => match classify(other, within) {
-                    PresenceError::Transport { detail, .. } => PresenceError::Transport {
-                        phase: Phase::Receive,
-                        detail,
-                    },
-                    mapped => mapped,
+        let bytes = read_capped(&mut resp, limit).map_err(|e| match e {
+            CappedRead::TooLarge => PresenceError::TooLarge { limit },
+            CappedRead::Failed(other) => match classify(other, within) {
+                PresenceError::Transport { detail, .. } => PresenceError::Transport {
+                    phase: Phase::Receive,
+                    detail,
                 },
-            })?;
+                mapped => mapped,
+            },
+        })?;
         Ok((status, bytes))
     }
 }
