@@ -104,6 +104,62 @@ fn the_demo_resolves_a_listed_safetix_payload_and_approves_it_once_then_already_
     assert_eq!(h.sandbox.presence_stats().status("OKAY"), 2);
 }
 
+/// What a gate's scanner does when a fan walks in: Presence `ticket/enter`.
+fn gate_enters(h: &Harness, payload: &str) -> String {
+    let url = format!(
+        "{}/presence/v1/ticket/enter?apikey=sandbox-presence-key",
+        h.sandbox.base_url()
+    );
+    let body = serde_json::json!({"token": payload, "deviceOs": "iOS", "venueId": "SANDBOX-PARK",
+        "gateName": "gate A", "gateId": 1, "deviceId": 1, "scanTime": h.clock.wall_ms()});
+    let text = ureq::post(&url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .expect("the gate's call")
+        .body_mut()
+        .read_to_string()
+        .expect("a body");
+    let answer: serde_json::Value = serde_json::from_str(&text).expect("json");
+    answer["result"]["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_phone_ticket_scanned_in_at_the_gate_is_served_at_a_stand_behind_it() {
+    let (mut h, clock) = harness(PRESENCE);
+    verify(&mut h, "100000000001");
+    assert_eq!(gate_enters(&h, &payload(&h, "100000000001")), "OKAY");
+    // The fan walks to the stand; the phone's code has rotated.
+    clock.advance(Duration::from_secs(20));
+    let d = h.scan(&payload(&h, "100000000001"));
+    assert_eq!(
+        (d.decision, d.approved_cents),
+        (Verdict::Approve, 2000),
+        "{d:?}"
+    );
+    assert_eq!(d.barcode, "********0001");
+    assert_eq!(h.sandbox.presence_stats().status("ALREADY_ENTERED"), 1);
+    // Entered twice at a gate is refused there, not here.
+    assert_eq!(
+        gate_enters(&h, &payload(&h, "100000000001")),
+        "ALREADY_ENTERED"
+    );
+}
+
+#[test]
+fn a_stand_before_the_gates_denies_a_ticket_already_entered_when_told_to() {
+    let (mut h, _clock) = harness(&format!("{PRESENCE}already_entered = \"deny\"\n"));
+    verify(&mut h, "100000000001");
+    assert_eq!(gate_enters(&h, &payload(&h, "100000000001")), "OKAY");
+    let d = h.scan(&payload(&h, "100000000001"));
+    assert_eq!(
+        (d.decision, reason(&d)),
+        (Verdict::Deny, "safetix_already_entered")
+    );
+}
+
 #[test]
 fn each_presence_status_maps_to_its_own_reason() {
     let (mut h, _clock) = harness(PRESENCE);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::money::Cents;
-use crate::presence::{Device, PresenceConfig};
+use crate::presence::{Device, EnteredRule, PresenceConfig};
 use crate::redact::Secret;
 
 use super::error::{invalid, ConfigError};
@@ -51,6 +51,9 @@ pub struct RawPresence {
     pub offline_cap_cents: Option<Cents>,
     /// Presence `eventId` → Archtics event name.
     pub event_ids: BTreeMap<String, String>,
+    /// `"accept"` (default: a stand behind the gates, where every ticket was scanned
+    /// in) or `"deny"`: what an `ALREADY_ENTERED` answer means here.
+    pub already_entered: Option<String>,
 }
 
 impl RawPresence {
@@ -99,8 +102,21 @@ impl RawPresence {
         if rate_per_minute == 0 || rate_per_day == 0 {
             return Err(invalid("presence.rate_per_minute", "budgets must be > 0"));
         }
+        let already_entered = match self.already_entered.as_deref().map(str::trim) {
+            None | Some("accept") => EnteredRule::Accept,
+            Some("deny") => EnteredRule::Deny,
+            Some(other) => {
+                return Err(invalid(
+                    "presence.already_entered",
+                    format!(
+                        "{other:?}: expected \"accept\" (a stand behind the gates) or \"deny\""
+                    ),
+                ))
+            }
+        };
         let cfg = PresenceConfig {
             base_url: url.clone(),
+            already_entered,
             apikey,
             device: Device {
                 venue_id,
@@ -163,6 +179,17 @@ mod tests {
         .unwrap();
         assert_eq!(ok.device.device_id, 4);
         assert_eq!(ok.archtics_event("3F00"), "EVENT01");
+    }
+
+    #[test]
+    fn already_entered_is_accept_by_default_and_a_misspelling_is_named() {
+        let base = "venue_id = \"KovZ1\"\napikey = \"pk-9\"\n";
+        assert_eq!(parse(base).unwrap().already_entered, EnteredRule::Accept);
+        let deny = parse(&format!("{base}already_entered = \"deny\"")).unwrap();
+        assert_eq!(deny.already_entered, EnteredRule::Deny);
+        let e = parse(&format!("{base}already_entered = \"refuse\"")).unwrap_err();
+        assert!(e.to_string().contains("presence.already_entered"), "{e}");
+        assert!(e.to_string().contains("\"refuse\""), "{e}");
     }
 
     #[test]

@@ -41,6 +41,22 @@ pub struct PresenceConfig {
     /// outage (a replayed screenshot cannot be told apart offline). 0 turns offline
     /// SafeTix approvals off.
     pub offline_cap_cents: Cents,
+    /// What `ALREADY_ENTERED` means here. A concession stand stands behind the gates,
+    /// where every fan's ticket has been scanned in: [`EnteredRule::Accept`] (the default)
+    /// resolves its seat as `OKAY` does. A stand outside the gates (a kiosk on the
+    /// concourse before entry) may choose [`EnteredRule::Deny`].
+    pub already_entered: EnteredRule,
+}
+
+/// What an `ALREADY_ENTERED` answer means at this stand (`presence.already_entered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnteredRule {
+    /// Inside the gates: the ticket was scanned in, as every fan's is; its seat is
+    /// resolved as for `OKAY`.
+    #[default]
+    Accept,
+    /// Denied `safetix_already_entered`.
+    Deny,
 }
 
 impl Default for PresenceConfig {
@@ -61,6 +77,7 @@ impl Default for PresenceConfig {
             rate_per_day: 5000,
             event_ids: BTreeMap::new(),
             offline_cap_cents: 1000,
+            already_entered: EnteredRule::Accept,
         }
     }
 }

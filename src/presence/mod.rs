@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use budget::PresenceBudget;
 pub use client::PresenceClient;
-pub use config::{PresenceConfig, PresenceEndpoint};
+pub use config::{EnteredRule, PresenceConfig, PresenceEndpoint};
 pub use error::PresenceError;
 pub use resolve::{judge, SafetixDeny, SeatKey};
 pub use wire::{Device, Place, Status, TicketRef, Validation};

@@ -2,6 +2,10 @@
 //!
 //! 1. `result.status` other than `OKAY` → the deny of that status, one per status
 //!    ([`status_deny`]); a status this version does not know → `safetix_unknown_status`.
+//!    `ALREADY_ENTERED` is the exception a stand behind the gates needs: there every
+//!    fan's ticket has been scanned in, so with `presence.already_entered = "accept"`
+//!    (the default) an answer naming a seat is judged as `OKAY`; one naming none is
+//!    still denied `safetix_already_entered`.
 //! 2. `OKAY` with no readable ticket → `safetix_no_seat`; tickets naming different
 //!    seats → `safetix_ambiguous` (a token is one ticket; never pick one of several).
 //! 3. Otherwise the seat and the Archtics event (`eventId` mapped through
@@ -17,7 +21,7 @@ use std::fmt;
 use crate::decide::{Policy, Reason};
 use crate::money::Cents;
 
-use super::config::PresenceConfig;
+use super::config::{EnteredRule, PresenceConfig};
 use super::wire::{Place, Status, Validation};
 
 /// Why a SafeTix scan is denied before `decide` sees a barcode.
@@ -174,7 +178,12 @@ impl SeatKey {
 
 /// Judges a Presence answer: the seat to look up, or the deny.
 pub fn judge(v: &Validation, cfg: &PresenceConfig) -> Result<SeatKey, SafetixDeny> {
-    if let Some(deny) = status_deny(&v.status) {
+    // Behind the gates `ALREADY_ENTERED` is every fan's state: resolve its seat. An
+    // answer naming no seat cannot be resolved and keeps its own reason.
+    let entered_ok = v.status == Status::AlreadyEntered
+        && cfg.already_entered == EnteredRule::Accept
+        && v.tickets.iter().any(|t| t.place.is_some());
+    if let Some(deny) = status_deny(&v.status).filter(|_| !entered_ok) {
         return Err(deny);
     }
     let mut seats = v.tickets.iter().filter_map(|t| {
@@ -246,6 +255,29 @@ mod tests {
             assert_eq!(Reason::from(d).as_str(), d.as_str());
             assert_eq!(d.as_str().parse::<Reason>(), Ok(Reason::from(d)));
         }
+    }
+
+    #[test]
+    fn already_entered_resolves_its_seat_behind_the_gates_and_is_denied_when_told() {
+        let mut v = okay(&[("101:A:1", "EVENT01")]);
+        v.status = Status::AlreadyEntered;
+        let mut cfg = PresenceConfig::default();
+        assert_eq!(cfg.already_entered, EnteredRule::Accept);
+        assert_eq!(judge(&v, &cfg).unwrap().place.to_string(), "101:A:1");
+        // Accepted but naming no seat: nothing to resolve, and the status says why.
+        let seatless = Validation {
+            status: Status::AlreadyEntered,
+            tickets: vec![],
+        };
+        assert_eq!(judge(&seatless, &cfg), Err(SafetixDeny::AlreadyEntered));
+        cfg.already_entered = EnteredRule::Deny;
+        assert_eq!(judge(&v, &cfg), Err(SafetixDeny::AlreadyEntered));
+        assert_eq!(judge(&seatless, &cfg), Err(SafetixDeny::AlreadyEntered));
+        // The other statuses are denied whatever the rule.
+        let mut exit = okay(&[("101:A:1", "EVENT01")]);
+        exit.status = Status::Exit;
+        cfg.already_entered = EnteredRule::Accept;
+        assert_eq!(judge(&exit, &cfg), Err(SafetixDeny::Exited));
     }
 
     #[test]

@@ -19,8 +19,16 @@
 //!    [`ACCEPTED_SKEW_S`] from the sandbox clock (an old screenshot) → `INVALID_TICKET`,
 //! 7. a ticket `VOID`, `REISSUED` or `RETURNED` → `INVALID_TICKET`; an event on an
 //!    earlier day → `TOO_LATE`, a later day → `TOO_EARLY`,
-//! 8. else `OKAY` with the ticket's `place` (`section:row:seat`) and `eventId` (the
+//! 8. a ticket a gate has scanned in (below) → `ALREADY_ENTERED`, with its `place`
+//!    and `eventId` as for `OKAY` (the project's model: the public page does not say
+//!    whether that answer names the ticket),
+//! 9. else `OKAY` with the ticket's `place` (`section:row:seat`) and `eventId` (the
 //!    Archtics event name: the sandbox's Presence ids are the names).
+//!
+//! `POST /presence/v1/ticket/enter` is what a gate's scanner calls: the same checks,
+//! then the ticket is marked entered (until `reset`) and answered `OKAY`; a second
+//! entry answers `ALREADY_ENTERED`. A concession stand behind that gate then sees
+//! `ALREADY_ENTERED` from `validate`, as at a real venue.
 //!
 //! Answers carry the body faults (`malformed_body`, `truncate_body`,
 //! `oversized_body_bytes`) of the Presence fault set. The payload is never logged.
@@ -28,7 +36,7 @@
 //! Layer: below `state` (which holds a [`PresenceState`]); it reads the data set and
 //! the clock it is handed, never the sandbox state itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -48,6 +56,8 @@ use crate::sync::lock;
 pub const PRESENCE_APIKEY: &str = "sandbox-presence-key";
 /// The route.
 pub const VALIDATE_ROUTE: &str = "/presence/v1/ticket/validate";
+/// The gate's route: marks a ticket entered.
+pub const ENTER_ROUTE: &str = "/presence/v1/ticket/enter";
 /// TOTP step, seconds.
 pub const TOTP_STEP_S: u64 = 15;
 /// A payload whose timestamp is further than this from the sandbox's clock is refused
@@ -90,6 +100,8 @@ pub(crate) struct PresenceState {
     faults: Mutex<FaultState>,
     limiter: Mutex<RateLimiter>,
     stats: Mutex<PresenceStats>,
+    /// Barcodes a gate has scanned in (`ticket/enter`).
+    entered: Mutex<BTreeSet<String>>,
 }
 
 impl Default for PresenceState {
@@ -98,6 +110,7 @@ impl Default for PresenceState {
             faults: Mutex::new(FaultState::new(Faults::default())),
             limiter: Mutex::new(RateLimiter::default()),
             stats: Mutex::new(PresenceStats::default()),
+            entered: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -123,11 +136,12 @@ impl PresenceState {
         lock(&self.stats).clone()
     }
 
-    /// Forgets faults, rate windows and counters.
+    /// Forgets faults, rate windows, counters and entries.
     pub fn reset(&self) {
         self.set_faults(Faults::default());
         *lock(&self.limiter) = RateLimiter::default();
         *lock(&self.stats) = PresenceStats::default();
+        lock(&self.entered).clear();
     }
 }
 
@@ -190,7 +204,8 @@ fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 fn validate(ps: &PresenceState, env: &Env<'_>, req: &Request) -> Response {
-    if req.path != VALIDATE_ROUTE {
+    let enter = req.path == ENTER_ROUTE;
+    if req.path != VALIDATE_ROUTE && !enter {
         return error(
             404,
             "classification.RouteNotFound",
@@ -240,7 +255,15 @@ fn validate(ps: &PresenceState, env: &Env<'_>, req: &Request) -> Response {
             "The Service is temporarily unavailable",
         ));
     }
-    let answer = answer(env, &req.body);
+    let (mut answer, barcode) = answer(env, &req.body);
+    if let Some(barcode) = barcode {
+        let mut entered = lock(&ps.entered);
+        if entered.contains(&barcode) {
+            answer["result"] = json!({"status": "ALREADY_ENTERED", "message": "Already entered"});
+        } else if enter {
+            entered.insert(barcode);
+        }
+    }
     let status = answer
         .pointer("/result/status")
         .and_then(Value::as_str)
@@ -254,26 +277,34 @@ fn status_only(status: &str, message: &str) -> Value {
     json!({"result": {"status": status, "message": message}, "message": {"tickets": []}})
 }
 
-/// The answer to one request body (always a 200 answer).
-fn answer(env: &Env<'_>, body: &[u8]) -> Value {
+/// The answer to one request body (always a 200 answer), and the barcode of the
+/// ticket when it is `OKAY` (for the entry state, which the caller holds).
+fn answer(env: &Env<'_>, body: &[u8]) -> (Value, Option<String>) {
+    match judge_body(env, body) {
+        Ok((answer, barcode)) => (answer, Some(barcode)),
+        Err(answer) => (answer, None),
+    }
+}
+
+fn judge_body(env: &Env<'_>, body: &[u8]) -> Result<(Value, String), Value> {
     let body: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => return status_only("BAD_REQUEST", "body is not JSON"),
+        Err(_) => return Err(status_only("BAD_REQUEST", "body is not JSON")),
     };
     let Some(payload) = body.get("token").and_then(Value::as_str) else {
-        return status_only("BAD_REQUEST", "token is required");
+        return Err(status_only("BAD_REQUEST", "token is required"));
     };
     let mut parts = payload.split("::");
     let token = parts.next().unwrap_or("");
     if let Some(name) = token.strip_prefix(STATUS_PREFIX) {
-        return status_only(name, "sandbox: status token");
+        return Err(status_only(name, "sandbox: status token"));
     }
     let Some(barcode) = barcode_of(token) else {
-        return status_only("NOT_FOUND", "Ticket not found");
+        return Err(status_only("NOT_FOUND", "Ticket not found"));
     };
     let data = lock(env.data);
     let Some(ticket) = data.ticket(&barcode) else {
-        return status_only("NOT_FOUND", "Ticket not found");
+        return Err(status_only("NOT_FOUND", "Ticket not found"));
     };
     let event_name = ticket.event_name.clone();
     let (e, c, ts) = (parts.next(), parts.next(), parts.next());
@@ -289,25 +320,23 @@ fn answer(env: &Env<'_>, body: &[u8]) -> Value {
         }
         _ => false,
     };
-    if !live {
-        return status_only("INVALID_TICKET", "Invalid ticket");
-    }
-    if ticket.status != "ACTIVE" {
-        return status_only("INVALID_TICKET", "Invalid ticket");
+    if !live || ticket.status != "ACTIVE" {
+        return Err(status_only("INVALID_TICKET", "Invalid ticket"));
     }
     let day = data.event(&event_name).map(|ev| ev.day_offset);
     match day {
-        Some(d) if d < 0 => return status_only("TOO_LATE", "Too late"),
-        Some(d) if d > 0 => return status_only("TOO_EARLY", "Too early"),
+        Some(d) if d < 0 => return Err(status_only("TOO_LATE", "Too late")),
+        Some(d) if d > 0 => return Err(status_only("TOO_EARLY", "Too early")),
         _ => {}
     }
-    json!({
+    let answer = json!({
         "result": {"status": "OKAY", "message": "Okay"},
         "message": {"tickets": [{
             "place": format!("{}:{}:{}", ticket.section_name, ticket.row_name, ticket.seat_num),
             "eventId": event_name,
         }]},
-    })
+    });
+    Ok((answer, barcode))
 }
 
 fn body_faults(ps: &PresenceState, resp: Response) -> Response {
