@@ -42,7 +42,19 @@ impl fmt::Display for VenueError {
             #[cfg(feature = "venue")]
             VenueError::Db(e) => match e.as_db_error() {
                 Some(db) => write!(f, "venue database: {} ({})", db.message(), db.code().code()),
-                None => write!(f, "venue database: {e}"),
+                None => {
+                    // The crate's own text is the phase ("error performing TLS
+                    // handshake"); the cause (an unknown issuer, a name the certificate
+                    // does not carry, a refused connection) is in its sources, and that is
+                    // what venue IT needs to read.
+                    write!(f, "venue database: {e}")?;
+                    let mut cause = std::error::Error::source(e);
+                    while let Some(c) = cause {
+                        write!(f, ": {c}")?;
+                        cause = c.source();
+                    }
+                    Ok(())
+                }
             },
             VenueError::Away(why) => write!(f, "venue database away: {why}"),
             VenueError::FutureSchema { found, known } => write!(
