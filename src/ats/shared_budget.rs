@@ -32,7 +32,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{AtsError, RateWindow};
@@ -54,6 +54,12 @@ const RENEW_AHEAD: Duration = Duration::from_secs(1);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// What a refused draw suggests as a retry (a refill is asked for at once).
 const REFILL_WAIT: Duration = Duration::from_millis(200);
+/// How long a background call waits for a refill of an empty allowance (a scan never
+/// waits); then it is refused, and its caller waits as for any rate limit.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(1);
+/// The retry a refused background call is told (the reserve is reached: the key's
+/// minute has to roll, which a renewal each second notices).
+const BACKGROUND_RETRY: Duration = Duration::from_secs(1);
 /// The largest chunk one claim asks for, per pool.
 const MAX_CHUNK: u32 = 64;
 
@@ -132,11 +138,16 @@ impl SharePlan {
         (self.per_minute / n, self.per_day / n)
     }
 
-    /// Scan calls an idle stand keeps in hand (one scan's worth when the key allows it):
-    /// every stand holds this much at all times, so it stays well under the key.
+    /// Scan calls an idle stand keeps in hand: one lookup (two calls) when the key's
+    /// free minute is at least four per stand, else none (half a lookup answers no
+    /// scan; the first scan after a quiet spell then asks for its calls).
     pub fn scan_hold(&self) -> u32 {
         let free = self.per_minute.saturating_sub(self.reserve_per_minute);
-        (free / (4 * self.stands.max(1))).clamp(1, 2)
+        if free / self.stands.max(1) >= 4 {
+            2
+        } else {
+            0
+        }
     }
 
     /// The largest chunk a claim asks for (per pool).
@@ -240,6 +251,8 @@ pub struct BudgetState {
     share: RateBudget,
     stands_seen: u32,
     venue_left: Option<(u32, u32)>,
+    /// Claims ended (answered or failed): a waiting background call looks again.
+    claims_ended: u64,
 }
 
 impl BudgetState {
@@ -262,6 +275,7 @@ impl BudgetState {
             share: RateBudget::new(m, d),
             stands_seen: 0,
             venue_left: None,
+            claims_ended: 0,
         }
     }
 
@@ -434,6 +448,7 @@ impl BudgetState {
     /// The venue answered `claim` with `grant` at `now`.
     pub fn granted(&mut self, claim: &Claim, grant: Grant, now: Instant) {
         self.in_flight = false;
+        self.claims_ended += 1;
         self.expire(now);
         self.contact = Contact::Live(now);
         self.scan_left += grant.scan;
@@ -451,6 +466,7 @@ impl BudgetState {
     /// reported is reported again next time: counted twice at worst, which errs safe.
     pub fn claim_failed(&mut self, claim: &Claim, now: Instant) {
         self.in_flight = false;
+        self.claims_ended += 1;
         self.unreported = self.unreported.saturating_add(claim.used);
         self.lose(now);
     }
@@ -472,6 +488,8 @@ type Wake = Box<dyn Fn() + Send + Sync>;
 /// The shared budget as the client and the venue worker hold it (see the module docs).
 pub struct SharedBudget {
     state: Mutex<BudgetState>,
+    /// Signalled when a claim ends.
+    claimed: Condvar,
     clock: SharedClock,
     wake: Mutex<Option<Wake>>,
 }
@@ -489,6 +507,7 @@ impl SharedBudget {
     pub fn new(plan: SharePlan, clock: SharedClock) -> SharedBudget {
         SharedBudget {
             state: Mutex::new(BudgetState::new(plan)),
+            claimed: Condvar::new(),
             clock,
             wake: Mutex::new(None),
         }
@@ -505,20 +524,47 @@ impl SharedBudget {
     }
 
     /// Takes one call for the current thread's kind (see [`current_kind`]); asks for a
-    /// refill when the allowance runs low. Never waits.
+    /// refill when the allowance runs low. A scan never waits; a background call that
+    /// finds the allowance empty waits up to a second for the refill it asked for.
     pub fn take(&self) -> Result<Drawn, (RateWindow, Duration)> {
+        let kind = current_kind();
+        let (r, ended) = self.take_once(kind);
+        if kind == CallKind::Scan || r.is_ok() || self.mode() != BudgetMode::Venue {
+            return r;
+        }
+        let until = std::time::Instant::now() + BACKGROUND_WAIT;
+        let mut s = self.state();
+        while s.claims_ended == ended {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = self
+                .claimed
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(s);
+        self.take_once(kind)
+            .0
+            .map_err(|(w, _)| (w, BACKGROUND_RETRY))
+    }
+
+    /// One try; also the count of claims ended before it (to wait for the next).
+    fn take_once(&self, kind: CallKind) -> (Result<Drawn, (RateWindow, Duration)>, u64) {
         let now = self.clock.now();
-        let (r, refill) = {
+        let (r, refill, ended) = {
             let mut s = self.state();
-            let r = s.take(current_kind(), now);
-            (r, s.wants_refill() && s.claim_due(now))
+            let r = s.take(kind, now);
+            (r, s.wants_refill() && s.claim_due(now), s.claims_ended)
         };
         if refill {
             if let Some(wake) = &*self.wake.lock().unwrap_or_else(|e| e.into_inner()) {
                 wake();
             }
         }
-        r
+        (r, ended)
     }
 
     /// Gives back a draw that was not sent.
@@ -539,11 +585,13 @@ impl SharedBudget {
     /// The venue answered `claim`.
     pub fn granted(&self, claim: &Claim, grant: Grant) {
         self.state().granted(claim, grant, self.clock.now());
+        self.claimed.notify_all();
     }
 
     /// The claim got no answer.
     pub fn claim_failed(&self, claim: &Claim) {
         self.state().claim_failed(claim, self.clock.now());
+        self.claimed.notify_all();
     }
 
     /// Where calls come from now.

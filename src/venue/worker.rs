@@ -559,6 +559,8 @@ impl Worker {
                 let r = self.start_up(migrate);
                 if let Err(e) = &r {
                     self.failed(e);
+                } else {
+                    self.budget_tick(); // the first allowance before the agent serves
                 }
                 let _ = reply.send(r);
             }

@@ -201,7 +201,7 @@ fn sizes_follow_the_key_and_the_stands() {
     assert_eq!(p.max_chunk(), 8);
     assert_eq!(p.day_reserve(), 625);
     let many = SharePlan { stands: 40, ..p };
-    assert_eq!(many.scan_hold(), 1);
+    assert_eq!(many.scan_hold(), 0, "half a lookup answers no scan");
     assert_eq!(many.max_chunk(), 2);
     assert_eq!(many.share(40), (2, 125));
 }
