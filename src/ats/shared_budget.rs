@@ -170,6 +170,8 @@ pub struct Claim {
     pub want_any: u32,
     /// When the claim was sent (the client's clock): the allowance ends a lifetime later.
     pub sent: Instant,
+    /// This stand's claim number (an answer to an abandoned claim is ignored).
+    pub seq: u64,
 }
 
 /// What the venue granted.
@@ -239,8 +241,9 @@ pub struct BudgetState {
     expires: Option<Instant>,
     /// Calls made and not yet reported to the venue.
     unreported: u32,
-    /// The claim sent and not answered yet.
-    in_flight: bool,
+    /// The claim sent and not answered yet: its number, when, and what it reported.
+    in_flight: Option<(u64, Instant, u32)>,
+    claims: u64,
     last_attempt: Option<Instant>,
     /// Draws since the last claim, to size the next one.
     scans_since_claim: u32,
@@ -265,7 +268,8 @@ impl BudgetState {
             any_left: 0,
             expires: None,
             unreported: 0,
-            in_flight: false,
+            in_flight: None,
+            claims: 0,
             last_attempt: None,
             scans_since_claim: 0,
             background_wanted: false,
@@ -280,6 +284,15 @@ impl BudgetState {
     }
 
     fn expire(&mut self, now: Instant) {
+        if let Some((_, sent, used)) = self.in_flight {
+            // A claim stuck on a hung database (the worker left behind): abandoned, so
+            // the next worker claims again; its report is made again.
+            if now.saturating_duration_since(sent) > STALE_AFTER {
+                self.in_flight = None;
+                self.unreported = self.unreported.saturating_add(used);
+                self.lose(now);
+            }
+        }
         if let Contact::Live(at) = self.contact {
             if now.saturating_duration_since(at) > STALE_AFTER {
                 self.lose(now);
@@ -403,10 +416,10 @@ impl BudgetState {
 
     /// True when the venue worker should claim now.
     pub fn claim_due(&mut self, now: Instant) -> bool {
-        if self.in_flight {
+        self.expire(now);
+        if self.in_flight.is_some() {
             return false;
         }
-        self.expire(now);
         match self.contact {
             Contact::Live(_) => {
                 self.want_refill
@@ -422,10 +435,11 @@ impl BudgetState {
     /// The claim to send now (`None` while one is in flight). Its `used` is taken off
     /// the unreported count; [`claim_failed`](Self::claim_failed) puts it back.
     pub fn begin_claim(&mut self, now: Instant) -> Option<Claim> {
-        if self.in_flight {
+        self.expire(now);
+        if self.in_flight.is_some() {
             return None;
         }
-        self.expire(now);
+        self.claims += 1;
         let max = self.plan.max_chunk();
         let scan_target = (self.scans_since_claim * 2).clamp(self.plan.scan_hold(), max);
         let any_target = if self.background_wanted { max } else { 0 };
@@ -435,9 +449,10 @@ impl BudgetState {
             want_scan: scan_target.saturating_sub(self.scan_left),
             want_any: any_target.saturating_sub(self.any_left),
             sent: now,
+            seq: self.claims,
         };
         self.unreported = 0;
-        self.in_flight = true;
+        self.in_flight = Some((claim.seq, now, claim.used));
         self.last_attempt = Some(now);
         self.want_refill = false;
         self.scans_since_claim = 0;
@@ -447,8 +462,11 @@ impl BudgetState {
 
     /// The venue answered `claim` with `grant` at `now`.
     pub fn granted(&mut self, claim: &Claim, grant: Grant, now: Instant) {
-        self.in_flight = false;
         self.claims_ended += 1;
+        if !self.is_current(claim) {
+            return; // abandoned: its calls were reported again, its grant goes unused
+        }
+        self.in_flight = None;
         self.expire(now);
         self.contact = Contact::Live(now);
         self.scan_left += grant.scan;
@@ -465,10 +483,17 @@ impl BudgetState {
     /// The claim got no answer (the venue is away, or the answer was lost). What it
     /// reported is reported again next time: counted twice at worst, which errs safe.
     pub fn claim_failed(&mut self, claim: &Claim, now: Instant) {
-        self.in_flight = false;
         self.claims_ended += 1;
+        if !self.is_current(claim) {
+            return;
+        }
+        self.in_flight = None;
         self.unreported = self.unreported.saturating_add(claim.used);
         self.lose(now);
+    }
+
+    fn is_current(&self, claim: &Claim) -> bool {
+        self.in_flight.is_some_and(|(seq, _, _)| seq == claim.seq)
     }
 
     /// The key's calls left venue-wide (minute, day) as of the last answered claim.

@@ -171,7 +171,8 @@ fn the_share_divides_by_the_stands_the_venue_saw_when_they_are_more() {
         },
         t0,
     );
-    b.claim_failed(&b.clone().begin_claim(t0).unwrap(), t0);
+    let c = b.begin_claim(t0).unwrap();
+    b.claim_failed(&c, t0);
     let t = t0 + HOLD_AFTER_LOSS;
     let mut n = 0;
     while b.take(CallKind::Scan, t).is_ok() {
@@ -214,4 +215,22 @@ fn a_paced_scope_marks_calls_as_background_only_while_it_lives() {
         assert_eq!(current_kind(), CallKind::Background);
     }
     assert_eq!(current_kind(), CallKind::Scan);
+}
+
+#[test]
+fn a_claim_stuck_on_a_hung_database_is_abandoned_and_its_late_answer_ignored() {
+    let t0 = Instant::now();
+    let mut b = live(t0, 2, 0);
+    b.take(CallKind::Scan, t0).unwrap();
+    let stuck = b.begin_claim(t0).unwrap();
+    let late = t0 + STALE_AFTER + Duration::from_millis(1);
+    assert!(b.claim_due(late), "a new worker may claim again");
+    assert_eq!(b.mode(late), BudgetMode::Hold);
+    let c = b.begin_claim(late).unwrap();
+    assert_eq!(c.used, 1, "the stuck claim's report is made again");
+    b.granted(&stuck, grant(50, 50), late);
+    assert_eq!(b.allowance(late), (0, 0), "the abandoned claim's grant is not used");
+    b.granted(&c, grant(2, 0), late);
+    assert_eq!(b.allowance(late), (2, 0));
+    assert_eq!(b.mode(late), BudgetMode::Venue);
 }
