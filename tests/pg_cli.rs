@@ -53,7 +53,10 @@ fn venue_migrate_applies_once_and_then_says_the_schema_is_current() {
     let (ok, out, err) = agent(&config, &["venue", "migrate"]);
     assert!(ok, "{err}");
     let latest = concession_agent::venue::schema::LATEST;
-    assert!(out.contains(&format!("current (version {latest})")), "{out}");
+    assert!(
+        out.contains(&format!("current (version {latest})")),
+        "{out}"
+    );
     // Nothing journaled: sync has nothing to do and says so with exit 0.
     let (ok, _, err) = agent(&config, &["venue", "sync"]);
     assert!(ok, "{err}");

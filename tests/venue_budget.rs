@@ -100,11 +100,19 @@ fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_res
     };
     // Background takes the key down to its reserve, and no further.
     assert_eq!(claim("a", 0, 0, 0, 100), vec![0, 12, 8, 4988, 1]);
-    assert_eq!(claim("b", 0, 0, 0, 5)[..2], [0, 0], "the reserve is the scans'");
+    assert_eq!(
+        claim("b", 0, 0, 0, 5)[..2],
+        [0, 0],
+        "the reserve is the scans'"
+    );
     // Scans may take the reserve, never beyond the key.
     assert_eq!(claim("b", 0, 0, 5, 0)[..3], [5, 0, 3]);
     assert_eq!(claim("c", 0, 0, 10, 0)[..4], [3, 0, 0, 4980]);
-    assert_eq!(claim("d", 0, 0, 1, 0)[..2], [0, 0], "the key's minute is spent");
+    assert_eq!(
+        claim("d", 0, 0, 1, 0)[..2],
+        [0, 0],
+        "the key's minute is spent"
+    );
     // `a` used 3 of its 12 and keeps none: the 9 it did not use go back to the key.
     let back = claim("a", 3, 0, 0, 0);
     assert_eq!(back[2], 9, "20 - 3 used - 5 (b) - 3 (c) held");
@@ -147,7 +155,11 @@ fn four_stands_on_one_key_never_exceed_its_limit_while_each_scans() {
     // Each stand alone would spend the whole key (its own budget is the key's 40): 100
     // scans of uncached tickets want 200 calls.
     let lists: Vec<Vec<String>> = (0..N)
-        .map(|i| (0..PER_STAND).map(|j| venue::ticket(i * PER_STAND + j)).collect())
+        .map(|i| {
+            (0..PER_STAND)
+                .map(|j| venue::ticket(i * PER_STAND + j))
+                .collect()
+        })
         .collect();
     let mut running = scan_lists(running, lists);
     let elapsed = t0.elapsed();
@@ -176,7 +188,10 @@ fn four_stands_on_one_key_never_exceed_its_limit_while_each_scans() {
          approved, 0 answers 429, {elapsed:?}",
         N * PER_STAND,
         stats.total_requests,
-        running.iter().map(|s| approved(&s.decisions)).sum::<usize>()
+        running
+            .iter()
+            .map(|s| approved(&s.decisions))
+            .sum::<usize>()
     );
 }
 
@@ -192,10 +207,21 @@ fn with_the_database_away_each_stand_keeps_to_its_static_share() {
     let db = format!("postgres://terminal@127.0.0.1:{}/venue", pg::free_port());
     let sb = limited_sandbox(N * PER_STAND, LIMIT);
     let tmp = tempfile::tempdir().unwrap();
-    let configs = stands(tmp.path(), &sb, &db, N, LIMIT, "budget_reserve_per_minute = 4\n");
+    let configs = stands(
+        tmp.path(),
+        &sb,
+        &db,
+        N,
+        LIMIT,
+        "budget_reserve_per_minute = 4\n",
+    );
     let t0 = Instant::now();
     let lists: Vec<Vec<String>> = (0..N)
-        .map(|i| (0..PER_STAND).map(|j| venue::ticket(i * PER_STAND + j)).collect())
+        .map(|i| {
+            (0..PER_STAND)
+                .map(|j| venue::ticket(i * PER_STAND + j))
+                .collect()
+        })
         .collect();
     // The first stand alone: its share is 30 / 3 = 10 calls, start-up ping included.
     let mut first = Stand::spawn(&configs[0]);
@@ -228,7 +254,9 @@ fn with_the_database_away_each_stand_keeps_to_its_static_share() {
     );
     for s in first.iter().chain(&others) {
         assert!(
-            s.decisions.iter().all(|d| d.venue.as_deref() == Some("pending")),
+            s.decisions
+                .iter()
+                .all(|d| d.venue.as_deref() == Some("pending")),
             "the database is away: every decision is pending"
         );
         assert!(approved(&s.decisions) > 0, "{}", s.config.display());
@@ -282,7 +310,11 @@ fn the_scan_reserve_holds_venue_wide_while_a_prefetch_runs() {
     }
     let stats = sb.stats();
     drop(prefetcher);
-    assert!(scanner.finish(Duration::from_secs(20)), "{}", scanner.stderr());
+    assert!(
+        scanner.finish(Duration::from_secs(20)),
+        "{}",
+        scanner.stderr()
+    );
     assert_eq!(stats.status(429), 0, "{stats:?}");
     assert!(stats.total_requests <= u64::from(LIMIT), "{stats:?}");
     eprintln!(

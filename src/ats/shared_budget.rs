@@ -377,7 +377,11 @@ impl BudgetState {
         Ok(drawn)
     }
 
-    fn take_share(&mut self, kind: CallKind, now: Instant) -> Result<Drawn, (RateWindow, Duration)> {
+    fn take_share(
+        &mut self,
+        kind: CallKind,
+        now: Instant,
+    ) -> Result<Drawn, (RateWindow, Duration)> {
         if kind == CallKind::Background {
             let stands = self.stands();
             let (m, d) = self.share.remaining(now);
@@ -649,7 +653,10 @@ pub(super) fn acquire(
             retry_after,
         }
     };
-    let drawn = shared.map(SharedBudget::take).transpose().map_err(refused)?;
+    let drawn = shared
+        .map(SharedBudget::take)
+        .transpose()
+        .map_err(refused)?;
     if let Err(e) = local.try_acquire(now) {
         if let (Some(s), Some(d)) = (shared, drawn) {
             s.give_back(d);

@@ -232,7 +232,9 @@ impl Worker {
             row.get(i)
                 .and_then(|v| v.parse::<i64>().ok())
                 .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
-                .ok_or_else(|| VenueError::Away(format!("the budget claim's column {i} is unreadable")))
+                .ok_or_else(|| {
+                    VenueError::Away(format!("the budget claim's column {i} is unreadable"))
+                })
         };
         Ok(Grant {
             scan: n(0)?,

@@ -247,9 +247,7 @@ impl VenueSettings {
         if !(1..=MAX_STANDS).contains(&stands) {
             return Err(err(
                 "venue.stands",
-                format!(
-                    "must be 1..={MAX_STANDS} (the stands sharing the API key), not {stands}"
-                ),
+                format!("must be 1..={MAX_STANDS} (the stands sharing the API key), not {stands}"),
             ));
         }
         Ok(VenueSettings {

@@ -53,7 +53,10 @@ fn background_calls_draw_only_from_the_any_pool() {
     let mut b = live(t0, 2, 0);
     assert!(b.take(CallKind::Background, t0).is_err());
     let c = b.begin_claim(t0).unwrap();
-    assert!(c.want_any > 0, "a background call was refused: it asks for the any pool");
+    assert!(
+        c.want_any > 0,
+        "a background call was refused: it asks for the any pool"
+    );
     b.granted(&c, grant(0, 1), t0);
     assert_eq!(b.take(CallKind::Background, t0), Ok(Drawn::Any));
     assert!(b.take(CallKind::Background, t0).is_err());
@@ -66,7 +69,10 @@ fn an_unused_allowance_expires_with_its_lifetime_and_is_renewed_before() {
     let t0 = Instant::now();
     let mut b = live(t0, 2, 3);
     assert!(!b.claim_due(t0));
-    assert!(b.claim_due(t0 + LEASE_LIFETIME - RENEW_AHEAD), "renewed ahead");
+    assert!(
+        b.claim_due(t0 + LEASE_LIFETIME - RENEW_AHEAD),
+        "renewed ahead"
+    );
     assert_eq!(b.allowance(t0 + LEASE_LIFETIME), (0, 0), "expired");
     assert!(b.take(CallKind::Scan, t0 + LEASE_LIFETIME).is_err());
 }
@@ -111,7 +117,10 @@ fn a_stand_that_never_reached_the_venue_keeps_to_its_share_at_once() {
     let (w, wait) = b.take(CallKind::Scan, t0).unwrap_err();
     assert_eq!((w, wait), (RateWindow::Minute, Duration::from_secs(60)));
     let c = b.begin_claim(t0).unwrap();
-    assert_eq!(c.used, 20, "the share's calls are reported once the venue answers");
+    assert_eq!(
+        c.used, 20,
+        "the share's calls are reported once the venue answers"
+    );
 }
 
 #[test]
@@ -229,7 +238,11 @@ fn a_claim_stuck_on_a_hung_database_is_abandoned_and_its_late_answer_ignored() {
     let c = b.begin_claim(late).unwrap();
     assert_eq!(c.used, 1, "the stuck claim's report is made again");
     b.granted(&stuck, grant(50, 50), late);
-    assert_eq!(b.allowance(late), (0, 0), "the abandoned claim's grant is not used");
+    assert_eq!(
+        b.allowance(late),
+        (0, 0),
+        "the abandoned claim's grant is not used"
+    );
     b.granted(&c, grant(2, 0), late);
     assert_eq!(b.allowance(late), (2, 0));
     assert_eq!(b.mode(late), BudgetMode::Venue);
