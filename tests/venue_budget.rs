@@ -330,3 +330,85 @@ fn the_scan_reserve_holds_venue_wide_while_a_prefetch_runs() {
         denied.iter().map(|d| &d.reason).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_terminal_role_with_only_the_documented_grants_claims_the_keys_budget() {
+    use concession_agent::ats::shared_budget::{BudgetMode, SharePlan, SharedBudget};
+    use concession_agent::store::{Store, StoreOptions};
+    use concession_agent::venue::budget::BudgetLink;
+    use concession_agent::venue::VenueHandle;
+    use std::sync::Arc;
+
+    let Some(cluster) = pg::shared("venue_budget") else {
+        return;
+    };
+    let url = cluster.fresh_db();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let role = format!("terminal_{db}");
+    let settings = |url: &str| {
+        VenueSettings::from_raw(RawVenue {
+            url: Some(url.into()),
+            ..RawVenue::default()
+        })
+        .unwrap()
+    };
+    concession_agent::venue::migrate_now(&settings(&url), "owner").unwrap();
+    // The grants of docs/venue.md, "What venue IT sets up".
+    cluster.psql(
+        &url,
+        &format!(
+            "CREATE ROLE {role} LOGIN;
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT ON venue_migrations TO {role};
+             GRANT SELECT, INSERT, UPDATE ON venue_lines TO {role};
+             GRANT SELECT, INSERT ON venue_decisions TO {role};
+             GRANT USAGE ON SEQUENCE venue_decisions_seq_seq TO {role};
+             GRANT SELECT, INSERT, UPDATE ON venue_ats_keys TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON venue_ats_allowances, venue_ats_calls TO {role};"
+        ),
+    );
+    let as_terminal = url.replacen(&format!("{}@", pg::USER), &format!("{role}@"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            terminal_id: "t".into(),
+            machine_id: None,
+            min_free_bytes: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = SharePlan {
+        per_minute: 80,
+        per_day: 5000,
+        stands: 4,
+        reserve_per_minute: 10,
+    };
+    let issuer = store.id_prefix().to_string();
+    let budget = Arc::new(SharedBudget::new(plan, concession_agent::clock::system()));
+    assert_eq!(
+        budget.mode(),
+        BudgetMode::Share,
+        "not reached yet: its share"
+    );
+    let link = BudgetLink::new(Arc::clone(&budget), "sandbox-key", plan);
+    let v = VenueHandle::start_with_budget(settings(&as_terminal), store, Some(link)).unwrap();
+    v.start_up(true, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        budget.mode(),
+        BudgetMode::Venue,
+        "the first claim came before serving"
+    );
+    assert_eq!(budget.allowance(), (2, 0), "an idle stand holds one lookup");
+    assert_eq!(v.budget_left(), Some((78, 4998)));
+    assert_eq!(
+        cluster.psql(
+            &url,
+            "SELECT terminal || ':' || calls FROM venue_ats_allowances"
+        ),
+        format!("{issuer}:2")
+    );
+    v.shutdown(Duration::from_secs(2));
+}

@@ -139,6 +139,8 @@ pub struct BudgetLink {
     plan: SharePlan,
     /// A wake-up job is queued: do not queue another (the job queue is the scans').
     woken: Arc<AtomicBool>,
+    /// The database's refusal of a claim was logged (once: claims retry every 500 ms).
+    refusal_logged: Arc<AtomicBool>,
 }
 
 impl BudgetLink {
@@ -149,6 +151,7 @@ impl BudgetLink {
             key_hash: key_hash(apikey),
             plan,
             woken: Arc::new(AtomicBool::new(false)),
+            refusal_logged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -192,9 +195,22 @@ impl Worker {
             .and_then(|()| self.ready())
             .and_then(|()| self.claim(&link, &claim));
         match r {
-            Ok(grant) => link.budget.granted(&claim, grant),
+            Ok(grant) => {
+                link.budget.granted(&claim, grant);
+                link.refusal_logged.store(false, Ordering::SeqCst);
+            }
             Err(e) => {
-                log::debug!("venue: ats budget claim failed: {e}");
+                // The server's own refusal (rights, a schema without the function) is
+                // venue IT's to fix: said once; an unreachable database is said elsewhere.
+                let refused = matches!(&e, VenueError::Db(pe) if pe.as_db_error().is_some());
+                if refused && !link.refusal_logged.swap(true, Ordering::SeqCst) {
+                    log::warn!(
+                        "venue: the ATS budget claim was refused ({e}): this stand keeps to \
+                         its static share (docs/venue.md, \"One budget for the key\")"
+                    );
+                } else {
+                    log::debug!("venue: ats budget claim failed: {e}");
+                }
                 link.budget.claim_failed(&claim);
                 self.failed(&e);
             }
