@@ -564,7 +564,7 @@ impl AtsClient {
                 return Err(timeout(now, polls));
             }
             let shared = self.inner.shared.get().map(Arc::as_ref);
-            shared_budget::acquire(shared, &mut self.budget(), now)?;
+            shared_budget::acquire(shared, &self.inner.budget, now)?;
             let cookie = jar.header();
             let within = deadline.saturating_duration_since(now);
             let reply =

@@ -256,6 +256,9 @@ pub struct BudgetState {
     venue_left: Option<(u32, u32)>,
     /// Claims ended (answered or failed): a waiting background call looks again.
     claims_ended: u64,
+    /// The last claim got less than it asked (the key is short): claim again only
+    /// after [`RETRY_EVERY`], not after every job.
+    short: bool,
 }
 
 impl BudgetState {
@@ -280,6 +283,7 @@ impl BudgetState {
             stands_seen: 0,
             venue_left: None,
             claims_ended: 0,
+            short: false,
         }
     }
 
@@ -331,11 +335,11 @@ impl BudgetState {
         let drawn = match self.mode(now) {
             BudgetMode::Venue => self.take_allowance(kind)?,
             BudgetMode::Hold => {
-                let Contact::Lost(since) = self.contact else {
-                    unreachable!("hold only when lost")
+                let end = match self.contact {
+                    Contact::Lost(since) => since + HOLD_AFTER_LOSS,
+                    _ => now,
                 };
-                let left = (since + HOLD_AFTER_LOSS).saturating_duration_since(now);
-                return Err((RateWindow::Minute, left));
+                return Err((RateWindow::Minute, end.saturating_duration_since(now)));
             }
             BudgetMode::Share => self.take_share(kind, now)?,
         };
@@ -424,15 +428,17 @@ impl BudgetState {
         if self.in_flight.is_some() {
             return false;
         }
+        let retry_due = self
+            .last_attempt
+            .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_EVERY);
         match self.contact {
+            Contact::Live(_) if self.short && !retry_due => false,
             Contact::Live(_) => {
                 self.want_refill
                     || self.scan_left < self.plan.scan_hold()
                     || self.expires.is_none_or(|e| e <= now + RENEW_AHEAD)
             }
-            Contact::Never | Contact::Lost(_) => self
-                .last_attempt
-                .is_none_or(|t| now.saturating_duration_since(t) >= RETRY_EVERY),
+            Contact::Never | Contact::Lost(_) => retry_due,
         }
     }
 
@@ -473,6 +479,7 @@ impl BudgetState {
         self.in_flight = None;
         self.expire(now);
         self.contact = Contact::Live(now);
+        self.short = grant.scan < claim.want_scan || grant.any < claim.want_any;
         self.scan_left += grant.scan;
         self.any_left += grant.any;
         self.last_grant_total = self.scan_left + self.any_left;
@@ -641,9 +648,12 @@ impl SharedBudget {
 
 /// One call's tokens, before the send: the venue's (or the static share's) first, then
 /// the client's own budget; a call the second refuses gives the first back.
+///
+/// `local` is locked only after the shared draw: a background draw may wait for a refill,
+/// and scans must not queue behind it on the client's own budget.
 pub(super) fn acquire(
     shared: Option<&SharedBudget>,
-    local: &mut RateBudget,
+    local: &Mutex<RateBudget>,
     now: Instant,
 ) -> Result<(), AtsError> {
     let refused = |(window, retry_after): (RateWindow, Duration)| {
@@ -657,6 +667,8 @@ pub(super) fn acquire(
         .map(SharedBudget::take)
         .transpose()
         .map_err(refused)?;
+    // Plain counters: a poisoned lock is still usable.
+    let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = local.try_acquire(now) {
         if let (Some(s), Some(d)) = (shared, drawn) {
             s.give_back(d);

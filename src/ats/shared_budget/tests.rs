@@ -199,8 +199,8 @@ fn a_call_the_local_budget_refuses_gives_its_token_back() {
         let c = s.begin_claim(t0).unwrap();
         s.granted(&c, grant(1, 0), t0);
     }
-    let mut local = RateBudget::new(0, 0);
-    assert!(acquire(Some(&shared), &mut local, t0).is_err());
+    let local = Mutex::new(RateBudget::new(0, 0));
+    assert!(acquire(Some(&shared), &local, t0).is_err());
     assert_eq!(shared.allowance(), (1, 0));
 }
 
@@ -246,4 +246,15 @@ fn a_claim_stuck_on_a_hung_database_is_abandoned_and_its_late_answer_ignored() {
     b.granted(&c, grant(2, 0), late);
     assert_eq!(b.allowance(late), (2, 0));
     assert_eq!(b.mode(late), BudgetMode::Venue);
+}
+
+#[test]
+fn a_key_that_is_short_is_claimed_again_after_a_pause_not_after_every_job() {
+    let t0 = Instant::now();
+    let mut b = BudgetState::new(plan());
+    let c = b.begin_claim(t0).unwrap();
+    b.granted(&c, grant(0, 0), t0);
+    assert!(b.take(CallKind::Scan, t0).is_err());
+    assert!(!b.claim_due(t0 + Duration::from_millis(100)), "short: wait");
+    assert!(b.claim_due(t0 + RETRY_EVERY), "then claim again");
 }
