@@ -274,6 +274,11 @@ impl VenueHandle {
         self.budget.as_ref().and_then(|b| b.budget().venue_left())
     }
 
+    /// Where this stand's ATS calls come from now (venue allowance, static share, hold).
+    pub fn budget_mode(&self) -> Option<crate::ats::shared_budget::BudgetMode> {
+        self.budget.as_ref().map(|b| b.budget().mode())
+    }
+
     /// The worker's state.
     pub fn status(&self) -> VenueStatus {
         VenueStatus {
