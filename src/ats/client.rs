@@ -170,8 +170,7 @@ impl AtsClient {
         self.budget().remaining(now)
     }
 
-    /// Venue mode: every call first draws from `shared` (docs/venue.md, "One budget for
-    /// the key"). Set once; a second budget is refused (returned).
+    /// Venue mode: every call draws from `shared` first (docs/venue.md). Set once.
     pub fn set_shared_budget(&self, shared: Arc<SharedBudget>) -> Result<(), Arc<SharedBudget>> {
         self.inner.shared.set(shared)
     }
@@ -563,8 +562,7 @@ impl AtsClient {
             if now >= deadline {
                 return Err(timeout(now, polls));
             }
-            let shared = self.inner.shared.get().map(Arc::as_ref);
-            shared_budget::acquire(shared, &self.inner.budget, now)?;
+            shared_budget::acquire(self.inner.shared.get(), &self.inner.budget, now)?;
             let cookie = jar.header();
             let within = deadline.saturating_duration_since(now);
             let reply =

@@ -652,7 +652,7 @@ impl SharedBudget {
 /// `local` is locked only after the shared draw: a background draw may wait for a refill,
 /// and scans must not queue behind it on the client's own budget.
 pub(super) fn acquire(
-    shared: Option<&SharedBudget>,
+    shared: Option<&std::sync::Arc<SharedBudget>>,
     local: &Mutex<RateBudget>,
     now: Instant,
 ) -> Result<(), AtsError> {
@@ -663,10 +663,7 @@ pub(super) fn acquire(
             retry_after,
         }
     };
-    let drawn = shared
-        .map(SharedBudget::take)
-        .transpose()
-        .map_err(refused)?;
+    let drawn = shared.map(|s| s.take()).transpose().map_err(refused)?;
     // Plain counters: a poisoned lock is still usable.
     let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = local.try_acquire(now) {

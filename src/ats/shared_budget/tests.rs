@@ -193,7 +193,7 @@ fn the_share_divides_by_the_stands_the_venue_saw_when_they_are_more() {
 #[test]
 fn a_call_the_local_budget_refuses_gives_its_token_back() {
     let t0 = Instant::now();
-    let shared = SharedBudget::new(plan(), crate::clock::system());
+    let shared = std::sync::Arc::new(SharedBudget::new(plan(), crate::clock::system()));
     {
         let mut s = shared.state();
         let c = s.begin_claim(t0).unwrap();
