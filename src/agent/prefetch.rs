@@ -584,6 +584,8 @@ pub fn spawn_refresher(
     std::thread::Builder::new()
         .name("prefetch".into())
         .spawn(move || {
+            // Refresh keeps the scans' reserve of the key's venue-wide budget too.
+            crate::ats::mark_thread_background();
             let mut next = if plan.at_start {
                 clock.now()
             } else {

@@ -108,14 +108,63 @@ impl AtsLink {
 /// serve (scans are then decided locally, pending); a schema newer than this agent, or
 /// the database refusing (rights, authentication), is. Without `[venue]`: inert.
 pub fn start_venue(config: &Config, store: &Store) -> Result<crate::agent::VenueState, StartError> {
+    start_venue_with(config, store, VenueBudget::default())
+}
+
+/// The key's venue-wide ATS budget (docs/venue.md, "One budget for the key"), from its
+/// attachment to the client ([`attach_venue_budget`]) to the venue's start
+/// ([`start_venue_with`]), whose worker claims it.
+#[derive(Default)]
+pub struct VenueBudget {
+    #[cfg(feature = "venue")]
+    link: Option<crate::venue::budget::BudgetLink>,
+}
+
+/// Venue mode: makes every call of `client` draw from the key's venue-wide budget
+/// first (the client's own budget stays the second guard). Until the venue worker's
+/// first claim is answered the stand keeps to its static share (`venue.stands`).
+/// Without `[venue]`: nothing, the client is as before.
+pub fn attach_venue_budget(config: &Config, client: &AtsClient) -> VenueBudget {
+    #[cfg(feature = "venue")]
+    if let Some(settings) = &config.venue {
+        use crate::ats::shared_budget::{SharePlan, SharedBudget};
+        let plan = SharePlan {
+            per_minute: config.ats.rate_per_minute,
+            per_day: config.ats.rate_per_day,
+            stands: settings.stands,
+            reserve_per_minute: config.cache.budget_reserve_per_minute,
+        };
+        if !settings.stands_given {
+            log::warn!(
+                "venue.stands is not set: while the venue database is away this stand may                  spend the whole API key (set it to the number of stands on this key)"
+            );
+        }
+        let budget = Arc::new(SharedBudget::new(plan, client.clock().clone()));
+        if client.set_shared_budget(Arc::clone(&budget)).is_err() {
+            log::warn!("the ATS client already has a venue budget: keeping it");
+            return VenueBudget::default();
+        }
+        let link = crate::venue::budget::BudgetLink::new(budget, config.ats.apikey.expose(), plan);
+        return VenueBudget { link: Some(link) };
+    }
+    let _ = (config, client);
+    VenueBudget::default()
+}
+
+/// [`start_venue`], the worker also claiming `budget` for the ATS client.
+pub fn start_venue_with(
+    config: &Config,
+    store: &Store,
+    budget: VenueBudget,
+) -> Result<crate::agent::VenueState, StartError> {
     let Some(settings) = &config.venue else {
         return Ok(crate::agent::VenueState::default());
     };
     #[cfg(feature = "venue")]
     {
         use crate::venue::{VenueError, VenueHandle};
-        let handle =
-            VenueHandle::start(settings.clone(), store.clone()).map_err(StartError::Venue)?;
+        let handle = VenueHandle::start_with_budget(settings.clone(), store.clone(), budget.link)
+            .map_err(StartError::Venue)?;
         match handle.start_up(true, settings.start_timeout) {
             Ok(r) => {
                 if !r.migrated.is_empty() {
@@ -144,7 +193,7 @@ pub fn start_venue(config: &Config, store: &Store) -> Result<crate::agent::Venue
     }
     #[cfg(not(feature = "venue"))]
     {
-        let _ = (settings, store);
+        let _ = (settings, store, budget);
         Err(StartError::Unsupported(
             "[venue] needs a build with the `venue` feature".into(),
         ))

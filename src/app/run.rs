@@ -139,6 +139,8 @@ pub fn run_agent(
     // A hang-up must not kill the agent mid-shift (src/hardening.rs).
     crate::hardening::ignore_hangup().map_err(|e| format!("signal handler: {e}"))?;
     let link: AtsLink = connect_ats(&config, clock.clone())?;
+    // Venue mode: every ATS call, the start-up ping included, keeps to the key's budget.
+    let venue_budget = super::attach_venue_budget(&config, &link.client);
     // Credentials first: a wrong key used to look like "every ticket unknown".
     let online_at_start = match start_up_ping(&link, &clock) {
         Ok(()) => Ok(()),
@@ -157,7 +159,7 @@ pub fn run_agent(
     };
     let store = open_store(&config)?;
     // Venue mode: migrate and upload what is pending before serving (docs/venue.md).
-    let venue = super::start_venue(&config, &store)?;
+    let venue = super::start_venue_with(&config, &store, venue_budget)?;
     // Void ownership on the POS link: ids it never saw are checked against the journal.
     let journal = store.clone();
     wiring.pos_link.journal = Some(JournalLookup(Arc::new(move |id| {

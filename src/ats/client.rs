@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -28,6 +28,7 @@ use super::error::{AtsError, Phase, RateWindow};
 use super::http::{Http, Reply};
 use super::poll::Backoff;
 use super::rate::{RateBudget, ServerRate, DEFAULT_SERVER_CLOSURE};
+use super::shared_budget::{self, BackgroundScope, SharedBudget};
 use super::wire::{self, Envelope};
 
 /// At most this many chunks are followed for one event listing.
@@ -61,6 +62,8 @@ struct Inner {
     http: Http,
     clock: SharedClock,
     budget: Mutex<RateBudget>,
+    /// The venue-wide budget of the key, drawn before the local one (venue mode only).
+    shared: OnceLock<Arc<SharedBudget>>,
     seq: AtomicU64,
     /// ATS's clock (Unix ms) at the last answer that carried it (`ping`), and the
     /// monotonic instant it arrived: for the clock sanity check.
@@ -103,6 +106,7 @@ impl AtsClient {
                 http,
                 clock,
                 budget: Mutex::new(budget),
+                shared: OnceLock::new(),
                 seq: AtomicU64::new(0),
                 server_clock: Mutex::new(None),
                 calls: CallCounters::default(),
@@ -164,6 +168,16 @@ impl AtsClient {
     pub fn budget_remaining(&self) -> (u32, u32) {
         let now = self.inner.clock.now();
         self.budget().remaining(now)
+    }
+
+    /// Venue mode: every call draws from `shared` first (docs/venue.md). Set once.
+    pub fn set_shared_budget(&self, shared: Arc<SharedBudget>) -> Result<(), Arc<SharedBudget>> {
+        self.inner.shared.set(shared)
+    }
+
+    /// The venue-wide budget this client draws from, if any.
+    pub fn shared_budget(&self) -> Option<&Arc<SharedBudget>> {
+        self.inner.shared.get()
     }
 
     /// Commands called since the client was built, by result (see [`CallCounts`]).
@@ -315,6 +329,7 @@ impl AtsClient {
         pace: Option<(u32, &AtomicBool)>,
     ) -> Result<EventPage, AtsError> {
         self.scrubbed(|| {
+            let _bg = pace.map(|_| BackgroundScope::enter());
             if let Some((reserve, stop)) = pace {
                 self.wait_for_budget(reserve, stop)?;
             }
@@ -430,6 +445,7 @@ impl AtsClient {
         let mut out: Vec<(String, ValueLine)> = Vec::new();
         let mut prev: Option<String> = None;
         let mut seen: HashSet<String> = HashSet::new();
+        let _bg = pace.map(|_| BackgroundScope::enter());
         for chunk_no in 0..MAX_EVENT_CHUNKS {
             if let Some((reserve, stop)) = pace {
                 self.wait_for_budget(reserve, stop)?;
@@ -546,15 +562,7 @@ impl AtsClient {
             if now >= deadline {
                 return Err(timeout(now, polls));
             }
-            self.budget()
-                .try_acquire(now)
-                .map_err(|(window, retry_after)| {
-                    debug!("ats call refused locally: {window} budget, retry in {retry_after:?}");
-                    AtsError::RateBudget {
-                        window,
-                        retry_after,
-                    }
-                })?;
+            shared_budget::acquire(self.inner.shared.get(), &self.inner.budget, now)?;
             let cookie = jar.header();
             let within = deadline.saturating_duration_since(now);
             let reply =

@@ -9,7 +9,8 @@
 //!
 //! Files: `config` (settings, validation), `client` (the call and the commands),
 //! `http` (one exchange over ureq), `wire` (every field mapping), `cookies` (the
-//! per-call jar), `rate` (the budget), `poll` (the back-off), `tls` (trusted roots),
+//! per-call jar), `rate` (the budget), `shared_budget` (the
+//! venue-wide budget of the key), `poll` (the back-off), `tls` (trusted roots),
 //! `error` (the error type).
 
 mod calls;
@@ -20,6 +21,7 @@ mod error;
 pub(crate) mod http;
 mod poll;
 mod rate;
+pub mod shared_budget;
 pub(crate) mod tls;
 pub mod wire;
 
@@ -30,5 +32,6 @@ pub use cookies::CallJar;
 pub use error::{AtsError, Phase, RateWindow};
 pub use poll::Backoff;
 pub use rate::{RateBudget, ServerRate};
+pub use shared_budget::{mark_thread_background, SharedBudget};
 /// The TLS roots of an endpoint (the Presence client shares them).
 pub use tls::tls_config;

@@ -195,6 +195,12 @@ impl RateBudget {
         (minute.min(day), day)
     }
 
+    /// New limits for the same windows (the calls already counted stay counted).
+    pub fn set_limits(&mut self, per_minute: u32, per_day: u32) {
+        self.per_minute = per_minute;
+        self.per_day = per_day;
+    }
+
     /// The quota the server last announced in `Rate-Limit`, if any.
     pub fn server_limit(&self) -> Option<u64> {
         self.server_limit

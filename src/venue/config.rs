@@ -6,6 +6,7 @@
 //! password_file = "/etc/concession-agent/venue-password"   # or env CONCESSION_VENUE_PASSWORD
 //! ca_file = "/etc/concession-agent/venue-ca.pem"           # default: the system trust store
 //! timeout_ms = 300
+//! stands = 12                                              # stands on this API key
 //! ```
 //!
 //! `CONCESSION_VENUE_URL` overrides `url` (and turns venue mode on without a `[venue]`
@@ -45,6 +46,9 @@ pub struct RawVenue {
     pub lock_timeout_ms: Option<u64>,
     /// Server-side `idle_in_transaction_session_timeout`, ms. Default 5000.
     pub idle_in_transaction_timeout_ms: Option<u64>,
+    /// The stands sharing the API key: while the database is away each keeps to the
+    /// key's limits divided by this (docs/venue.md, "One budget for the key"). Default 1.
+    pub stands: Option<u32>,
     /// The password from `CONCESSION_VENUE_PASSWORD` (never from the file).
     #[serde(skip)]
     pub password_env: Option<String>,
@@ -71,7 +75,14 @@ pub struct VenueSettings {
     pub lock_timeout: Duration,
     /// `idle_in_transaction_session_timeout`.
     pub idle_in_transaction_timeout: Duration,
+    /// `venue.stands`: the static share's divisor.
+    pub stands: u32,
+    /// `venue.stands` was written (a default of 1 is worth a warning at start).
+    pub stands_given: bool,
 }
+
+/// The most stands `venue.stands` accepts.
+pub const MAX_STANDS: u32 = 10_000;
 
 /// Why `[venue]` cannot be used: the field and a message (never the password).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +243,16 @@ impl VenueSettings {
             (None, Some(path)) => Some(read_password_file(path)?),
             (None, None) => None,
         };
+        let stands = raw.stands.unwrap_or(1);
+        if !(1..=MAX_STANDS).contains(&stands) {
+            return Err(err(
+                "venue.stands",
+                format!("must be 1..={MAX_STANDS} (the stands sharing the API key), not {stands}"),
+            ));
+        }
         Ok(VenueSettings {
+            stands,
+            stands_given: raw.stands.is_some(),
             url,
             password,
             ca_file: raw.ca_file,
@@ -364,6 +384,18 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = VenueSettings::from_raw(r).unwrap();
         assert_eq!(s.password.unwrap().expose(), "s3cret");
+    }
+
+    #[cfg(feature = "venue")]
+    #[test]
+    fn stands_default_to_one_and_zero_is_refused_by_name() {
+        let s = VenueSettings::from_raw(raw("postgres://t@127.0.0.1/v")).unwrap();
+        assert_eq!((s.stands, s.stands_given), (1, false));
+        let mut r = raw("postgres://t@127.0.0.1/v");
+        r.stands = Some(0);
+        let e = VenueSettings::from_raw(r).unwrap_err();
+        assert_eq!(e.field, "venue.stands");
+        assert!(e.message.contains("not 0"), "{}", e.message);
     }
 
     #[cfg(feature = "venue")]

@@ -77,6 +77,8 @@
 //! reach while the venue is away.
 
 #[cfg(feature = "venue")]
+pub mod budget;
+#[cfg(feature = "venue")]
 pub mod cli;
 pub mod config;
 #[cfg(feature = "venue")]

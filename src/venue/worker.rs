@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use postgres::Client;
 
+use super::budget::BudgetLink;
 use super::config::VenueSettings;
 use super::db::{self, Recorded};
 use super::error::VenueError;
@@ -123,12 +124,14 @@ impl Drop for VenueTxn {
     }
 }
 
-enum Step {
+pub(super) enum Step {
     Commit(Box<JournalEntry>, Sender<CommitOutcome>),
     Abort,
 }
 
-enum Job {
+pub(super) enum Job {
+    /// A draw found the ATS allowance low: claim now (`budget.rs`).
+    Budget,
     Begin {
         barcode: String,
         seed: Vec<VenueLine>,
@@ -195,19 +198,31 @@ pub struct VenueHandle {
     store: Store,
     /// One database round trip longer than this: the worker is stuck.
     stuck_after: Duration,
+    /// The key's ATS budget, claimed by the worker (`budget.rs`).
+    budget: Option<BudgetLink>,
 }
 
 impl VenueHandle {
     /// Starts the worker for `store` (it reads the journal to replay it). Returns at
     /// once: the worker connects in the background.
     pub fn start(settings: VenueSettings, store: Store) -> Result<VenueHandle, VenueError> {
+        VenueHandle::start_with_budget(settings, store, None)
+    }
+
+    /// [`start`](Self::start), the worker also claiming the key's ATS budget for `budget`.
+    pub fn start_with_budget(
+        settings: VenueSettings,
+        store: Store,
+        budget: Option<BudgetLink>,
+    ) -> Result<VenueHandle, VenueError> {
         let epoch = Instant::now();
         let timeout = settings.timeout;
         // A job waits at most a statement, the loop's step and a statement; a server
         // that ACKs and never answers (hung, or a broken middlebox) exceeds it forever.
         let stuck_after = settings.statement_timeout * 2 + timeout + Duration::from_secs(1);
-        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch)?;
+        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch, &budget)?;
         Ok(VenueHandle {
+            budget,
             jobs: Some(jobs),
             shared,
             epoch,
@@ -229,7 +244,7 @@ impl VenueHandle {
         let Some(busy) = self.busy_for().filter(|b| *b > self.stuck_after) else {
             return false;
         };
-        match spawn_worker(&self.settings, &self.store, self.epoch) {
+        match spawn_worker(&self.settings, &self.store, self.epoch, &self.budget) {
             Ok((jobs, shared, thread)) => {
                 log::warn!(
                     "venue worker stuck for {} ms on the database: starting a new one",
@@ -251,6 +266,17 @@ impl VenueHandle {
     /// `venue.timeout_ms`: how long a scan waits for one step.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The key's ATS calls left venue-wide (this minute, today) as of this stand's last
+    /// answered claim; `None` without a budget or before one (docs/venue.md).
+    pub fn budget_left(&self) -> Option<(u32, u32)> {
+        self.budget.as_ref().and_then(|b| b.budget().venue_left())
+    }
+
+    /// Where this stand's ATS calls come from now (venue allowance, static share, hold).
+    pub fn budget_mode(&self) -> Option<crate::ats::shared_budget::BudgetMode> {
+        self.budget.as_ref().map(|b| b.budget().mode())
     }
 
     /// The worker's state.
@@ -388,10 +414,13 @@ fn spawn_worker(
     settings: &VenueSettings,
     store: &Store,
     epoch: Instant,
+    budget: &Option<BudgetLink>,
 ) -> Result<Spawned, VenueError> {
     let (tx, rx) = bounded(16);
     let shared = Arc::new(Shared::default());
     let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
+    worker.budget = budget.clone();
+    budget.iter().for_each(|b| b.wire(&tx));
     let thread = std::thread::Builder::new()
         .name("venue".into())
         .spawn(move || worker.run(rx))
@@ -426,6 +455,8 @@ pub(super) struct Worker {
     pub(super) schema_ok: bool,
     pub(super) issuer: String,
     pub(super) watermark_path: PathBuf,
+    /// The key's ATS budget this worker claims (`budget.rs`).
+    pub(super) budget: Option<BudgetLink>,
 }
 
 impl Worker {
@@ -446,6 +477,7 @@ impl Worker {
             schema_ok: false,
             issuer,
             watermark_path,
+            budget: None,
         }
     }
 
@@ -455,11 +487,13 @@ impl Worker {
                 Ok(job) => {
                     self.busy(true);
                     self.handle(job);
+                    self.budget_tick();
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.busy(true);
                     self.idle();
+                    self.budget_tick();
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -497,6 +531,7 @@ impl Worker {
 
     fn handle(&mut self, job: Job) {
         match job {
+            Job::Budget => {} // claimed after every job (`run`)
             Job::Begin {
                 barcode,
                 seed,
@@ -529,6 +564,8 @@ impl Worker {
                 let r = self.start_up(migrate);
                 if let Err(e) = &r {
                     self.failed(e);
+                } else {
+                    self.budget_tick(); // the first allowance before the agent serves
                 }
                 let _ = reply.send(r);
             }
@@ -576,7 +613,7 @@ impl Worker {
     }
 
     /// The schema is migrated, once per run (the database may have been away at start).
-    fn ready(&mut self) -> Result<(), VenueError> {
+    pub(super) fn ready(&mut self) -> Result<(), VenueError> {
         self.check_schema(true).map(drop)
     }
 
@@ -684,7 +721,7 @@ impl Worker {
     }
 
     /// Connects when there is no connection (at most once per backoff unless `now`).
-    fn ensure_client(&mut self, now: bool) -> Result<(), VenueError> {
+    pub(super) fn ensure_client(&mut self, now: bool) -> Result<(), VenueError> {
         if let Some(c) = &self.client {
             if !c.is_closed() {
                 return Ok(());
@@ -722,7 +759,7 @@ impl Worker {
 
     /// After an error: a connection that broke (anything but the server's own error
     /// answer) is discarded, and the next attempt reconnects.
-    fn failed(&mut self, e: &VenueError) {
+    pub(super) fn failed(&mut self, e: &VenueError) {
         if !matches!(e, VenueError::Away(_)) {
             self.note_error(&e.to_string());
         }

@@ -57,6 +57,11 @@ pub struct StandConfig {
     pub venue_extra: String,
     /// More top-level TOML (keys, then whole tables).
     pub extra: String,
+    /// `[ats] rate_per_minute` (default: more than any test reaches).
+    pub rate_per_minute: u32,
+    /// More TOML for the `[cache]` table (`prefetch_at_start = false` is set unless
+    /// this sets it).
+    pub cache_extra: String,
 }
 
 impl StandConfig {
@@ -70,6 +75,8 @@ impl StandConfig {
             venue_timeout_ms: 300,
             venue_extra: String::new(),
             extra: String::new(),
+            rate_per_minute: 10_000,
+            cache_extra: String::new(),
         }
     }
 
@@ -87,10 +94,10 @@ impl StandConfig {
              [ats]\n\
              url = {ats:?}\n\
              apikey = \"sandbox-key\"\n\
-             rate_per_minute = 10000\n\
+             rate_per_minute = {rate}\n\
              rate_per_day = 10000000\n\
              [cache]\n\
-             prefetch_at_start = false\n\
+             {cache}\n\
              [pos]\n\
              output = \"jsonl\"\n\
              [venue]\n\
@@ -105,6 +112,12 @@ impl StandConfig {
             venue = self.venue_url,
             vt = self.venue_timeout_ms,
             venue_extra = self.venue_extra,
+            rate = self.rate_per_minute,
+            cache = if self.cache_extra.contains("prefetch_at_start") {
+                self.cache_extra.clone()
+            } else {
+                format!("prefetch_at_start = false\n{}", self.cache_extra)
+            },
         );
         std::fs::write(&path, text).unwrap();
         path
