@@ -227,7 +227,7 @@ impl Metrics {
         gauge(
             &mut out,
             "concession_pending_uploads",
-            "Decisions waiting to be uploaded to the venue database (not counted yet: 0).",
+            "Journal entries not yet uploaded to the venue database (0 without venue mode).",
             status.pending_uploads.unwrap_or(0).to_string(),
         );
 

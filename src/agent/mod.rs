@@ -145,6 +145,9 @@ impl Agent {
 
     /// Turns venue mode on (the worker started, see `app::start_venue`).
     pub fn set_venue(&mut self, venue: VenueState) {
+        if let Some(link) = venue.status_link() {
+            self.publisher.set_venue_link(link); // heartbeats, pending uploads
+        }
         self.venue = venue;
     }
 

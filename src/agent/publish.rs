@@ -74,6 +74,8 @@ struct Sources {
     utc_offset_minutes: i32,
     metrics: MetricsSettings,
     venue_mode: bool,
+    /// Venue mode: the venue worker's side (heartbeat, pending uploads).
+    venue_link: Option<status::VenueLink>,
 }
 
 /// The loop's side of the publisher: updates facts; the thread writes.
@@ -125,6 +127,7 @@ impl Publisher {
             utc_offset_minutes: config.utc_offset_minutes,
             metrics: config.metrics.clone(),
             venue_mode: config.venue.is_some(),
+            venue_link: None,
         };
         Publisher {
             facts: Arc::new(Mutex::new(Facts {
@@ -152,6 +155,12 @@ impl Publisher {
     /// Where and how often the metrics textfile is written.
     pub fn set_metrics(&mut self, settings: MetricsSettings) {
         self.sources.metrics = settings;
+    }
+
+    /// Venue mode: every snapshot goes to the venue worker's heartbeat too, and the
+    /// pending uploads are counted from its watermark. Before [`Publisher::spawn`].
+    pub fn set_venue_link(&mut self, link: status::VenueLink) {
+        self.sources.venue_link = Some(link);
     }
 
     /// Starts the thread that writes the status file (and the metrics file), and the
@@ -333,7 +342,10 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
             used_count: usage.count,
             ..s.caps.clone()
         },
-        pending_uploads: None,
+        pending_uploads: s
+            .venue_link
+            .as_ref()
+            .and_then(|l| l.pending(facts.journal_entries)),
         venue_mode: s.venue_mode,
         ats_budget: Some(AtsBudget { minute, day }),
         ats_calls: Some(s.ats.call_counts()),
@@ -377,6 +389,9 @@ fn write_files(
     failing: &mut Failing,
 ) {
     let snap = build(facts, cache, s);
+    if let Some(link) = &s.venue_link {
+        link.offer(&snap);
+    }
     note(
         "status",
         &mut failing.status,

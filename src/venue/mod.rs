@@ -82,8 +82,12 @@ pub mod config;
 #[cfg(feature = "venue")]
 pub mod connect;
 #[cfg(feature = "venue")]
+pub mod dashboard;
+#[cfg(feature = "venue")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "venue")]
+pub mod heartbeat;
 pub mod ledger;
 #[cfg(feature = "venue")]
 mod replay;

@@ -28,10 +28,11 @@ pub struct Migration {
 }
 
 /// Every migration this build knows.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "lines and decisions",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "lines and decisions",
+        sql: r#"
 CREATE TABLE venue_lines (
     barcode     text        NOT NULL,
     av_id       text        NOT NULL,
@@ -68,10 +69,27 @@ CREATE INDEX venue_decisions_void_of ON venue_decisions (void_of) WHERE void_of 
 CREATE INDEX venue_decisions_overdraft ON venue_decisions (seq)
     WHERE overdraft_cents > 0 OR overdraft_items > 0;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "terminal heartbeats",
+        // One row per terminal, replaced every few seconds (venue/heartbeat.rs).
+        sql: r#"
+CREATE TABLE venue_heartbeats (
+    terminal        text        PRIMARY KEY,
+    seen_at         timestamptz NOT NULL DEFAULT now(),
+    reported_at     timestamptz NOT NULL,
+    mode            text        NOT NULL,
+    version         text        NOT NULL,
+    pending_uploads bigint,
+    status          jsonb       NOT NULL
+);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 1;
+pub const LATEST: i32 = 2;
 
 /// The schema version of the database (0: none yet).
 pub fn current_version(client: &mut Client) -> Result<i32, VenueError> {

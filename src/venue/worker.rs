@@ -195,6 +195,8 @@ pub struct VenueHandle {
     store: Store,
     /// One database round trip longer than this: the worker is stuck.
     stuck_after: Duration,
+    /// Shared with the status publisher (heartbeats, pending uploads).
+    link: crate::status::VenueLink,
 }
 
 impl VenueHandle {
@@ -206,8 +208,10 @@ impl VenueHandle {
         // A job waits at most a statement, the loop's step and a statement; a server
         // that ACKs and never answers (hung, or a broken middlebox) exceeds it forever.
         let stuck_after = settings.statement_timeout * 2 + timeout + Duration::from_secs(1);
-        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch)?;
+        let link = crate::status::VenueLink::default();
+        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch, &link)?;
         Ok(VenueHandle {
+            link,
             jobs: Some(jobs),
             shared,
             epoch,
@@ -229,7 +233,7 @@ impl VenueHandle {
         let Some(busy) = self.busy_for().filter(|b| *b > self.stuck_after) else {
             return false;
         };
-        match spawn_worker(&self.settings, &self.store, self.epoch) {
+        match spawn_worker(&self.settings, &self.store, self.epoch, &self.link) {
             Ok((jobs, shared, thread)) => {
                 log::warn!(
                     "venue worker stuck for {} ms on the database: starting a new one",
@@ -246,6 +250,11 @@ impl VenueHandle {
                 false
             }
         }
+    }
+
+    /// What the status publisher shares with the worker (`venue/heartbeat.rs`).
+    pub fn status_link(&self) -> crate::status::VenueLink {
+        self.link.clone()
     }
 
     /// `venue.timeout_ms`: how long a scan waits for one step.
@@ -388,10 +397,13 @@ fn spawn_worker(
     settings: &VenueSettings,
     store: &Store,
     epoch: Instant,
+    link: &crate::status::VenueLink,
 ) -> Result<Spawned, VenueError> {
     let (tx, rx) = bounded(16);
     let shared = Arc::new(Shared::default());
     let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
+    worker.beat = super::heartbeat::Beat::new(link.clone());
+    link.set_watermark(worker.watermark);
     let thread = std::thread::Builder::new()
         .name("venue".into())
         .spawn(move || worker.run(rx))
@@ -426,6 +438,8 @@ pub(super) struct Worker {
     pub(super) schema_ok: bool,
     pub(super) issuer: String,
     pub(super) watermark_path: PathBuf,
+    /// Heartbeats (`heartbeat.rs`).
+    pub(super) beat: super::heartbeat::Beat,
 }
 
 impl Worker {
@@ -446,6 +460,7 @@ impl Worker {
             schema_ok: false,
             issuer,
             watermark_path,
+            beat: Default::default(),
         }
     }
 
@@ -455,16 +470,21 @@ impl Worker {
                 Ok(job) => {
                     self.busy(true);
                     self.handle(job);
+                    if jobs.is_empty() {
+                        self.heartbeat_tick(); // no scan waits: one short upsert
+                    }
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.busy(true);
                     self.idle();
+                    self.heartbeat_tick();
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.heartbeat_now(); // the last snapshot (`stopping`)
         self.prepared = None;
         if let Some(c) = self.client.take() {
             discard(c);
@@ -722,7 +742,7 @@ impl Worker {
 
     /// After an error: a connection that broke (anything but the server's own error
     /// answer) is discarded, and the next attempt reconnects.
-    fn failed(&mut self, e: &VenueError) {
+    pub(super) fn failed(&mut self, e: &VenueError) {
         if !matches!(e, VenueError::Away(_)) {
             self.note_error(&e.to_string());
         }
