@@ -340,6 +340,7 @@ fn handle(mut stream: TcpStream, source: &Mutex<Source>, token: Option<&str>) {
                 b"request too large\n",
                 false,
             );
+            drain(&mut stream);
             return;
         }
         Err(Bad::Slow) => {
@@ -401,6 +402,21 @@ fn handle(mut stream: TcpStream, source: &Mutex<Source>, token: Option<&str>) {
         }
         _ => {
             let _ = respond(&mut stream, 404, "text/plain", b"not found\n", head);
+        }
+    }
+}
+
+/// After refusing a request not read to its end: closing with unread data would reset
+/// the connection, and the client might lose the answer; read a little more first.
+fn drain(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
