@@ -142,7 +142,10 @@ fn request(addr: &str, raw: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {out:?}"));
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (code, body)
 }
 
@@ -153,8 +156,10 @@ fn get(addr: &str, path: &str, headers: &str) -> (u16, String) {
     )
 }
 
-/// Two stands in venue mode that scanned; stand-2 then killed and its heartbeat made
-/// old (silent). Returns the stands' configs and the live stand.
+/// Two stands in venue mode that scanned. stand-2 first approved a ticket while the
+/// venue database was away, which stand-1 then spent in the venue: when stand-2 came
+/// back and uploaded, its approval was recorded as an overdraft. stand-2 is then killed
+/// and its heartbeat made old (silent). Returns stand-1's config and process.
 struct Venue {
     _tmp: tempfile::TempDir,
     _sb: concession_agent::sandbox::SandboxHandle,
@@ -166,13 +171,37 @@ fn venue_with_one_silent_stand(cluster: &pg::Cluster) -> Venue {
     let db = cluster.fresh_db();
     let sb = venue::sandbox(4);
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = |name: &str| StandConfig::new(name, &sb.base_url(), &db).write(&tmp.path().join(name));
+    let cfg =
+        |name: &str| StandConfig::new(name, &sb.base_url(), &db).write(&tmp.path().join(name));
     let (c1, c2) = (cfg("stand-1"), cfg("stand-2"));
-    let mut s1 = Stand::spawn(&c1);
+    let dead = db.replace(
+        &format!(":{}/", cluster.port()),
+        &format!(":{}/", pg::free_port()),
+    );
+    let mut away = StandConfig::new("stand-2", &sb.base_url(), &dead);
+    away.venue_extra = "start_timeout_ms = 300".into();
+    away.write(&tmp.path().join("stand-2"));
     let mut s2 = Stand::spawn(&c2);
-    s1.wait_serving(Duration::from_secs(20));
     s2.wait_serving(Duration::from_secs(20));
-    for (s, t) in [(&mut s1, 0), (&mut s2, 1)] {
+    let d = s2.decide(&venue::ticket(0), Duration::from_secs(10));
+    assert!(
+        d.approve && d.venue.as_deref() == Some("pending"),
+        "{:?}",
+        d.raw
+    );
+    assert!(s2.finish(Duration::from_secs(20)));
+    cfg("stand-2");
+    let mut s1 = Stand::spawn(&c1);
+    s1.wait_serving(Duration::from_secs(20));
+    let d = s1.decide(&venue::ticket(0), Duration::from_secs(10));
+    assert!(
+        d.approve && d.venue.as_deref() == Some("committed"),
+        "{:?}",
+        d.raw
+    );
+    let mut s2 = Stand::spawn(&c2);
+    s2.wait_serving(Duration::from_secs(20));
+    for (s, t) in [(&mut s1, 1), (&mut s2, 2)] {
         let d = s.decide(&venue::ticket(t), Duration::from_secs(10));
         assert!(d.approve, "{:?}", d.raw);
     }
@@ -187,7 +216,10 @@ fn venue_with_one_silent_stand(cluster: &pg::Cluster) -> Venue {
         if out.trim() == "2" {
             break;
         }
-        assert!(Instant::now() < until, "no heartbeats from both stands: {out}");
+        assert!(
+            Instant::now() < until,
+            "no heartbeats from both stands: {out}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     s2.kill();
@@ -228,24 +260,31 @@ fn the_dashboard_in_a_real_browser_shows_both_stands_and_marks_the_silent_one() 
         "data-terminal=\"stand-2\"",
         "data-state=\"silent\"",
         ">SILENT<",
-        "ATTENTION: stand-2 SILENT",
+        "ATTENTION: stand-2 SILENT OVERDRAFT",
+        "OVERDRAFT 1 ($10.00)",
         "2 stands",
     ] {
-        assert!(dom.contains(needle), "{needle} not in the rendered page:\n{dom}");
+        assert!(
+            dom.contains(needle),
+            "{needle} not in the rendered page:\n{dom}"
+        );
     }
     // stand-1 is fine: its row is not flagged.
     let row1 = dom
         .split("<tr ")
         .find(|r| r.contains("data-terminal=\"stand-1\""))
         .unwrap();
-    assert!(row1.contains("class=\"fine\"") && row1.contains(">OK<"), "{row1}");
+    assert!(
+        row1.contains("class=\"fine\"") && row1.contains(">OK<"),
+        "{row1}"
+    );
 
     if let Ok(path) = std::env::var("CONCESSION_DASHBOARD_SCREENSHOT") {
         run_chromium(
             &bin,
             &[
                 "--virtual-time-budget=5000",
-                "--window-size=1500,420",
+                "--window-size=1640,400",
                 &format!("--screenshot={path}"),
             ],
             &d.url(),
@@ -273,7 +312,11 @@ fn with_a_token_the_data_needs_it_and_the_page_carries_it_from_the_fragment() {
     let (code, body) = get(&d.addr, "/status.json", "");
     assert_eq!(code, 401, "{body}");
     assert!(!body.contains("stand-1"));
-    let (code, _) = get(&d.addr, "/status.json", "Authorization: Bearer wrong-token-0123456789\r\n");
+    let (code, _) = get(
+        &d.addr,
+        "/status.json",
+        "Authorization: Bearer wrong-token-0123456789\r\n",
+    );
     assert_eq!(code, 401);
     let (code, body) = get(
         &d.addr,
@@ -306,7 +349,10 @@ fn a_non_loopback_address_without_a_token_is_refused_and_bad_requests_are_bounde
     let c = StandConfig::new("it", "http://127.0.0.1:9", &db).write(tmp.path());
     let (ok, out, err) = venue::agent(&c, &["venue", "dashboard", "--listen", "0.0.0.0:0"]);
     assert!(!ok && out.is_empty(), "{out}");
-    assert!(err.contains("--token-file") && err.contains("refusing"), "{err}");
+    assert!(
+        err.contains("--token-file") && err.contains("refusing"),
+        "{err}"
+    );
 
     let (ok, _, err) = venue::agent(&c, &["venue", "migrate"]);
     assert!(ok, "{err}");
@@ -320,7 +366,10 @@ fn a_non_loopback_address_without_a_token_is_refused_and_bad_requests_are_bounde
         o
     };
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    assert!(raw.contains("Content-Security-Policy: default-src 'none'"), "{raw}");
+    assert!(
+        raw.contains("Content-Security-Policy: default-src 'none'"),
+        "{raw}"
+    );
     let (code, body) = get(&d.addr, "/status.json", "");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"terminals\":[]"), "{body}");
