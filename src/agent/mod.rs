@@ -119,8 +119,11 @@ impl Agent {
         );
         let next_probe = clock.now();
         let safetix = safetix::Resolver::from_config(&config, &ats, &store, &clock);
-        let publisher =
+        let mut publisher =
             publish::Publisher::new(&config, store.clone(), Arc::clone(&ats), clock.clone());
+        if let Some(r) = &safetix {
+            publisher.set_presence(Arc::clone(r.client())); // its budget and calls in status
+        }
         Agent {
             policy: policy_from(&config),
             config,

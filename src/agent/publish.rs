@@ -76,6 +76,8 @@ struct Sources {
     venue_mode: bool,
     /// Venue mode: the venue worker's side (heartbeat, pending uploads).
     venue_link: Option<status::VenueLink>,
+    /// Phone tickets: the Presence client (its budget and call counts).
+    presence: Option<Arc<crate::presence::PresenceClient>>,
 }
 
 /// The loop's side of the publisher: updates facts; the thread writes.
@@ -128,6 +130,7 @@ impl Publisher {
             metrics: config.metrics.clone(),
             venue_mode: config.venue.is_some(),
             venue_link: None,
+            presence: None,
         };
         Publisher {
             facts: Arc::new(Mutex::new(Facts {
@@ -161,6 +164,12 @@ impl Publisher {
     /// pending uploads are counted from its watermark. Before [`Publisher::spawn`].
     pub fn set_venue_link(&mut self, link: status::VenueLink) {
         self.sources.venue_link = Some(link);
+    }
+
+    /// Phone tickets: the Presence client's budget and calls go in the status too.
+    /// Before [`Publisher::spawn`].
+    pub fn set_presence(&mut self, client: Arc<crate::presence::PresenceClient>) {
+        self.sources.presence = Some(client);
     }
 
     /// Starts the thread that writes the status file (and the metrics file), and the
@@ -349,6 +358,11 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
         venue_mode: s.venue_mode,
         ats_budget: Some(AtsBudget { minute, day }),
         ats_calls: Some(s.ats.call_counts()),
+        presence_budget: s.presence.as_ref().map(|p| {
+            let (minute, day) = p.budget_remaining();
+            AtsBudget { minute, day }
+        }),
+        presence_calls: s.presence.as_ref().map(|p| p.call_counts()),
         prefetch: Some(prefetch_status(&s.prefetch.snapshot())),
         cache,
         journal_entries: facts.journal_entries,

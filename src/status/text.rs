@@ -155,6 +155,15 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
             ),
         );
     }
+    if let (Some(b), Some(c)) = (s.presence_budget, s.presence_calls) {
+        line(
+            "presence",
+            format!(
+                "{} calls left this minute, {} today; {} answered, {} rate-limited, {} failed",
+                b.minute, b.day, c.ok, c.rate_limited, c.failed
+            ),
+        );
+    }
     line(
         "prefetch",
         match &s.prefetch {
