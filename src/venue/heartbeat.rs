@@ -411,16 +411,8 @@ pub fn render_report(r: &VenueReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<12} {:<10} {:<8} {:>7}  {:<22} {:<22} {:<18} {}",
-        "TERMINAL",
-        "STATE",
-        "LAST SEEN",
-        "MODE",
-        "PENDING",
-        "OFFLINE USED",
-        "TODAY",
-        "OVERDRAFTS",
-        "ATS LEFT (MIN/DAY)"
+        "{:<16} {:<12} {:<10} {:<8} {:>7}  {:<22} {:<22} {:<18} ATS LEFT (MIN/DAY)",
+        "TERMINAL", "STATE", "LAST SEEN", "MODE", "PENDING", "OFFLINE USED", "TODAY", "OVERDRAFTS"
     );
     for t in &r.terminals {
         let state = if t.attention {
