@@ -58,8 +58,10 @@ pub(super) struct Beat {
     pub(super) link: VenueLink,
     /// The number of the last snapshot written.
     sent: u64,
-    /// When the last heartbeat was written.
+    /// When the last heartbeat was written (or failed).
     at: Option<Instant>,
+    /// The last one failed (logged once until one succeeds).
+    failing: bool,
 }
 
 impl Beat {
@@ -69,6 +71,7 @@ impl Beat {
             link,
             sent: 0,
             at: None,
+            failing: false,
         }
     }
 }
@@ -95,11 +98,18 @@ impl Worker {
         };
         match upsert(client, &snap) {
             Ok(()) => {
+                if self.beat.failing {
+                    log::info!("venue heartbeat written again");
+                }
+                self.beat.failing = false;
                 self.beat.sent = n;
                 self.beat.at = Some(Instant::now());
             }
             Err(e) => {
-                log::warn!("venue heartbeat: {e}");
+                if !self.beat.failing {
+                    log::warn!("venue heartbeat: {e} (retried every few seconds; logged once)");
+                }
+                self.beat.failing = true;
                 // Not again before the next interval: a failing statement must not
                 // run on every tick.
                 self.beat.at = Some(Instant::now());
