@@ -396,3 +396,22 @@ fn a_non_loopback_address_without_a_token_is_refused_and_bad_requests_are_bounde
     assert_eq!(code, 200);
     drop(stall);
 }
+
+#[test]
+fn with_the_database_away_the_data_route_says_why_and_the_page_says_not_updating() {
+    let Some(bin) = chromium("with_the_database_away") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = format!("postgres://concession@127.0.0.1:{}/venue", pg::free_port());
+    // A port where nothing listens: refused at once.
+    let c = StandConfig::new("it", "http://127.0.0.1:9", &dead).write(tmp.path());
+    let d = Dashboard::start(&c, &[]);
+    let (code, body) = get(&d.addr, "/status.json", "");
+    assert_eq!(code, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    let dom = rendered_dom(&bin, &d.url());
+    assert!(dom.contains("NOT UPDATING"), "{dom}");
+    assert!(!dom.contains("data-terminal="), "{dom}");
+}
