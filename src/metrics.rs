@@ -227,7 +227,7 @@ impl Metrics {
         gauge(
             &mut out,
             "concession_pending_uploads",
-            "Decisions waiting to be uploaded to the venue database (not counted yet: 0).",
+            "Journal entries not yet uploaded to the venue database (0 without venue mode).",
             status.pending_uploads.unwrap_or(0).to_string(),
         );
 
@@ -262,6 +262,36 @@ impl Metrics {
                 "concession_ats_budget_remaining{{window=\"day\"}} {}",
                 b.day
             );
+        }
+        if let (Some(b), Some(calls)) = (status.presence_budget, status.presence_calls) {
+            head(
+                &mut out,
+                "concession_presence_calls_total",
+                "counter",
+                "Presence (phone ticket) calls since the agent started, by result.",
+            );
+            for (result, n) in [
+                ("ok", calls.ok),
+                ("rate_limited", calls.rate_limited),
+                ("failed", calls.failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "concession_presence_calls_total{{result=\"{result}\"}} {n}"
+                );
+            }
+            head(
+                &mut out,
+                "concession_presence_budget_remaining",
+                "gauge",
+                "Presence calls left in the client's rate budget, by window.",
+            );
+            for (window, n) in [("minute", b.minute), ("day", b.day)] {
+                let _ = writeln!(
+                    out,
+                    "concession_presence_budget_remaining{{window=\"{window}\"}} {n}"
+                );
+            }
         }
         if let Some(free) = status.disk.free_bytes {
             gauge(
@@ -530,6 +560,8 @@ mod tests {
                 minute: 78,
                 day: 4990,
             }),
+            presence_budget: None,
+            presence_calls: None,
             ats_calls: Some(crate::ats::CallCounts {
                 ok: 10,
                 rate_limited: 1,
@@ -620,6 +652,33 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn presence_calls_and_budget_are_families_of_their_own_when_presence_is_on() {
+        let m = Metrics::default();
+        let p = parse(&m.render(&status())).unwrap();
+        assert!(!p.types.contains_key("concession_presence_calls_total"));
+        let mut s = status();
+        s.presence_budget = Some(AtsBudget { minute: 5, day: 90 });
+        s.presence_calls = Some(crate::ats::CallCounts {
+            ok: 3,
+            rate_limited: 1,
+            failed: 0,
+        });
+        s.pending_uploads = Some(4);
+        let text = m.render(&s);
+        let p = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(p.types["concession_presence_calls_total"], "counter");
+        assert_eq!(
+            p.value("concession_presence_calls_total", &[("result", "ok")]),
+            Some(3.0)
+        );
+        assert_eq!(
+            p.value("concession_presence_budget_remaining", &[("window", "day")]),
+            Some(90.0)
+        );
+        assert_eq!(p.value("concession_pending_uploads", &[]), Some(4.0));
     }
 
     #[test]

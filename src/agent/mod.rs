@@ -119,8 +119,11 @@ impl Agent {
         );
         let next_probe = clock.now();
         let safetix = safetix::Resolver::from_config(&config, &ats, &store, &clock);
-        let publisher =
+        let mut publisher =
             publish::Publisher::new(&config, store.clone(), Arc::clone(&ats), clock.clone());
+        if let Some(r) = &safetix {
+            publisher.set_presence(Arc::clone(r.client())); // its budget and calls in status
+        }
         Agent {
             policy: policy_from(&config),
             config,
@@ -145,6 +148,9 @@ impl Agent {
 
     /// Turns venue mode on (the worker started, see `app::start_venue`).
     pub fn set_venue(&mut self, venue: VenueState) {
+        if let Some(link) = venue.status_link() {
+            self.publisher.set_venue_link(link); // heartbeats, pending uploads
+        }
         self.venue = venue;
     }
 

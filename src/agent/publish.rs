@@ -74,6 +74,10 @@ struct Sources {
     utc_offset_minutes: i32,
     metrics: MetricsSettings,
     venue_mode: bool,
+    /// Venue mode: the venue worker's side (heartbeat, pending uploads).
+    venue_link: Option<status::VenueLink>,
+    /// Phone tickets: the Presence client (its budget and call counts).
+    presence: Option<Arc<crate::presence::PresenceClient>>,
 }
 
 /// The loop's side of the publisher: updates facts; the thread writes.
@@ -125,6 +129,8 @@ impl Publisher {
             utc_offset_minutes: config.utc_offset_minutes,
             metrics: config.metrics.clone(),
             venue_mode: config.venue.is_some(),
+            venue_link: None,
+            presence: None,
         };
         Publisher {
             facts: Arc::new(Mutex::new(Facts {
@@ -152,6 +158,18 @@ impl Publisher {
     /// Where and how often the metrics textfile is written.
     pub fn set_metrics(&mut self, settings: MetricsSettings) {
         self.sources.metrics = settings;
+    }
+
+    /// Venue mode: every snapshot goes to the venue worker's heartbeat too, and the
+    /// pending uploads are counted from its watermark. Before [`Publisher::spawn`].
+    pub fn set_venue_link(&mut self, link: status::VenueLink) {
+        self.sources.venue_link = Some(link);
+    }
+
+    /// Phone tickets: the Presence client's budget and calls go in the status too.
+    /// Before [`Publisher::spawn`].
+    pub fn set_presence(&mut self, client: Arc<crate::presence::PresenceClient>) {
+        self.sources.presence = Some(client);
     }
 
     /// Starts the thread that writes the status file (and the metrics file), and the
@@ -333,10 +351,18 @@ fn build(facts: &Facts, cache: Option<CacheStatus>, s: &Sources) -> StatusSnapsh
             used_count: usage.count,
             ..s.caps.clone()
         },
-        pending_uploads: None,
+        pending_uploads: s
+            .venue_link
+            .as_ref()
+            .and_then(|l| l.pending(facts.journal_entries)),
         venue_mode: s.venue_mode,
         ats_budget: Some(AtsBudget { minute, day }),
         ats_calls: Some(s.ats.call_counts()),
+        presence_budget: s.presence.as_ref().map(|p| {
+            let (minute, day) = p.budget_remaining();
+            AtsBudget { minute, day }
+        }),
+        presence_calls: s.presence.as_ref().map(|p| p.call_counts()),
         prefetch: Some(prefetch_status(&s.prefetch.snapshot())),
         cache,
         journal_entries: facts.journal_entries,
@@ -377,6 +403,9 @@ fn write_files(
     failing: &mut Failing,
 ) {
     let snap = build(facts, cache, s);
+    if let Some(link) = &s.venue_link {
+        link.offer(&snap);
+    }
     note(
         "status",
         &mut failing.status,

@@ -40,6 +40,15 @@ impl VenueState {
         }
     }
 
+    /// What the venue worker shares with the status publisher (`None`: no venue mode).
+    pub fn status_link(&self) -> Option<crate::status::VenueLink> {
+        #[cfg(feature = "venue")]
+        if let Some(h) = &self.handle {
+            return Some(h.status_link());
+        }
+        None
+    }
+
     /// The time kept out of the ATS lookup's budget (of `deadline`) for the two venue
     /// steps: twice `venue.timeout_ms`, at most half the deadline.
     pub fn reserve(&self, deadline: std::time::Duration) -> std::time::Duration {

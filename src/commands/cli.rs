@@ -101,6 +101,32 @@ pub enum VenueAction {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Every terminal's last heartbeat: last seen, state (a terminal not heard from for
+    /// `--silent-after-s` is silent), mode, pending uploads, offline exposure, today's
+    /// totals, overdrafts since the venue day began, ATS budget.
+    Status {
+        /// text (for people) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+        /// Seconds without a heartbeat after which a terminal is silent.
+        #[arg(long, default_value_t = 15)]
+        silent_after_s: u64,
+    },
+    /// Serve the venue status as a self-refreshing web page; prints
+    /// `listening on http://HOST:PORT` first. Loopback by default; any other address
+    /// needs --token-file (open the page as http://HOST:PORT/#token=TOKEN).
+    Dashboard {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+        /// A file holding the secret every request for data must carry (at least 16
+        /// printable characters). Required for a non-loopback address.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Seconds without a heartbeat after which a terminal is silent.
+        #[arg(long, default_value_t = 15)]
+        silent_after_s: u64,
+    },
 }
 
 #[derive(Subcommand)]

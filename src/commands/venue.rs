@@ -1,5 +1,5 @@
-//! `venue migrate|sync|export`: the venue database's subcommands (src/venue/cli.rs
-//! does the work; docs/venue.md).
+//! `venue migrate|sync|export|status|dashboard`: the venue database's subcommands
+//! (src/venue/cli.rs, heartbeat.rs and dashboard.rs do the work; docs/venue.md).
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -63,6 +63,62 @@ pub fn venue(
                 .map_err(failed)?;
                 std::io::Write::flush(&mut out).map_err(super::StdoutError)?;
                 log::info!("exported {n} venue entries");
+            }
+            VenueAction::Status {
+                format,
+                silent_after_s,
+            } => {
+                use crate::venue::heartbeat;
+                let report = heartbeat::status_now(
+                    settings,
+                    &format!("concession-agent {} (venue status)", config.terminal_id),
+                    std::time::Duration::from_secs(silent_after_s),
+                    config.utc_offset_minutes,
+                )
+                .map_err(failed)?;
+                let text = match format {
+                    super::cli::StatusFormat::Text => heartbeat::render_report(&report),
+                    super::cli::StatusFormat::Json => {
+                        let mut t = serde_json::to_string_pretty(&report)?;
+                        t.push('\n');
+                        t
+                    }
+                };
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                std::io::Write::write_all(&mut out, text.as_bytes())
+                    .and_then(|()| std::io::Write::flush(&mut out))
+                    .map_err(super::StdoutError)?;
+            }
+            VenueAction::Dashboard {
+                listen,
+                token_file,
+                silent_after_s,
+            } => {
+                use crate::venue::dashboard;
+                let listen: std::net::SocketAddr = listen.parse().map_err(|e| {
+                    format!("--listen {listen:?}: {e} (an address such as 127.0.0.1:8088)")
+                })?;
+                let token = token_file
+                    .as_deref()
+                    .map(dashboard::read_token)
+                    .transpose()?;
+                let opts = dashboard::DashboardOptions {
+                    listen,
+                    token,
+                    silent_after: std::time::Duration::from_secs(silent_after_s),
+                    utc_offset_minutes: config.utc_offset_minutes,
+                };
+                let listener = dashboard::bind(&opts)?;
+                let addr = listener.local_addr()?;
+                println!("listening on http://{addr}");
+                std::io::Write::flush(&mut std::io::stdout()).map_err(super::StdoutError)?;
+                dashboard::serve(
+                    listener,
+                    settings.clone(),
+                    format!("concession-agent {} (venue dashboard)", config.terminal_id),
+                    opts,
+                )?;
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -27,6 +27,8 @@ pub struct PresenceClient {
     agent: Agent,
     budget: PresenceBudget,
     clock: SharedClock,
+    /// Calls by result, for the status and metrics (as the ATS client's).
+    calls: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl std::fmt::Debug for PresenceClient {
@@ -67,7 +69,19 @@ impl PresenceClient {
             agent,
             budget,
             clock,
+            calls: Default::default(),
         })
+    }
+
+    /// Presence calls since the client was built, by result: `ok` (an answer, whatever
+    /// its status), `rate_limited` (the local budget or a 429), `failed` (the rest).
+    pub fn call_counts(&self) -> crate::ats::CallCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::ats::CallCounts {
+            ok: self.calls[0].load(Relaxed),
+            rate_limited: self.calls[1].load(Relaxed),
+            failed: self.calls[2].load(Relaxed),
+        }
     }
 
     /// The configuration.
@@ -89,6 +103,22 @@ impl PresenceClient {
     /// `scan_time_ms`, answering by `deadline` at the latest. A `result.status` other
     /// than `OKAY` is an answer (`Ok`), not an error.
     pub fn validate(
+        &self,
+        payload: &str,
+        scan_time_ms: u64,
+        deadline: Instant,
+    ) -> Result<Validation, PresenceError> {
+        let r = self.validate_once(payload, scan_time_ms, deadline);
+        let which = match &r {
+            Ok(_) => 0,
+            Err(PresenceError::RateBudget { .. } | PresenceError::Http { status: 429, .. }) => 1,
+            Err(_) => 2,
+        };
+        self.calls[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    fn validate_once(
         &self,
         payload: &str,
         scan_time_ms: u64,

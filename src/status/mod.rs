@@ -13,10 +13,13 @@
 //! the snapshot from its own state (`agent::publish`), the text view is
 //! [`render_text`].
 //!
-//! Files: `snapshot` (the types, the file, [`from_store`]), `text` ([`render_text`]).
+//! Files: `snapshot` (the types, the file, [`from_store`]), `text` ([`render_text`]),
+//! `link` ([`VenueLink`]: the snapshot for the venue heartbeat, the pending uploads).
 
+mod link;
 mod snapshot;
 mod text;
 
+pub use link::VenueLink;
 pub use snapshot::*;
-pub use text::render_text;
+pub use text::{ago, dollars, render_text};

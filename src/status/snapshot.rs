@@ -130,6 +130,13 @@ pub struct StatusSnapshot {
     pub ats_budget: Option<AtsBudget>,
     /// ATS calls by result since the agent started (`None` when no agent runs).
     pub ats_calls: Option<crate::ats::CallCounts>,
+    /// The Presence client's budget (phone tickets; `None` without `[presence]` or
+    /// when no agent runs).
+    #[serde(default)]
+    pub presence_budget: Option<AtsBudget>,
+    /// Presence calls by result since the agent started (as `ats_calls`).
+    #[serde(default)]
+    pub presence_calls: Option<crate::ats::CallCounts>,
     /// The background prefetch (`None` when no agent runs).
     pub prefetch: Option<PrefetchStatus>,
     /// The cache (refreshed every minute by the agent: counting reads every entry).
@@ -510,6 +517,8 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
         venue_mode: false,
         ats_budget: None,
         ats_calls: None,
+        presence_budget: None,
+        presence_calls: None,
         prefetch: None,
         cache: Some(CacheStatus::count(args.store, args.now_ms)?),
         journal_entries: args.store.journal_len() as u64,
@@ -606,6 +615,8 @@ pub(crate) mod tests {
                 day: 4900,
             }),
             ats_calls: None,
+            presence_budget: None,
+            presence_calls: None,
             prefetch: Some(PrefetchStatus {
                 event: "EV1".into(),
                 state: "done".into(),

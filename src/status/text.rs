@@ -4,7 +4,7 @@ use super::snapshot::{StatusSnapshot, STALE_AFTER_MS};
 use crate::store::rfc3339_ms;
 
 /// `$12.34` for cents.
-fn dollars(c: impl Into<i128>) -> String {
+pub fn dollars(c: impl Into<i128>) -> String {
     let c: i128 = c.into();
     let sign = if c < 0 { "-" } else { "" };
     let a = c.unsigned_abs();
@@ -28,7 +28,7 @@ fn bytes(b: u64) -> String {
 }
 
 /// How long ago `then_ms` was, as `4 s`, `12 min`, `3 h 5 min`.
-fn ago(now_ms: u64, then_ms: u64) -> String {
+pub fn ago(now_ms: u64, then_ms: u64) -> String {
     let s = now_ms.saturating_sub(then_ms) / 1000;
     match s {
         0..=119 => format!("{s} s"),
@@ -152,6 +152,15 @@ pub fn render_text(s: &StatusSnapshot, now_ms: u64) -> String {
             format!(
                 "{} answered, {} rate-limited, {} failed since the agent started",
                 c.ok, c.rate_limited, c.failed
+            ),
+        );
+    }
+    if let (Some(b), Some(c)) = (s.presence_budget, s.presence_calls) {
+        line(
+            "presence",
+            format!(
+                "{} calls left this minute, {} today; {} answered, {} rate-limited, {} failed",
+                b.minute, b.day, c.ok, c.rate_limited, c.failed
             ),
         );
     }

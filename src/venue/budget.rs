@@ -161,6 +161,13 @@ impl BudgetLink {
     }
 
     /// Makes a draw that wants a refill queue one claim on `jobs` (never blocking).
+    /// Drops the wake-up's clone of the worker's job sender: without this the worker's
+    /// queue never disconnects and a stopping agent's worker never sees the end (no
+    /// last heartbeat, no orderly close).
+    pub(super) fn unwire(&self) {
+        self.budget.set_wake(|| {});
+    }
+
     pub(super) fn wire(&self, jobs: &Sender<Job>) {
         let jobs = jobs.clone();
         let woken = Arc::clone(&self.woken);

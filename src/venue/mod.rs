@@ -84,13 +84,19 @@ pub mod config;
 #[cfg(feature = "venue")]
 pub mod connect;
 #[cfg(feature = "venue")]
+pub mod dashboard;
+#[cfg(feature = "venue")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "venue")]
+pub mod heartbeat;
 pub mod ledger;
 #[cfg(feature = "venue")]
 mod replay;
 #[cfg(feature = "venue")]
 pub mod schema;
+#[cfg(feature = "venue")]
+mod txn;
 #[cfg(feature = "venue")]
 mod watermark;
 #[cfg(feature = "venue")]
@@ -101,7 +107,9 @@ pub use cli::{export_now, migrate_now};
 pub use config::{RawVenue, VenueConfigError, VenueSettings};
 pub use error::VenueError;
 #[cfg(feature = "venue")]
-pub use worker::{Begin, CommitOutcome, Report, VenueHandle, VenueStatus, VenueTxn};
+pub use txn::{Begin, CommitOutcome, VenueTxn};
+#[cfg(feature = "venue")]
+pub use worker::{Report, VenueHandle, VenueStatus};
 
 /// The reason of the local void that reverses an approval whose venue commit is in
 /// doubt.

@@ -24,6 +24,7 @@ impl Worker {
         self.shared
             .pending
             .store(last.saturating_sub(self.watermark), Ordering::SeqCst);
+        self.beat.link.set_watermark(self.watermark);
     }
 
     /// Uploads every entry after the watermark, in order (see the module docs).

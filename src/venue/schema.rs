@@ -75,10 +75,26 @@ CREATE INDEX venue_decisions_overdraft ON venue_decisions (seq)
         name: "ats budget",
         sql: super::budget::MIGRATION_SQL,
     },
+    Migration {
+        version: 3,
+        name: "terminal heartbeats",
+        // One row per terminal, replaced every few seconds (venue/heartbeat.rs).
+        sql: r#"
+CREATE TABLE venue_heartbeats (
+    terminal        text        PRIMARY KEY,
+    seen_at         timestamptz NOT NULL DEFAULT now(),
+    reported_at     timestamptz NOT NULL,
+    mode            text        NOT NULL,
+    version         text        NOT NULL,
+    pending_uploads bigint,
+    status          jsonb       NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 2;
+pub const LATEST: i32 = MIGRATIONS.len() as i32;
 
 /// The schema version of the database (0: none yet).
 pub fn current_version(client: &mut Client) -> Result<i32, VenueError> {

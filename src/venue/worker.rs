@@ -45,89 +45,17 @@ use super::config::VenueSettings;
 use super::db::{self, Recorded};
 use super::error::VenueError;
 use super::ledger::VenueLine;
+use super::txn::{Begin, CommitOutcome, Step, VenueTxn};
 use super::watermark::{read_watermark, WATERMARK_FILE};
 use super::{connect, schema};
 use crate::redact::mask_barcode;
-use crate::store::{JournalEntry, Store};
+use crate::store::Store;
 
 /// How often an idle worker retries a lost connection and replays.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// The least time between two failed connection attempts made for scans (a lost
 /// connection is retried at once).
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// What `begin` got.
-pub enum Begin {
-    /// The ticket's lines, locked until the transaction commits or is dropped.
-    Locked(VenueTxn),
-    /// The venue cannot decide this scan in time: decide locally, as pending.
-    Away(String),
-}
-
-/// How a commit ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitOutcome {
-    /// In the venue ledger.
-    Committed {
-        /// Money beyond the loaded value (0 for a decision made on the locked lines).
-        overdraft_cents: u64,
-    },
-    /// Certainly not committed (the transaction failed before `COMMIT`).
-    NotCommitted(String),
-    /// Unknown: the answer did not come in time, or the connection broke during
-    /// `COMMIT`. The replay settles it by the entry's id.
-    InDoubt(String),
-}
-
-/// An open venue transaction with the ticket's lines locked.
-pub struct VenueTxn {
-    lines: Vec<VenueLine>,
-    steps: Option<Sender<Step>>,
-}
-
-impl VenueTxn {
-    /// The ticket's lines as locked.
-    pub fn lines(&self) -> &[VenueLine] {
-        &self.lines
-    }
-
-    /// Records the journaled `entry` in the venue and commits, waiting at most `wait`.
-    pub fn commit(mut self, entry: &JournalEntry, wait: Duration) -> CommitOutcome {
-        let Some(steps) = self.steps.take() else {
-            return CommitOutcome::NotCommitted("transaction already ended".into());
-        };
-        let (tx, rx) = bounded(1);
-        if steps
-            .send(Step::Commit(Box::new(entry.clone()), tx))
-            .is_err()
-        {
-            return CommitOutcome::NotCommitted("the venue worker ended the transaction".into());
-        }
-        match rx.recv_timeout(wait) {
-            Ok(outcome) => outcome,
-            Err(RecvTimeoutError::Timeout) => CommitOutcome::InDoubt(format!(
-                "no answer from the venue database within {} ms",
-                wait.as_millis()
-            )),
-            Err(RecvTimeoutError::Disconnected) => {
-                CommitOutcome::InDoubt("the venue worker stopped during the commit".into())
-            }
-        }
-    }
-}
-
-impl Drop for VenueTxn {
-    fn drop(&mut self) {
-        if let Some(steps) = self.steps.take() {
-            let _ = steps.send(Step::Abort);
-        }
-    }
-}
-
-pub(super) enum Step {
-    Commit(Box<JournalEntry>, Sender<CommitOutcome>),
-    Abort,
-}
 
 pub(super) enum Job {
     /// A draw found the ATS allowance low: claim now (`budget.rs`).
@@ -200,6 +128,8 @@ pub struct VenueHandle {
     stuck_after: Duration,
     /// The key's ATS budget, claimed by the worker (`budget.rs`).
     budget: Option<BudgetLink>,
+    /// Shared with the status publisher (heartbeats, pending uploads).
+    link: crate::status::VenueLink,
 }
 
 impl VenueHandle {
@@ -220,9 +150,11 @@ impl VenueHandle {
         // A job waits at most a statement, the loop's step and a statement; a server
         // that ACKs and never answers (hung, or a broken middlebox) exceeds it forever.
         let stuck_after = settings.statement_timeout * 2 + timeout + Duration::from_secs(1);
-        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch, &budget)?;
+        let link = crate::status::VenueLink::default();
+        let (jobs, shared, thread) = spawn_worker(&settings, &store, epoch, &budget, &link)?;
         Ok(VenueHandle {
             budget,
+            link,
             jobs: Some(jobs),
             shared,
             epoch,
@@ -244,7 +176,13 @@ impl VenueHandle {
         let Some(busy) = self.busy_for().filter(|b| *b > self.stuck_after) else {
             return false;
         };
-        match spawn_worker(&self.settings, &self.store, self.epoch, &self.budget) {
+        match spawn_worker(
+            &self.settings,
+            &self.store,
+            self.epoch,
+            &self.budget,
+            &self.link,
+        ) {
             Ok((jobs, shared, thread)) => {
                 log::warn!(
                     "venue worker stuck for {} ms on the database: starting a new one",
@@ -261,6 +199,11 @@ impl VenueHandle {
                 false
             }
         }
+    }
+
+    /// What the status publisher shares with the worker (`venue/heartbeat.rs`).
+    pub fn status_link(&self) -> crate::status::VenueLink {
+        self.link.clone()
     }
 
     /// `venue.timeout_ms`: how long a scan waits for one step.
@@ -396,6 +339,8 @@ impl VenueHandle {
     /// database is left behind: the process is ending).
     pub fn shutdown(mut self, wait: Duration) {
         self.jobs = None;
+        // The budget's wake-up holds a sender too; the worker ends when the last goes.
+        self.budget.iter().for_each(BudgetLink::unwire);
         if let Some(t) = self.thread.take() {
             let end = Instant::now() + wait;
             while !t.is_finished() && Instant::now() < end {
@@ -415,12 +360,15 @@ fn spawn_worker(
     store: &Store,
     epoch: Instant,
     budget: &Option<BudgetLink>,
+    link: &crate::status::VenueLink,
 ) -> Result<Spawned, VenueError> {
     let (tx, rx) = bounded(16);
     let shared = Arc::new(Shared::default());
     let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
     worker.budget = budget.clone();
     budget.iter().for_each(|b| b.wire(&tx));
+    worker.beat = super::heartbeat::Beat::new(link.clone());
+    link.set_watermark(worker.watermark);
     let thread = std::thread::Builder::new()
         .name("venue".into())
         .spawn(move || worker.run(rx))
@@ -457,6 +405,8 @@ pub(super) struct Worker {
     pub(super) watermark_path: PathBuf,
     /// The key's ATS budget this worker claims (`budget.rs`).
     pub(super) budget: Option<BudgetLink>,
+    /// Heartbeats (`heartbeat.rs`).
+    pub(super) beat: super::heartbeat::Beat,
 }
 
 impl Worker {
@@ -478,6 +428,7 @@ impl Worker {
             issuer,
             watermark_path,
             budget: None,
+            beat: Default::default(),
         }
     }
 
@@ -488,17 +439,22 @@ impl Worker {
                     self.busy(true);
                     self.handle(job);
                     self.budget_tick();
+                    if jobs.is_empty() {
+                        self.heartbeat_tick(); // no scan waits: one short upsert
+                    }
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.busy(true);
                     self.idle();
                     self.budget_tick();
+                    self.heartbeat_tick();
                     self.busy(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.heartbeat_now(); // the last snapshot (`stopping`)
         self.prepared = None;
         if let Some(c) = self.client.take() {
             discard(c);
