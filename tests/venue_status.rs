@@ -240,6 +240,12 @@ fn pending_uploads_count_while_the_venue_is_away_and_the_overdraft_shows_once_up
     });
     let x = row(&r, "stand-2").unwrap();
     assert_eq!(x["overdrafts"]["cents"], d.cents, "{x:#}");
+    // Its offline window, opened by the earlier run, closes once the venue holds every
+    // decision (a new process once never closed it: $10.00 of the caps stayed used).
+    let r = wait_report(&c1, "stand-2's offline window closes", |r| {
+        row(r, "stand-2").is_some_and(|x| x["offline"]["used_cents"] == 0)
+    });
+    assert_eq!(row(&r, "stand-2").unwrap()["offline"]["used_count"], 0);
     assert_eq!(x["attention"], true, "an overdraft needs a look: {x:#}");
     assert_eq!(r["totals"]["overdrafts"]["count"], 1);
     let (ok, text, err) = venue_status(&c1, &[]);

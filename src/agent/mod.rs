@@ -152,6 +152,7 @@ impl Agent {
             self.publisher.set_venue_link(link); // heartbeats, pending uploads
         }
         self.venue = venue;
+        self.venue_resume_window();
     }
 
     /// The store (for commands and tests).

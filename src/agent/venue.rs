@@ -199,6 +199,20 @@ impl Agent {
         }
     }
 
+    /// At start: an offline window left open by an earlier run (decisions made while
+    /// the venue was away, then a restart) closes like one opened in this run, once the
+    /// venue holds every decision; a new process would otherwise never close it.
+    pub(super) fn venue_resume_window(&mut self) {
+        #[cfg(feature = "venue")]
+        if self.venue.enabled() {
+            let used = self
+                .store
+                .offline_usage()
+                .map(|u| u.count > 0 || u.cents > 0);
+            self.venue.was_away = used.unwrap_or(true);
+        }
+    }
+
     /// Between scans: once the venue is back and holds everything, the offline window
     /// closes (as when ATS comes back), if ATS is reachable too.
     pub(super) fn venue_tick(&mut self) {
