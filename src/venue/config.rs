@@ -45,6 +45,12 @@ pub struct RawVenue {
     pub lock_timeout_ms: Option<u64>,
     /// Server-side `idle_in_transaction_session_timeout`, ms. Default 5000.
     pub idle_in_transaction_timeout_ms: Option<u64>,
+    /// How long an event's fetch lease lasts unrenewed: another terminal takes the
+    /// fetch over this long after its holder stopped, ms. Default 10000.
+    pub lease_ms: Option<u64>,
+    /// How often a terminal copies the venue ticket table's changes into its cache, ms.
+    /// Default 2000.
+    pub sync_interval_ms: Option<u64>,
     /// The password from `CONCESSION_VENUE_PASSWORD` (never from the file).
     #[serde(skip)]
     pub password_env: Option<String>,
@@ -71,6 +77,10 @@ pub struct VenueSettings {
     pub lock_timeout: Duration,
     /// `idle_in_transaction_session_timeout`.
     pub idle_in_transaction_timeout: Duration,
+    /// `lease_ms`: an event's fetch lease.
+    pub lease: Duration,
+    /// `sync_interval_ms`: how often the venue ticket table is copied.
+    pub sync_interval: Duration,
 }
 
 /// Why `[venue]` cannot be used: the field and a message (never the password).
@@ -264,6 +274,14 @@ impl VenueSettings {
                 raw.idle_in_transaction_timeout_ms,
                 5_000,
                 100,
+                600_000,
+            )?,
+            lease: ms("venue.lease_ms", raw.lease_ms, 10_000, 500, 600_000)?,
+            sync_interval: ms(
+                "venue.sync_interval_ms",
+                raw.sync_interval_ms,
+                2_000,
+                50,
                 600_000,
             )?,
         })

@@ -77,6 +77,8 @@
 //! reach while the venue is away.
 
 #[cfg(feature = "venue")]
+pub mod background;
+#[cfg(feature = "venue")]
 pub mod cli;
 pub mod config;
 #[cfg(feature = "venue")]
@@ -84,11 +86,15 @@ pub mod connect;
 #[cfg(feature = "venue")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "venue")]
+pub mod lease;
 pub mod ledger;
 #[cfg(feature = "venue")]
 mod replay;
 #[cfg(feature = "venue")]
 pub mod schema;
+#[cfg(feature = "venue")]
+pub mod tickets;
 #[cfg(feature = "venue")]
 mod watermark;
 #[cfg(feature = "venue")]
