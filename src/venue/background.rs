@@ -606,9 +606,12 @@ impl Fetcher {
         }
         self.store.sync_cache().map_err(store_err)?;
         self.shared.copied_seq.store(self.copied, Ordering::SeqCst);
-        self.shared
+        let total = self
+            .shared
             .copied_rows
-            .fetch_add(copied as u64, Ordering::SeqCst);
+            .fetch_add(copied as u64, Ordering::SeqCst)
+            + copied as u64;
+        tickets::note_copy(client, &self.me, self.copied, total)?;
         log::info!(
             "venue: copied {copied} ticket rows into the local cache (up to change {})",
             self.copied

@@ -109,6 +109,12 @@ CREATE TABLE venue_tickets (
 );
 CREATE INDEX venue_tickets_change_seq ON venue_tickets (change_seq);
 CREATE INDEX venue_tickets_event_listed ON venue_tickets (event, listed_ms) WHERE NOT removed;
+CREATE TABLE venue_fetch_copies (
+    terminal    text        PRIMARY KEY,
+    copied_seq  bigint      NOT NULL,
+    copied_rows bigint      NOT NULL,
+    copied_at   timestamptz NOT NULL DEFAULT now()
+);
 "#;
 
 /// The newest schema version this build knows.

@@ -260,6 +260,23 @@ pub fn changes_since(
     Ok(out)
 }
 
+/// Records how far `terminal`'s copy has come (`venue_fetch_copies`: what venue IT
+/// reads to see each stand's copy lag).
+pub fn note_copy(
+    client: &mut impl GenericClient,
+    terminal: &str,
+    copied_seq: i64,
+    copied_rows: u64,
+) -> Result<(), VenueError> {
+    client.execute(
+        "INSERT INTO venue_fetch_copies (terminal, copied_seq, copied_rows) VALUES ($1, $2, $3)
+         ON CONFLICT (terminal) DO UPDATE SET copied_seq = EXCLUDED.copied_seq,
+             copied_rows = EXCLUDED.copied_rows, copied_at = now()",
+        &[&terminal, &copied_seq, &(copied_rows as i64)],
+    )?;
+    Ok(())
+}
+
 /// The highest change sequence number in the table (0 when empty).
 pub fn newest_change(client: &mut impl GenericClient) -> Result<i64, VenueError> {
     Ok(client
