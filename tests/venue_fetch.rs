@@ -390,3 +390,55 @@ fn a_ticket_removed_from_the_listing_stops_being_approvable_at_another_stand_wit
     let d = s.decide(&venue::ticket(8), Duration::from_secs(10));
     assert!(d.approve, "a listed ticket still approved: {:?}", d.raw);
 }
+
+#[test]
+fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instead_of_calling_ats(
+) {
+    let Some(cluster) = pg::shared("late_terminal") else {
+        return;
+    };
+    let db = cluster.fresh_db();
+    let sb = venue::sandbox(2000);
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (1..=3).map(|i| format!("stand-{i}")).collect();
+    let configs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| stand_config(tmp.path(), n, &sb.base_url(), &db, 2000, 200, ""))
+        .collect();
+    let mut first = Stand::spawn(&configs[0]);
+    first.wait_serving(Duration::from_secs(30));
+    wait_fetched_everywhere(
+        &cluster,
+        &db,
+        &names[..1],
+        Duration::from_secs(60),
+        std::slice::from_ref(&first),
+    );
+    let listing_calls = sb.stats().calls("get_av_barcodes");
+
+    // `cache prefetch` at a stopped terminal: copied through the venue, no ATS page.
+    let (ok, out, err) = venue::agent(&configs[1], &["cache", "prefetch"]);
+    assert!(ok, "cache prefetch failed: {err}");
+    assert!(out.contains("copied from the venue"), "{out}");
+    assert_eq!(sb.stats().calls("get_av_barcodes"), listing_calls, "{err}");
+
+    // A terminal started late copies the table at start.
+    let mut late = Stand::spawn(&configs[2]);
+    late.wait_serving(Duration::from_secs(30));
+    wait_fetched_everywhere(
+        &cluster,
+        &db,
+        &names[2..],
+        Duration::from_secs(60),
+        std::slice::from_ref(&late),
+    );
+    assert_eq!(sb.stats().calls("get_av_barcodes"), listing_calls);
+    let verify_before = sb.stats().calls("verify_barcode");
+    let d = late.decide(&venue::ticket(1234), Duration::from_secs(10));
+    assert!(d.approve && d.cents == TICKET_CENTS, "{:?}", d.raw);
+    assert_eq!(
+        sb.stats().calls("verify_barcode"),
+        verify_before,
+        "a copied ticket is decided without ATS"
+    );
+}

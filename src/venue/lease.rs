@@ -156,3 +156,14 @@ pub fn holder(client: &mut impl GenericClient, event: &str) -> Result<Option<(St
         )?
         .map(|r| (r.get(0), r.get(1))))
 }
+
+/// True when a pass of `event` has completed and no other is under way.
+pub fn pass_done(client: &mut impl GenericClient, event: &str) -> Result<bool, VenueError> {
+    Ok(client
+        .query_opt(
+            "SELECT pass_complete AND last_complete_pass_ms IS NOT NULL
+               FROM venue_fetch_leases WHERE event = lower($1)",
+            &[&event],
+        )?
+        .is_some_and(|r| r.get(0)))
+}
