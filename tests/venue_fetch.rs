@@ -137,7 +137,11 @@ fn wait_fetched_everywhere(
         done.is_some(),
         "the event's listing did not complete within {timeout:?}: {:?}; stderr:\n{}",
         lease_row(c, db),
-        stands.iter().map(Stand::stderr).collect::<Vec<_>>().join("\n---\n")
+        stands
+            .iter()
+            .map(Stand::stderr)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
     let (newest, _) = newest_change(c, db);
     let all = poll(timeout, || {
@@ -264,7 +268,10 @@ fn the_lease_holder_killed_mid_pass_is_replaced_within_a_lease_period_and_the_pa
         lease_row(&cluster, &db).filter(|l| l.2 >= 5 && !l.3)
     })
     .expect("a pass under way");
-    let i = names.iter().position(|n| *n == holder).expect("a stand holds it");
+    let i = names
+        .iter()
+        .position(|n| *n == holder)
+        .expect("a stand holds it");
     stands[i].kill();
     let killed = Instant::now();
     let (next, ..) = poll(Duration::from_secs(30), || {
@@ -372,7 +379,11 @@ fn a_ticket_removed_from_the_listing_stops_being_approvable_at_another_stand_wit
         (copied(&cluster, &db, &names[other]) >= seq).then_some(())
     });
     let lag = removed_at.elapsed();
-    assert!(reached.is_some(), "{} never copied the removal", names[other]);
+    assert!(
+        reached.is_some(),
+        "{} never copied the removal",
+        names[other]
+    );
     eprintln!(
         "removal copied by the other stand {} ms after it was seen in the table (sync \
          interval {sync_ms} ms)",
@@ -392,8 +403,7 @@ fn a_ticket_removed_from_the_listing_stops_being_approvable_at_another_stand_wit
 }
 
 #[test]
-fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instead_of_calling_ats(
-) {
+fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instead_of_calling_ats() {
     let Some(cluster) = pg::shared("late_terminal") else {
         return;
     };

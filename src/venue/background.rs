@@ -22,7 +22,8 @@
 //!    then writes the page and the pass's cursor in one short fenced transaction. A
 //!    completed pass marks the tickets it did not list removed (voided, returned,
 //!    reissued). A new pass starts `cache.refresh_interval_ms` after the last completed
-//!    (database time), and at start when `cache.prefetch_at_start` and none completed.
+//!    (on the holder's clock), and at start when `cache.prefetch_at_start` and none
+//!    completed (else once this terminal has run for a refresh interval).
 //! 3. Every `venue.sync_interval_ms` (and at once after a page): the rows changed since
 //!    the last copy are copied into the local cache (a removed ticket as a record
 //!    `decide` never approves). The copy cursor lives in memory: a terminal that starts
@@ -147,25 +148,7 @@ impl VenueFetch {
     ) -> Result<VenueFetch, VenueError> {
         let (tx, rx) = bounded(1024);
         let shared = Arc::new(FetchShared::default());
-        let mut f = Fetcher {
-            me: store.terminal_id().to_string(),
-            started: clock.now(),
-            settings,
-            plan,
-            ats,
-            store,
-            clock,
-            shared: Arc::clone(&shared),
-            client: None,
-            next_connect: None,
-            schema_ok: false,
-            copied: 0,
-            checked_copy: false,
-            next_copy: None,
-            copy_now: false,
-            leases: HashMap::new(),
-            page_not_before: None,
-        };
+        let mut f = Fetcher::new(settings, plan, ats, store, clock, Arc::clone(&shared));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("venue-fetch".into())
@@ -186,16 +169,7 @@ impl VenueFetch {
 
     /// What the thread has done.
     pub fn status(&self) -> FetchStatus {
-        let s = &self.shared;
-        FetchStatus {
-            connected: s.connected.load(Ordering::SeqCst),
-            holding: s.holding.lock().map(|h| h.clone()).unwrap_or_default(),
-            copied_seq: s.copied_seq.load(Ordering::SeqCst),
-            copied_rows: s.copied_rows.load(Ordering::SeqCst),
-            pages: s.pages.load(Ordering::SeqCst),
-            shared_rows: s.shared_rows.load(Ordering::SeqCst),
-            last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
-        }
+        status_of(&self.shared)
     }
 
     /// Stops the thread, waiting at most `wait` (a thread stuck on a hung database is
@@ -211,6 +185,57 @@ impl VenueFetch {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// The fetch thread's loop driven by the caller, one turn at a time, on the caller's
+/// thread: for benches on a `ManualClock` (`benches/venue_day.rs`), where a thread
+/// sleeping on the shared clock would move simulated time. Same code as the thread.
+pub struct FetchStepper {
+    f: Fetcher,
+    rx: Receiver<TicketRecord>,
+    share: TicketShare,
+    stop: AtomicBool,
+}
+
+impl FetchStepper {
+    /// A stepper for one terminal (it connects on its first turn).
+    pub fn new(
+        settings: VenueSettings,
+        plan: FetchPlan,
+        ats: Arc<AtsClient>,
+        store: Store,
+        clock: SharedClock,
+    ) -> FetchStepper {
+        let (tx, rx) = bounded(1024);
+        let f = Fetcher::new(settings, plan, ats, store, clock, Arc::default());
+        FetchStepper {
+            f,
+            rx,
+            share: TicketShare(tx),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// One turn of the loop; true when it did work worth another turn at once.
+    pub fn turn(&mut self) -> bool {
+        match self.f.turn(&self.rx, &self.stop) {
+            Ok(busy) => busy,
+            Err(e) => {
+                self.f.failed(&e);
+                false
+            }
+        }
+    }
+
+    /// The sender of live answers (give it to the agent).
+    pub fn share(&self) -> TicketShare {
+        self.share.clone()
+    }
+
+    /// What it has done.
+    pub fn status(&self) -> FetchStatus {
+        status_of(&self.f.shared)
     }
 }
 
@@ -254,6 +279,35 @@ enum Paged {
 }
 
 impl Fetcher {
+    fn new(
+        settings: VenueSettings,
+        plan: FetchPlan,
+        ats: Arc<AtsClient>,
+        store: Store,
+        clock: SharedClock,
+        shared: Arc<FetchShared>,
+    ) -> Fetcher {
+        Fetcher {
+            me: store.terminal_id().to_string(),
+            started: clock.now(),
+            settings,
+            plan,
+            ats,
+            store,
+            clock,
+            shared,
+            client: None,
+            next_connect: None,
+            schema_ok: false,
+            copied: 0,
+            checked_copy: false,
+            next_copy: None,
+            copy_now: false,
+            leases: HashMap::new(),
+            page_not_before: None,
+        }
+    }
+
     fn run(&mut self, shares: &Receiver<TicketRecord>, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
             let busy = match self.turn(shares, stop) {
@@ -281,7 +335,11 @@ impl Fetcher {
     }
 
     /// One turn; true when it did work worth another turn at once.
-    fn turn(&mut self, shares: &Receiver<TicketRecord>, stop: &AtomicBool) -> Result<bool, VenueError> {
+    fn turn(
+        &mut self,
+        shares: &Receiver<TicketRecord>,
+        stop: &AtomicBool,
+    ) -> Result<bool, VenueError> {
         if !self.ensure_client()? {
             return Ok(false);
         }
@@ -384,21 +442,22 @@ impl Fetcher {
     fn fetch_step(&mut self, event: &str) -> Result<Paged, VenueError> {
         let now = self.clock.now();
         let lease_period = self.plan.lease;
-        let entry = self
-            .leases
-            .entry(event.to_string())
-            .or_insert(EventLease {
-                held: None,
-                next_hold: now,
-            });
+        let entry = self.leases.entry(event.to_string()).or_insert(EventLease {
+            held: None,
+            next_hold: now,
+        });
         if now >= entry.next_hold {
             let client = self.client.as_mut().ok_or_else(not_connected)?;
             let was_held = entry.held.is_some();
-            let held = lease::hold(client, event, &self.me, lease_period, self.plan.refresh_interval)?;
+            let held = lease::hold(client, event, &self.me, lease_period)?;
             match &held {
                 Some(h) if h.taken => log::info!(
                     "venue: fetch lease of {event} taken (pass {} after page {})",
-                    if h.cursor.complete { "complete" } else { "resumes" },
+                    if h.cursor.complete {
+                        "complete"
+                    } else {
+                        "resumes"
+                    },
                     h.cursor.pages
                 ),
                 None if was_held => log::warn!("venue: fetch lease of {event} lost"),
@@ -419,9 +478,15 @@ impl Fetcher {
             return Ok(Paged::Idle);
         };
         let uptime = now.saturating_duration_since(self.started);
+        // Refreshes are timed on the holder's clock (a stand's skew only shifts one).
+        let refresh_due = held.completed_ms.is_none_or(|c| {
+            self.clock.wall_ms() >= c.saturating_add(self.plan.refresh_interval.as_millis() as u64)
+        });
         let start_new = held.cursor.complete
-            && held.refresh_due
-            && (!held.never_completed || self.plan.at_start || uptime >= self.plan.refresh_interval);
+            && refresh_due
+            && (!held.never_completed
+                || self.plan.at_start
+                || uptime >= self.plan.refresh_interval);
         if held.cursor.complete && !start_new {
             return Ok(Paged::Idle);
         }
@@ -467,7 +532,7 @@ impl Fetcher {
                         // An answer this pass cannot page through would fail again at
                         // the same cursor: the pass is abandoned (retiring nothing).
                         cursor.complete = true;
-                        self.save_only(event, &cursor, false)?;
+                        self.save_only(event, &cursor)?;
                         ATS_BACKOFF
                     }
                     _ => ATS_BACKOFF,
@@ -484,7 +549,7 @@ impl Fetcher {
         if last.is_some() && last == prev {
             log::warn!("venue fetch of {event}: pages do not advance; pass abandoned");
             cursor.complete = true;
-            self.save_only(event, &cursor, false)?;
+            self.save_only(event, &cursor)?;
             return Ok(Paged::Idle);
         }
         let summary = EventSummary {
@@ -511,7 +576,8 @@ impl Fetcher {
         let me = self.me.clone();
         let client = self.client.as_mut().ok_or_else(not_connected)?;
         let mut tx = client.transaction()?;
-        if !lease::save_cursor(&mut tx, event, &me, lease_period, &cursor, done)? {
+        let completed = done.then_some(stamp);
+        if !lease::save_cursor(&mut tx, event, &me, lease_period, &cursor, completed)? {
             drop(tx); // rolled back: the page is the successor's to write
             log::warn!("venue: fetch lease of {event} lost before its page was written");
             if let Some(l) = self.leases.get_mut(event) {
@@ -522,7 +588,13 @@ impl Fetcher {
             return Ok(Paged::Idle);
         }
         if !records.is_empty() {
-            tickets::write_page(&mut tx, event, records, cursor.pass_started_ms, prev.as_deref())?;
+            tickets::write_page(
+                &mut tx,
+                event,
+                records,
+                cursor.pass_started_ms,
+                prev.as_deref(),
+            )?;
         }
         let removed = if done {
             tickets::retire_unlisted(&mut tx, event, cursor.pass_started_ms, stamp)?
@@ -547,7 +619,7 @@ impl Fetcher {
         if let Some(l) = self.leases.get_mut(event).and_then(|l| l.held.as_mut()) {
             l.cursor = cursor;
             if done {
-                l.refresh_due = false;
+                l.completed_ms = Some(stamp);
                 l.never_completed = false;
             }
         }
@@ -556,12 +628,12 @@ impl Fetcher {
     }
 
     /// Saves the cursor alone (an abandoned pass).
-    fn save_only(&mut self, event: &str, cursor: &PassCursor, done: bool) -> Result<(), VenueError> {
+    fn save_only(&mut self, event: &str, cursor: &PassCursor) -> Result<(), VenueError> {
         let lease_period = self.plan.lease;
         let me = self.me.clone();
         let client = self.client.as_mut().ok_or_else(not_connected)?;
         let mut tx = client.transaction()?;
-        if lease::save_cursor(&mut tx, event, &me, lease_period, cursor, done)? {
+        if lease::save_cursor(&mut tx, event, &me, lease_period, cursor, None)? {
             tx.commit()?;
             if let Some(l) = self.leases.get_mut(event).and_then(|l| l.held.as_mut()) {
                 l.cursor = cursor.clone();
@@ -578,7 +650,9 @@ impl Fetcher {
             // Another database (a fresh one, or a standby that missed the last
             // changes): a cursor above its newest change would never copy again.
             if tickets::newest_change(client)? < self.copied {
-                log::warn!("venue: the ticket table is behind this terminal's copy: copying it again");
+                log::warn!(
+                    "venue: the ticket table is behind this terminal's copy: copying it again"
+                );
                 self.copied = 0;
             }
             self.checked_copy = true;
@@ -620,6 +694,18 @@ impl Fetcher {
         let more = copied >= COPY_BATCH as usize * COPY_BATCHES_PER_TURN;
         self.copy_now |= more;
         Ok(more)
+    }
+}
+
+fn status_of(s: &FetchShared) -> FetchStatus {
+    FetchStatus {
+        connected: s.connected.load(Ordering::SeqCst),
+        holding: s.holding.lock().map(|h| h.clone()).unwrap_or_default(),
+        copied_seq: s.copied_seq.load(Ordering::SeqCst),
+        copied_rows: s.copied_rows.load(Ordering::SeqCst),
+        pages: s.pages.load(Ordering::SeqCst),
+        shared_rows: s.shared_rows.load(Ordering::SeqCst),
+        last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
     }
 }
 

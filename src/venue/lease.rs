@@ -42,9 +42,8 @@ pub struct PassCursor {
 pub struct Held {
     /// The pass's cursor.
     pub cursor: PassCursor,
-    /// No pass completed yet, or the last completed `refresh` or more ago (database
-    /// time).
-    pub refresh_due: bool,
+    /// When the last pass completed (the holder's wall ms), if one did.
+    pub completed_ms: Option<u64>,
     /// No pass of this event ever completed.
     pub never_completed: bool,
     /// This call took the lease over from another terminal (or took it first).
@@ -62,7 +61,6 @@ pub fn hold(
     event: &str,
     me: &str,
     lease: Duration,
-    refresh: Duration,
 ) -> Result<Option<Held>, VenueError> {
     let row = client.query_opt(
         "WITH before AS (SELECT holder FROM venue_fetch_leases WHERE event = lower($1))
@@ -74,12 +72,9 @@ pub fn hold(
              taken_over = l.taken_over + (l.holder <> EXCLUDED.holder)::int
          WHERE l.holder = EXCLUDED.holder OR l.expires_at < now()
          RETURNING pass_started_ms, last_barcode, pages, tickets, pass_complete,
-                   last_complete_pass_ms,
-                   (completed_at IS NULL
-                    OR completed_at + $4::float8 * interval '1 millisecond' <= now()),
-                   completed_at IS NULL,
+                   last_complete_pass_ms, completed_ms, completed_ms IS NULL,
                    coalesce((SELECT holder FROM before), '') <> $2",
-        &[&event, &me, &(ms(lease) as f64), &(ms(refresh) as f64)],
+        &[&event, &me, &(ms(lease) as f64)],
     )?;
     Ok(row.map(|r| {
         let pass: i64 = r.get(0);
@@ -95,7 +90,7 @@ pub fn hold(
                 complete: r.get(4),
                 last_complete_pass_ms: last.map(|v| v.max(0) as u64),
             },
-            refresh_due: r.get(6),
+            completed_ms: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
             never_completed: r.get(7),
             taken: r.get(8),
         }
@@ -105,20 +100,22 @@ pub fn hold(
 /// Saves the pass's cursor, fenced: only while `me` holds an unexpired lease (and
 /// renews it). Call first in the page's transaction: it locks the lease row, so a
 /// takeover waits for the page to commit. `Ok(false)`: the lease is lost; roll back.
-/// `completed`: the pass ends now (its completion time is the database's).
+/// `completed`: the pass ends now, at `now_ms` (the holder's wall ms; `completed_at`
+/// keeps the database's time of it, for venue IT).
 pub fn save_cursor(
     tx: &mut impl GenericClient,
     event: &str,
     me: &str,
     lease: Duration,
     cursor: &PassCursor,
-    completed: bool,
+    completed: Option<u64>,
 ) -> Result<bool, VenueError> {
     let n = tx.execute(
         "UPDATE venue_fetch_leases SET
              pass_started_ms = $3, last_barcode = $4, pages = $5, tickets = $6,
              pass_complete = $7, last_complete_pass_ms = $8,
-             completed_at = CASE WHEN $9 THEN now() ELSE completed_at END,
+             completed_at = CASE WHEN $9::int8 IS NULL THEN completed_at ELSE now() END,
+             completed_ms = coalesce($9::int8, completed_ms),
              expires_at = now() + $10::float8 * interval '1 millisecond'
           WHERE event = lower($1) AND holder = $2 AND expires_at > now()",
         &[
@@ -130,7 +127,7 @@ pub fn save_cursor(
             &(cursor.tickets as i64),
             &cursor.complete,
             &cursor.last_complete_pass_ms.map(|v| v as i64),
-            &completed,
+            &completed.map(|v| v as i64),
             &(ms(lease) as f64),
         ],
     )?;
@@ -148,7 +145,10 @@ pub fn release(client: &mut impl GenericClient, event: &str, me: &str) -> Result
 }
 
 /// The holder of `event`'s lease and whether it is unexpired, if anyone ever held it.
-pub fn holder(client: &mut impl GenericClient, event: &str) -> Result<Option<(String, bool)>, VenueError> {
+pub fn holder(
+    client: &mut impl GenericClient,
+    event: &str,
+) -> Result<Option<(String, bool)>, VenueError> {
     Ok(client
         .query_opt(
             "SELECT holder, expires_at > now() FROM venue_fetch_leases WHERE event = lower($1)",

@@ -93,6 +93,7 @@ CREATE TABLE venue_fetch_leases (
     pass_complete         boolean     NOT NULL DEFAULT true,
     last_complete_pass_ms bigint,
     completed_at          timestamptz,
+    completed_ms          bigint,
     taken_over            bigint      NOT NULL DEFAULT 0
 );
 CREATE SEQUENCE venue_tickets_change;

@@ -147,7 +147,10 @@ pub fn write_page(
 /// cache miss), so the next stand does not call ATS for them. Records without an
 /// identity (ATS does not know the barcode) are not shared. A live answer is evidence
 /// that ATS lists the ticket as of its stamp. Returns the rows written.
-pub fn write_live(client: &mut impl GenericClient, records: &[TicketRecord]) -> Result<u64, VenueError> {
+pub fn write_live(
+    client: &mut impl GenericClient,
+    records: &[TicketRecord],
+) -> Result<u64, VenueError> {
     let mut barcodes = Vec::new();
     let mut events = Vec::new();
     let mut texts = Vec::new();
@@ -280,7 +283,10 @@ pub fn note_copy(
 /// The highest change sequence number in the table (0 when empty).
 pub fn newest_change(client: &mut impl GenericClient) -> Result<i64, VenueError> {
     Ok(client
-        .query_one("SELECT coalesce(max(change_seq), 0) FROM venue_tickets", &[])?
+        .query_one(
+            "SELECT coalesce(max(change_seq), 0) FROM venue_tickets",
+            &[],
+        )?
         .get(0))
 }
 
@@ -347,6 +353,9 @@ mod tests {
     fn a_removed_ticket_is_copied_as_a_record_never_approved() {
         let r = local_record(&row(true, None));
         assert!(!r.info.unwrap().status.is_redeemable());
-        assert_eq!(r.fetched_at_ms, 200, "stamped with the removal: it replaces older copies");
+        assert_eq!(
+            r.fetched_at_ms, 200,
+            "stamped with the removal: it replaces older copies"
+        );
     }
 }
