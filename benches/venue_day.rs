@@ -403,7 +403,9 @@ fn run(
             .agent
             .handle_scan(&ev)
             .unwrap_or_else(|e| panic!("scan {k}: {e}"));
-        *row.by_reason.entry(d.reason.as_str().to_string()).or_default() += 1;
+        *row.by_reason
+            .entry(d.reason.as_str().to_string())
+            .or_default() += 1;
         s.agent.tick();
         row.scans += 1;
         clock.advance(step);

@@ -190,7 +190,7 @@ fn four_stands_starting_together_fetch_a_20000_ticket_event_once_and_approve_fro
     for s in &mut stands {
         s.wait_serving(Duration::from_secs(30));
     }
-    wait_fetched_everywhere(&cluster, &db, &names, Duration::from_secs(120), &stands);
+    wait_fetched_everywhere(cluster, &db, &names, Duration::from_secs(120), &stands);
     let fetched_in = t0.elapsed();
     let cold = sb.stats();
     let pages = cold.calls("get_av_barcodes");
@@ -265,7 +265,7 @@ fn the_lease_holder_killed_mid_pass_is_replaced_within_a_lease_period_and_the_pa
         s.wait_serving(Duration::from_secs(30));
     }
     let (holder, _, pages_at_kill, ..) = poll(Duration::from_secs(60), || {
-        lease_row(&cluster, &db).filter(|l| l.2 >= 5 && !l.3)
+        lease_row(cluster, &db).filter(|l| l.2 >= 5 && !l.3)
     })
     .expect("a pass under way");
     let i = names
@@ -275,9 +275,9 @@ fn the_lease_holder_killed_mid_pass_is_replaced_within_a_lease_period_and_the_pa
     stands[i].kill();
     let killed = Instant::now();
     let (next, ..) = poll(Duration::from_secs(30), || {
-        lease_row(&cluster, &db).filter(|l| l.0 != holder && l.1)
+        lease_row(cluster, &db).filter(|l| l.0 != holder && l.1)
     })
-    .unwrap_or_else(|| panic!("nobody took the lease over: {:?}", lease_row(&cluster, &db)));
+    .unwrap_or_else(|| panic!("nobody took the lease over: {:?}", lease_row(cluster, &db)));
     let took = killed.elapsed();
     eprintln!(
         "holder {holder} killed after page {pages_at_kill}; {next} took over after {} ms \
@@ -297,8 +297,8 @@ fn the_lease_holder_killed_mid_pass_is_replaced_within_a_lease_period_and_the_pa
         .filter(|(k, _)| *k != i)
         .map(|(_, s)| s)
         .collect();
-    wait_fetched_everywhere(&cluster, &db, &rest, Duration::from_secs(120), &live);
-    let (_, _, pages, complete, ever, taken_over) = lease_row(&cluster, &db).unwrap();
+    wait_fetched_everywhere(cluster, &db, &rest, Duration::from_secs(120), &live);
+    let (_, _, pages, complete, ever, taken_over) = lease_row(cluster, &db).unwrap();
     assert!(complete && ever && taken_over >= 1);
     let full = tickets.div_ceil(500) as u64;
     assert!(
@@ -356,8 +356,8 @@ fn a_ticket_removed_from_the_listing_stops_being_approvable_at_another_stand_wit
     for s in &mut stands {
         s.wait_serving(Duration::from_secs(30));
     }
-    wait_fetched_everywhere(&cluster, &db, &names, Duration::from_secs(60), &stands);
-    let (holder, ..) = lease_row(&cluster, &db).unwrap();
+    wait_fetched_everywhere(cluster, &db, &names, Duration::from_secs(60), &stands);
+    let (holder, ..) = lease_row(cluster, &db).unwrap();
     let other = names.iter().position(|n| *n != holder).unwrap();
     let voided = venue::ticket(7);
     sb.void_ticket(&voided).unwrap();
@@ -376,7 +376,7 @@ fn a_ticket_removed_from_the_listing_stops_being_approvable_at_another_stand_wit
     .expect("the voided ticket marked removed by the next pass");
     let removed_at = Instant::now();
     let reached = poll(Duration::from_secs(10), || {
-        (copied(&cluster, &db, &names[other]) >= seq).then_some(())
+        (copied(cluster, &db, &names[other]) >= seq).then_some(())
     });
     let lag = removed_at.elapsed();
     assert!(
@@ -418,7 +418,7 @@ fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instea
     let mut first = Stand::spawn(&configs[0]);
     first.wait_serving(Duration::from_secs(30));
     wait_fetched_everywhere(
-        &cluster,
+        cluster,
         &db,
         &names[..1],
         Duration::from_secs(60),
@@ -436,7 +436,7 @@ fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instea
     let mut late = Stand::spawn(&configs[2]);
     late.wait_serving(Duration::from_secs(30));
     wait_fetched_everywhere(
-        &cluster,
+        cluster,
         &db,
         &names[2..],
         Duration::from_secs(60),

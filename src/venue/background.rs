@@ -609,7 +609,7 @@ impl Fetcher {
                 cursor.tickets,
                 cursor.pages
             );
-        } else if cursor.pages % 20 == 0 {
+        } else if cursor.pages.is_multiple_of(20) {
             log::info!(
                 "venue: fetching {event}: {} pages, {} tickets",
                 cursor.pages,
