@@ -452,3 +452,74 @@ fn a_terminal_starting_late_or_prefetching_by_hand_copies_the_venue_table_instea
         "a copied ticket is decided without ATS"
     );
 }
+
+#[test]
+fn a_ticket_fetched_live_at_one_stand_reaches_the_next_with_its_seat_and_no_ats_call() {
+    let Some(cluster) = pg::shared("live_share") else {
+        return;
+    };
+    let db = cluster.fresh_db();
+    let sb = venue::sandbox(100);
+    let tmp = tempfile::tempdir().unwrap();
+    let names = ["stand-1".to_string(), "stand-2".to_string()];
+    // No listing pass: the only way the ticket reaches the table is the live lookup.
+    let configs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| {
+            let p = stand_config(tmp.path(), n, &sb.base_url(), &db, 2000, 200, "");
+            let t = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("prefetch_at_start = true", "prefetch_at_start = false");
+            std::fs::write(&p, t).unwrap();
+            p
+        })
+        .collect();
+    let mut a = Stand::spawn(&configs[0]);
+    let mut b = Stand::spawn(&configs[1]);
+    a.wait_serving(Duration::from_secs(30));
+    b.wait_serving(Duration::from_secs(30));
+    let barcode = venue::ticket(42);
+    let d = a.decide(&barcode, Duration::from_secs(10));
+    assert!(d.approve, "{:?}", d.raw);
+    assert_eq!(sb.stats().calls("verify_barcode"), 1, "stand-1 asked ATS");
+    let seq: i64 = poll(Duration::from_secs(10), || {
+        cluster
+            .try_psql(
+                &db,
+                &format!(
+                    "SELECT change_seq FROM venue_tickets WHERE barcode = '{barcode}' \
+                     AND verified->>'section_name' IS NOT NULL"
+                ),
+            )
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+    .expect("the live answer, with its seat, in the venue ticket table");
+    poll(Duration::from_secs(10), || {
+        (copied(cluster, &db, &names[1]) >= seq).then_some(())
+    })
+    .expect("stand-2 copied it");
+    let d = b.decide(&barcode, Duration::from_secs(10));
+    // Spent at stand-1 (a bare scan takes the whole balance): the venue ledger says so.
+    assert_eq!(d.reason, "already_redeemed", "{:?}", d.raw);
+    assert_eq!(
+        sb.stats().calls("verify_barcode"),
+        1,
+        "stand-2 decided from the copy, without ATS"
+    );
+    assert!(b.finish(Duration::from_secs(20)), "{}", b.stderr());
+    assert!(a.finish(Duration::from_secs(20)), "{}", a.stderr());
+    // stand-2's seat index (SafeTix resolution) knows the seat from the venue table.
+    let store = concession_agent::store::Store::open(
+        &tmp.path().join("stand-2").join("store"),
+        concession_agent::store::StoreOptions {
+            terminal_id: "stand-2".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rec = store.get_record(&barcode).unwrap().expect("copied record");
+    let seat = concession_agent::store::seats::Seat::of(&rec).expect("a seat");
+    let by_seat = store.record_by_seat(&seat).unwrap().expect("found by seat");
+    assert_eq!(by_seat.barcode, barcode);
+}
