@@ -523,3 +523,50 @@ fn a_ticket_fetched_live_at_one_stand_reaches_the_next_with_its_seat_and_no_ats_
     let by_seat = store.record_by_seat(&seat).unwrap().expect("found by seat");
     assert_eq!(by_seat.barcode, barcode);
 }
+
+#[test]
+fn a_holder_that_wakes_after_losing_its_lease_cannot_write_over_its_successor() {
+    use concession_agent::venue::lease::{self, PassCursor};
+    let Some(cluster) = pg::shared("lease_fence") else {
+        return;
+    };
+    let db = cluster.fresh_db();
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+    concession_agent::venue::schema::migrate(&mut c).unwrap();
+    let short = Duration::from_millis(300);
+    let a = lease::hold(&mut c, "EVENT01", "stand-a", short).unwrap();
+    assert!(a.is_some_and(|h| h.taken && h.never_completed));
+    assert!(
+        lease::hold(&mut c, "event01", "stand-b", short)
+            .unwrap()
+            .is_none(),
+        "an unexpired lease is not taken over (event names match case-insensitively)"
+    );
+    // stand-a pauses past its lease; stand-b takes over.
+    let b = poll(Duration::from_secs(5), || {
+        lease::hold(&mut c, "EVENT01", "stand-b", Duration::from_secs(30)).unwrap()
+    })
+    .expect("taken over once expired");
+    assert!(b.taken);
+    let cursor = PassCursor {
+        pass_started_ms: 1,
+        last_barcode: Some("200000000499".into()),
+        pages: 1,
+        tickets: 500,
+        ..PassCursor::default()
+    };
+    let mut tx = c.transaction().unwrap();
+    assert!(
+        !lease::save_cursor(&mut tx, "EVENT01", "stand-a", short, &cursor, None).unwrap(),
+        "the old holder's page is refused"
+    );
+    drop(tx);
+    let mut tx = c.transaction().unwrap();
+    assert!(lease::save_cursor(&mut tx, "EVENT01", "stand-b", short, &cursor, None).unwrap());
+    tx.commit().unwrap();
+    let again = lease::hold(&mut c, "EVENT01", "stand-b", short)
+        .unwrap()
+        .unwrap();
+    assert!(!again.taken, "a renewal is not a takeover");
+    assert_eq!(again.cursor, cursor, "the cursor is the successor's");
+}
