@@ -20,6 +20,7 @@ pub mod publish;
 pub mod safetix;
 mod venue;
 mod venue_state;
+mod venue_sync;
 
 pub use error::AgentError;
 pub use outputs::Outputs;
@@ -370,7 +371,7 @@ impl Agent {
             }
         };
         match pending.wait(budget) {
-            Ok(Ok(record)) => Some(record),
+            Ok(Ok(record)) => self.venue_share(record),
             Ok(Err(e)) => {
                 log::warn!(
                     "ats lookup for {} failed: {}",

@@ -112,7 +112,7 @@ pub fn records_from_listing(
 }
 
 /// Adds `new` lines to `into`, each replacing a line with the same `av_id` (pure).
-fn replace_lines_by_av_id(into: &mut Vec<ValueLine>, new: Vec<ValueLine>) {
+pub(crate) fn replace_lines_by_av_id(into: &mut Vec<ValueLine>, new: Vec<ValueLine>) {
     for line in new {
         match into.iter_mut().find(|l| l.av_id == line.av_id) {
             Some(old) => *old = line,

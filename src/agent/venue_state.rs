@@ -16,6 +16,9 @@ pub struct VenueState {
     /// The venue was away since the offline window last closed.
     #[cfg(feature = "venue")]
     pub(super) was_away: bool,
+    /// Hands live answers to the venue ticket table (`venue_sync.rs`).
+    #[cfg(feature = "venue")]
+    pub(super) share: Option<crate::venue::background::TicketShare>,
 }
 
 impl VenueState {

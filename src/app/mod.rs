@@ -200,6 +200,47 @@ pub fn start_venue_with(
     }
 }
 
+/// Venue mode: starts the venue's fetch thread (one fetch per event through a lease,
+/// and the copy of the venue ticket table into the local cache; venue/background.rs).
+/// `None` without `[venue]`.
+#[cfg(feature = "venue")]
+pub fn start_venue_fetch(
+    config: &Config,
+    ats: &Arc<AtsClient>,
+    store: &Store,
+    clock: &crate::clock::SharedClock,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<crate::venue::background::VenueFetch>, StartError> {
+    use crate::venue::background::{FetchPlan, VenueFetch};
+    let Some(settings) = &config.venue else {
+        return Ok(None);
+    };
+    let plan = FetchPlan {
+        events: config.events.clone(),
+        at_start: config.cache.prefetch_at_start,
+        refresh_interval: config.cache.refresh_interval,
+        reserve_per_minute: config.cache.budget_reserve_per_minute,
+        lease: settings.lease,
+        sync_interval: settings.sync_interval,
+    };
+    if plan.events.is_empty() {
+        log::warn!(
+            "venue mode without `events`: no event is fetched through the venue (set \
+             events = [...]); this terminal copies what other stands fetched"
+        );
+    }
+    VenueFetch::start(
+        settings.clone(),
+        plan,
+        std::sync::Arc::clone(ats),
+        store.clone(),
+        clock.clone(),
+        std::sync::Arc::clone(stop),
+    )
+    .map(Some)
+    .map_err(StartError::Venue)
+}
+
 /// The client settings for a base URL.
 pub fn ats_config(config: &Config, base_url: String) -> AtsConfig {
     let a = &config.ats;

@@ -170,27 +170,42 @@ pub fn run_agent(
     // Only the sources hold senders now: the channel closes when they all end.
     drop(tx);
     let prefetch_progress = prefetch::Progress::default();
-    let refresher = prefetch::spawn_refresher(
-        Arc::clone(&link.client),
-        store.clone(),
-        clock.clone(),
-        RefreshPlan {
-            events: config.events.clone(),
-            utc_offset_minutes: config.utc_offset_minutes,
-            at_start: config.cache.prefetch_at_start,
-            interval: config.cache.refresh_interval,
-            reserve_per_minute: config.cache.budget_reserve_per_minute,
-            progress: prefetch_progress.clone(),
-        },
-        Arc::clone(&stop),
-    )
-    .map_err(|e| format!("prefetch thread: {e}"))?;
+    // Venue mode: one fetch per event, through the venue's lease, instead of this
+    // terminal's own refresher (venue/background.rs).
+    #[cfg(feature = "venue")]
+    let venue_fetch = super::start_venue_fetch(&config, &link.client, &store, &clock, &stop)?;
+    #[cfg(not(feature = "venue"))]
+    let venue_fetch: Option<()> = None;
+    let refresher = match venue_fetch {
+        Some(_) => None,
+        None => Some(
+            prefetch::spawn_refresher(
+                Arc::clone(&link.client),
+                store.clone(),
+                clock.clone(),
+                RefreshPlan {
+                    events: config.events.clone(),
+                    utc_offset_minutes: config.utc_offset_minutes,
+                    at_start: config.cache.prefetch_at_start,
+                    interval: config.cache.refresh_interval,
+                    reserve_per_minute: config.cache.budget_reserve_per_minute,
+                    progress: prefetch_progress.clone(),
+                },
+                Arc::clone(&stop),
+            )
+            .map_err(|e| format!("prefetch thread: {e}"))?,
+        ),
+    };
     let demo = link.is_sandbox();
     let config_store_temporary = config.store_temporary;
     let store_dir = config.store_dir.clone();
     let mut agent = Agent::new(config, Arc::clone(&link.client), store, clock, outputs);
     agent.set_prefetch_progress(prefetch_progress);
     agent.set_venue(venue);
+    #[cfg(feature = "venue")]
+    if let Some(f) = &venue_fetch {
+        agent.set_venue_share(f.share());
+    }
     // The start-up ping also compared the wall clock with ATS's (`server_date`).
     let clock_state = agent.clock_state();
     match online_at_start {
@@ -234,6 +249,10 @@ pub fn run_agent(
     drop(running);
     // The refresher may be inside a long ATS call; it holds nothing that needs saving.
     drop(refresher);
+    #[cfg(feature = "venue")]
+    if let Some(f) = venue_fetch {
+        f.shutdown(Duration::from_millis(500));
+    }
     agent.shutdown();
     match ended {
         Ok(()) => Ok(ExitCode::SUCCESS),

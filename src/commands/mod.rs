@@ -213,6 +213,11 @@ pub fn cache_prefetch(
         Some(e) => vec![e],
         None => config.events.clone(),
     };
+    // Venue mode: through the event's lease, never paging ATS beside its holder.
+    #[cfg(feature = "venue")]
+    if config.venue.is_some() {
+        return venue::cache_prefetch_via_venue(config, &link.client, &store, clock, names);
+    }
     // Ctrl-C ends between pages: what was written stays, and the next
     // `cache prefetch` (or the running agent) resumes after it.
     let stop = Arc::new(AtomicBool::new(false));

@@ -129,3 +129,64 @@ pub fn venue(
         Err("this build has no venue mode (the `venue` feature)".into())
     }
 }
+
+/// `cache prefetch` in venue mode: the cache gets the venue's copy of the events, through
+/// each event's lease (venue/background.rs): this terminal pages ATS only when it takes
+/// the lease, else it waits for the holder's pass and copies it. No event named and none
+/// configured: refused (the lease is per event).
+#[cfg(feature = "venue")]
+pub fn cache_prefetch_via_venue(
+    config: &crate::config::Config,
+    ats: &std::sync::Arc<crate::ats::AtsClient>,
+    store: &crate::store::Store,
+    clock: crate::clock::SharedClock,
+    events: Vec<String>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::venue::background::{prefetch_via_venue, FetchPlan};
+    let Some(settings) = &config.venue else {
+        return Err("no venue database configured".into());
+    };
+    if events.is_empty() {
+        return Err(
+            "venue mode fetches by event: name one (--event NAME) or set events = [...]".into(),
+        );
+    }
+    crate::venue::migrate_now(settings, "concession-agent cache prefetch")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let plan = FetchPlan {
+        events: events.clone(),
+        at_start: true,
+        refresh_interval: config.cache.refresh_interval,
+        // The operator's prefetch takes the budget freely, as without the venue.
+        reserve_per_minute: 0,
+        lease: settings.lease,
+        sync_interval: settings.sync_interval,
+    };
+    let status = prefetch_via_venue(
+        settings,
+        plan,
+        Arc::clone(ats),
+        store.clone(),
+        clock,
+        stop,
+        Duration::from_secs(15 * 60),
+    )?;
+    store.flush()?;
+    for e in &events {
+        println!("{e}: copied from the venue");
+    }
+    eprintln!(
+        "{} ticket rows copied from the venue ticket table; {} pages fetched from ATS by \
+         this terminal",
+        status.copied_rows, status.pages
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -49,6 +49,12 @@ pub struct RawVenue {
     /// The stands sharing the API key: while the database is away each keeps to the
     /// key's limits divided by this (docs/venue.md, "One budget for the key"). Default 1.
     pub stands: Option<u32>,
+    /// How long an event's fetch lease lasts unrenewed: another terminal takes the
+    /// fetch over this long after its holder stopped, ms. Default 10000.
+    pub lease_ms: Option<u64>,
+    /// How often a terminal copies the venue ticket table's changes into its cache, ms.
+    /// Default 2000.
+    pub sync_interval_ms: Option<u64>,
     /// The password from `CONCESSION_VENUE_PASSWORD` (never from the file).
     #[serde(skip)]
     pub password_env: Option<String>,
@@ -79,6 +85,10 @@ pub struct VenueSettings {
     pub stands: u32,
     /// `venue.stands` was written (a default of 1 is worth a warning at start).
     pub stands_given: bool,
+    /// `lease_ms`: an event's fetch lease.
+    pub lease: Duration,
+    /// `sync_interval_ms`: how often the venue ticket table is copied.
+    pub sync_interval: Duration,
 }
 
 /// The most stands `venue.stands` accepts.
@@ -284,6 +294,14 @@ impl VenueSettings {
                 raw.idle_in_transaction_timeout_ms,
                 5_000,
                 100,
+                600_000,
+            )?,
+            lease: ms("venue.lease_ms", raw.lease_ms, 10_000, 500, 600_000)?,
+            sync_interval: ms(
+                "venue.sync_interval_ms",
+                raw.sync_interval_ms,
+                2_000,
+                50,
                 600_000,
             )?,
         })

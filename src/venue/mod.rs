@@ -77,6 +77,8 @@
 //! reach while the venue is away.
 
 #[cfg(feature = "venue")]
+pub mod background;
+#[cfg(feature = "venue")]
 pub mod budget;
 #[cfg(feature = "venue")]
 pub mod cli;
@@ -90,11 +92,15 @@ pub mod db;
 pub mod error;
 #[cfg(feature = "venue")]
 pub mod heartbeat;
+#[cfg(feature = "venue")]
+pub mod lease;
 pub mod ledger;
 #[cfg(feature = "venue")]
 mod replay;
 #[cfg(feature = "venue")]
 pub mod schema;
+#[cfg(feature = "venue")]
+pub mod tickets;
 #[cfg(feature = "venue")]
 mod txn;
 #[cfg(feature = "venue")]

@@ -91,7 +91,53 @@ CREATE TABLE venue_heartbeats (
 );
 "#,
     },
+    Migration {
+        version: 4,
+        name: "fetch leases and the venue ticket table",
+        sql: FETCH_SQL,
+    },
 ];
+
+/// One fetch per event (issue 13, `tickets.rs`, `lease.rs`): a lease per event, held by
+/// one terminal at a time, carrying the pass's cursor; and the venue's copy of every
+/// ticket's record, each row stamped with a change sequence so that every stand copies
+/// only what changed since its last copy. Self-contained: it alters nothing else.
+const FETCH_SQL: &str = r#"
+CREATE TABLE venue_fetch_leases (
+    event                 text        PRIMARY KEY,
+    holder                text        NOT NULL,
+    expires_at            timestamptz NOT NULL,
+    pass_started_ms       bigint      NOT NULL DEFAULT 0,
+    last_barcode          text,
+    pages                 bigint      NOT NULL DEFAULT 0,
+    tickets               bigint      NOT NULL DEFAULT 0,
+    pass_complete         boolean     NOT NULL DEFAULT true,
+    last_complete_pass_ms bigint,
+    completed_at          timestamptz,
+    completed_ms          bigint,
+    taken_over            bigint      NOT NULL DEFAULT 0
+);
+CREATE SEQUENCE venue_tickets_change;
+CREATE TABLE venue_tickets (
+    barcode       text        PRIMARY KEY,
+    event         text        NOT NULL,
+    record        jsonb       NOT NULL,
+    verified      jsonb,
+    fetched_at_ms bigint      NOT NULL,
+    listed_ms     bigint      NOT NULL,
+    removed       boolean     NOT NULL DEFAULT false,
+    change_seq    bigint      NOT NULL DEFAULT nextval('venue_tickets_change'),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX venue_tickets_change_seq ON venue_tickets (change_seq);
+CREATE INDEX venue_tickets_event_listed ON venue_tickets (event, listed_ms) WHERE NOT removed;
+CREATE TABLE venue_fetch_copies (
+    terminal    text        PRIMARY KEY,
+    copied_seq  bigint      NOT NULL,
+    copied_rows bigint      NOT NULL,
+    copied_at   timestamptz NOT NULL DEFAULT now()
+);
+"#;
 
 /// The newest schema version this build knows.
 pub const LATEST: i32 = MIGRATIONS.len() as i32;
