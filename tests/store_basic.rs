@@ -202,7 +202,7 @@ fn upgrades_a_version_1_store_and_sets_a_foreign_log_aside() {
         .unwrap()
         .unwrap();
     assert_eq!(v.as_ref(), &SCHEMA_VERSION.to_be_bytes()[..]);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
 }
 
 #[test]

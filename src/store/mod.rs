@@ -35,6 +35,7 @@
 //! friends keep their paths.
 
 pub mod cache;
+mod cachedb;
 mod codec;
 mod db;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod headroom;
 pub mod identity;
 pub mod journal;
 pub mod ledger;
+mod migrate;
 mod record;
 pub mod seats;
 pub mod snapshot;
