@@ -40,8 +40,10 @@ const META_IDENTITY: &[u8] = b"identity";
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache size in bytes (default 2 MiB, the same as `cache.capacity_mb`
-    /// in the agent's config; sled's own default is far larger than a terminal wants).
+    /// Page cache size in bytes of each of the store's databases (default 2 MiB, the
+    /// same as `cache.capacity_mb` in the agent's config): sled's (journal, ledger) and
+    /// the cache's redb file, whose write buffer is half of it at most. Both databases'
+    /// own defaults (sled 1 GiB, redb 1 GiB) are far larger than a terminal wants.
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
     pub terminal_id: String,
