@@ -268,7 +268,10 @@ fn upgrading_a_version_2_store_moves_its_cached_records_out_of_sled_without_losi
         .iter()
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n == "cache" || n == "prefetch"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "cache" || n == "prefetch"),
+        "{names:?}"
+    );
     let v = db
         .open_tree("meta")
         .unwrap()

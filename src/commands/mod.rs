@@ -246,7 +246,9 @@ pub fn cache_prefetch(
             if tty {
                 eprintln!();
             }
-            eprintln!("interrupted before the first page (0 tickets kept); the next prefetch resumes");
+            eprintln!(
+                "interrupted before the first page (0 tickets kept); the next prefetch resumes"
+            );
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
         other => other?,

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable,
-    TableDefinition, TableError, WriteTransaction,
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError, WriteTransaction,
 };
 
 use super::error::StoreError;
@@ -134,8 +134,7 @@ impl CacheDb {
     /// crash reads that state instead of walking every tree.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         let mut w = self.db.begin_write().map_err(cache_err)?;
-        w.set_durability(Durability::Immediate)
-            .map_err(cache_err)?;
+        w.set_durability(Durability::Immediate).map_err(cache_err)?;
         w.set_quick_repair(true);
         w.commit().map_err(cache_err)
     }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::cachedb::CacheDb;
 use super::error::{at, db_err, StoreError};
 use super::identity::{self, Access, Identity};
-use super::cachedb::CacheDb;
 use super::{codec, headroom, migrate, wal};
 use crate::decide::OfflineUsage;
 
