@@ -50,7 +50,11 @@ pub(super) fn move_cache_out_of_sled(db: &sled::Db, tickets: &CacheDb) -> Result
             moved += copy_batch(tickets, name, table, &batch)?;
         }
     }
-    // Durable in redb before sled forgets them.
+    // Durable in redb before sled forgets them. Dropped whole at the end, not removed
+    // batch by batch: removing as it goes peaked lower (16-19 MiB instead of 75 MiB
+    // at 100,000 records, once) but left sled's log at 47 MB for good (its tail
+    // segments hold the rewritten empty leaves); a dropped tree's segments are freed
+    // and the log shrinks to 6 MB by the next opens (BENCHMARKS.md section 6).
     tickets.sync()?;
     for (name, _) in trees {
         if has(name) {
