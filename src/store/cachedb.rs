@@ -21,6 +21,7 @@
 //! No redb type leaves the store module.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,14 @@ pub(crate) const TOKENS: Bytes = TableDefinition::new("safetix");
 
 const TABLES: [Bytes; 4] = [CACHE, PREFETCH, SEATS, TOKENS];
 
+/// Commits without [`Durability::Immediate`] after which the next one is made durable
+/// anyway. Pages of the last durable state that a non-durable commit replaces are only
+/// freed by a durable one (redb cannot reuse them: a crash returns to that state), and
+/// the lookup workers' answers are commits that no prefetch page follows: this bounds
+/// the file's growth and what a crash loses, for one `fsync` (on a worker thread) per
+/// so many answers.
+const DURABLE_EVERY: u32 = 256;
+
 /// How long an open waits for another handle of this process to let the file go.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
@@ -56,6 +65,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 pub(crate) struct CacheDb {
     db: Arc<Database>,
     path: PathBuf,
+    /// Commits since the last durable one.
+    unsynced: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for CacheDb {
@@ -93,6 +104,7 @@ impl CacheDb {
         let me = CacheDb {
             db: Arc::new(db),
             path,
+            unsynced: Arc::new(AtomicU32::new(0)),
         };
         me.write(|w| {
             for t in TABLES {
@@ -116,16 +128,25 @@ impl CacheDb {
     }
 
     /// Runs `f` in one write transaction and commits it (not durable until the next
-    /// [`CacheDb::sync`]). An error from `f` aborts the transaction: nothing of it is
-    /// written.
+    /// [`CacheDb::sync`], or until [`DURABLE_EVERY`] commits have gone by). An error
+    /// from `f` aborts the transaction: nothing of it is written.
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut w = self.db.begin_write().map_err(cache_err)?;
-        w.set_durability(Durability::None).map_err(cache_err)?;
+        let durable = self.unsynced.fetch_add(1, Ordering::Relaxed) + 1 >= DURABLE_EVERY;
+        if durable {
+            w.set_durability(Durability::Immediate).map_err(cache_err)?;
+            w.set_quick_repair(true);
+        } else {
+            w.set_durability(Durability::None).map_err(cache_err)?;
+        }
         let out = f(&w)?;
         w.commit().map_err(cache_err)?;
+        if durable {
+            self.unsynced.store(0, Ordering::Relaxed);
+        }
         Ok(out)
     }
 
@@ -136,7 +157,9 @@ impl CacheDb {
         let mut w = self.db.begin_write().map_err(cache_err)?;
         w.set_durability(Durability::Immediate).map_err(cache_err)?;
         w.set_quick_repair(true);
-        w.commit().map_err(cache_err)
+        w.commit().map_err(cache_err)?;
+        self.unsynced.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Calls `f` with every entry of `table`, in key order, as of the last commit.
