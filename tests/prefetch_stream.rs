@@ -291,3 +291,76 @@ fn a_ticket_missing_from_a_fresh_listing_is_not_approved_from_cache() {
     assert_eq!(d.decision.as_str(), "approve", "{d:?}");
     agent.shutdown();
 }
+
+/// An interrupted `cache prefetch` ended with status 1 and the words of a failure, though
+/// nothing had failed: it now ends with its own status (75, `EX_TEMPFAIL`) and a last
+/// line saying how far it got, and what it says it kept is in the store.
+#[test]
+fn an_interrupted_cache_prefetch_exits_75_and_keeps_the_pages_it_names() {
+    use std::io::Read;
+    // The sandbox's clock stands still: after 3 calls its minute never reopens, so the
+    // agent waits on the 429 until it is told to stop.
+    let clock = ManualClock::new(START_MS);
+    let sb = sandbox(&clock, 2_000, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let config_file = dir.path().join("agent.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "terminal_id = \"test-stand\"\nstore_dir = {store:?}\nevents = [\"EVENT01\"]\n\
+             [ats]\nurl = {url:?}\napikey = \"sandbox-key\"\nrate_per_minute = 10000\n\
+             rate_per_day = 1000000\n[scanner]\nkind = \"none\"\n",
+            store = store_dir.display().to_string(),
+            url = sb.base_url(),
+        ),
+    )
+    .unwrap();
+    let mut child = support::agent_command("warn")
+        .arg("--config")
+        .arg(&config_file)
+        .args(["cache", "prefetch"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_for(Duration::from_secs(20), || {
+        (sb.stats().status(429) > 0).then_some(())
+    })
+    .expect("the sandbox refused a call");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = support::wait_for(Duration::from_secs(20), || child.try_wait().unwrap())
+        .expect("the prefetch ended after SIGTERM");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(75), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let words: Vec<&str> = last.split([' ', '(']).collect();
+    assert!(
+        last.starts_with("EVENT01: interrupted after page ")
+            && last.ends_with(" tickets kept); the next prefetch resumes"),
+        "{stderr}"
+    );
+    let pages: u64 = words[4].parse().unwrap();
+    let tickets: u64 = words[6].parse().unwrap();
+    assert!(pages >= 1 && tickets >= 500, "{last}");
+    let config = support::config(&sb.base_url(), &store_dir, "");
+    let store = app::open_store(&config).unwrap();
+    let cursor = store.prefetch_cursor("EVENT01").unwrap().unwrap();
+    assert_eq!(
+        (cursor.pages, cursor.tickets, cursor.complete),
+        (pages, tickets, false),
+        "the cursor says what the line said: the next prefetch resumes after it"
+    );
+    assert!(store.cache_stats().unwrap().entries >= tickets);
+}

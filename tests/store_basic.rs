@@ -202,7 +202,87 @@ fn upgrades_a_version_1_store_and_sets_a_foreign_log_aside() {
         .unwrap()
         .unwrap();
     assert_eq!(v.as_ref(), &SCHEMA_VERSION.to_be_bytes()[..]);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
+}
+
+/// Format 1 of the store's values: a format byte, then JSON.
+fn format_1<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![1u8];
+    serde_json::to_writer(&mut out, v).unwrap();
+    out
+}
+
+#[test]
+fn upgrading_a_version_2_store_moves_its_cached_records_out_of_sled_without_losing_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record(
+        "100000000001",
+        vec![line("AV1", ValueKind::Money, 2000, 1500)],
+        T0,
+    );
+    let s = open(tmp.path());
+    let (_, first) = scan(&s, &rec, Some(500), Mode::Online, true);
+    drop(s);
+    // What a version-2 agent left: its cache, a listing cursor and a seat in sled.
+    let cursor = concession_agent::store::PrefetchCursor {
+        pass_started_ms: T0 - 10,
+        last_barcode: Some("100000000001".into()),
+        pages: 3,
+        tickets: 1500,
+        ..Default::default()
+    };
+    let offline_only = record(
+        "100000000002",
+        vec![line("AV2", ValueKind::Money, 700, 700)],
+        T0 + 5,
+    );
+    {
+        let db = raw_open(tmp.path());
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &2u32.to_be_bytes()[..])
+            .unwrap();
+        let cache = db.open_tree("cache").unwrap();
+        cache.insert("100000000001", format_1(&rec)).unwrap();
+        cache
+            .insert("100000000002", format_1(&offline_only))
+            .unwrap();
+        db.open_tree("prefetch")
+            .unwrap()
+            .insert("event01", format_1(&cursor))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = open(tmp.path());
+    assert_eq!(s.get_record("100000000002").unwrap(), Some(offline_only));
+    assert_eq!(s.get_record("100000000001").unwrap(), Some(rec.clone()));
+    assert_eq!(s.prefetch_cursor("EVENT01").unwrap(), Some(cursor));
+    assert_eq!(s.cache_stats().unwrap().entries, 2);
+    assert_eq!(s.journal_len(), 1, "the journal stays in sled: {first:?}");
+    let (_, e) = scan(&s, &rec, Some(100), Mode::Online, true);
+    assert_eq!(e.id, "stand-7-000000000002");
+    drop(s);
+    // sled keeps no copy (a later pass must not be shadowed by it), and says version 3.
+    let db = raw_open(tmp.path());
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "cache" || n == "prefetch"),
+        "{names:?}"
+    );
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.as_ref(), &3u32.to_be_bytes()[..]);
+    drop(db);
+    // Opening again moves nothing and loses nothing.
+    let s = open(tmp.path());
+    assert_eq!(s.cache_stats().unwrap().entries, 2);
 }
 
 #[test]

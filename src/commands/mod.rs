@@ -33,6 +33,12 @@ use crate::store::{self, Format, StoreError};
 /// fails with EPIPE instead, and `println!` would panic: abort, 134).
 pub const BROKEN_PIPE_STATUS: u8 = 141;
 
+/// Exit status of a `cache prefetch` ended by SIGINT or SIGTERM: `EX_TEMPFAIL` of
+/// sysexits(3), "try again later". Not a failure: every page written is kept (durable)
+/// and the next prefetch, or the running agent, resumes after the last one; the final
+/// line on stderr says how far it got.
+pub const EXIT_INTERRUPTED: u8 = 75;
+
 /// How a command that failed ends: its error on stderr and status 1, or, when the
 /// reader of stdout went away (`... | head -1`), quietly with the status a shell
 /// reports for a command killed by SIGPIPE ([`BROKEN_PIPE_STATUS`]).
@@ -227,7 +233,7 @@ pub fn cache_prefetch(
     }
     let tty = io::stderr().is_terminal();
     let max_wait = Duration::from_secs(15 * 60);
-    let events = prefetch::retry_rate_limited(
+    let events = match prefetch::retry_rate_limited(
         &clock,
         &stop,
         max_wait,
@@ -240,7 +246,18 @@ pub fn cache_prefetch(
             }
         },
         || events_to_prefetch(&link.client, &names, &today),
-    )?;
+    ) {
+        Err(prefetch::PrefetchError::Stopped) => {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "interrupted before the first page (0 tickets kept); the next prefetch resumes"
+            );
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        other => other?,
+    };
     if events.is_empty() {
         out("no events today")?;
     }
@@ -281,6 +298,17 @@ pub fn cache_prefetch(
                     started.elapsed().as_secs_f64(),
                     if s.resumed { " (resumed)" } else { "" },
                 );
+            }
+            Err(prefetch::PrefetchError::Stopped) => {
+                // The last page's cursor is durable with the next page's sync: there
+                // is none, so sync it now (else the next pass re-fetches that page).
+                store.sync_cache()?;
+                eprintln!(
+                    "{}: interrupted after page {} ({} tickets kept); the next prefetch \
+                     resumes",
+                    ev.event_name, p.pages, p.tickets
+                );
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             Err(e) => {
                 return Err(format!(

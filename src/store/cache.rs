@@ -5,22 +5,22 @@
 //! too. Cache entries that cannot be decoded are treated as misses and logged: the
 //! cache is disposable, the ledger and journal are not.
 //!
-//! Cache writes never use a sled transaction (nor `apply_batch`): both take sled's
-//! global write lock, which every other read and write of the database (the scan
-//! loop's cache read and journal commit included) then waits on. Each record is a
-//! compare-and-swap on its own key instead, so a prefetch writing thousands of records
-//! never delays a scan.
+//! The cache lives in its own redb database (`cachedb.rs`), apart from sled's journal
+//! and ledger: a page of records is one redb write transaction, which no reader waits
+//! on (the scan loop reads the last commit), and which never touches sled, so the loop's
+//! journal commits never queue behind it either.
 //!
-//! The `prefetch` tree holds one [`PrefetchCursor`] per event: where a listing pass
+//! The `prefetch` table holds one [`PrefetchCursor`] per event: where a listing pass
 //! stands, so that a pass cut off resumes after its last written page.
 
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::cachedb::{cache_err, CACHE, PREFETCH, SEATS};
 use super::codec;
 use super::db::Store;
-use super::error::db_err;
 use super::error::StoreError;
-use super::record;
+use super::{record, seats};
 use crate::ticket::TicketRecord;
 
 /// What the cache holds.
@@ -28,7 +28,7 @@ use crate::ticket::TicketRecord;
 pub struct CacheStats {
     /// Cached tickets.
     pub entries: u64,
-    /// Size of the whole database on disk (sled's `size_on_disk`).
+    /// Size of the whole store on disk (sled's `size_on_disk` and the cache's file).
     pub bytes_on_disk: u64,
     /// `fetched_at_ms` of the oldest cached record.
     pub oldest_fetched_ms: Option<u64>,
@@ -72,12 +72,7 @@ impl Store {
     /// Caches `record` unless a newer one is already cached. Returns whether it was
     /// stored.
     pub fn put_record(&self, record: &TicketRecord) -> Result<bool, StoreError> {
-        let value = record::encode(record)?;
-        let stored = self.put_encoded(record, value)?;
-        if stored {
-            self.forget_misdated_pass(record)?;
-        }
-        Ok(stored)
+        Ok(self.put_records(std::iter::once(record))? == 1)
     }
 
     /// A record written after the last complete listing pass of its event, yet stamped
@@ -111,48 +106,59 @@ impl Store {
         Ok(())
     }
 
-    /// Compare-and-swap until `record` is stored or a newer one is found.
-    fn put_encoded(&self, record: &TicketRecord, value: Vec<u8>) -> Result<bool, StoreError> {
+    /// Stores `record` unless a newer one is cached, with its seat (`seats.rs`), in
+    /// the write transaction `w`. The transaction makes the read and the write one
+    /// step: no other writer runs between them.
+    fn put_in(
+        cache: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+        seats: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+        record: &TicketRecord,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
         let key = record.barcode.as_bytes();
-        let value = sled::IVec::from(value);
-        loop {
-            let old = self.cache.get(key).map_err(db_err)?;
-            if !is_newer(record, old.as_deref()) {
-                return Ok(false);
-            }
-            match self
-                .cache
-                .compare_and_swap(key, old, Some(value.clone()))
-                .map_err(db_err)?
-            {
-                Ok(()) => {
-                    // The seat index (`seats.rs`) follows the cache; a failed index
-                    // write costs a phone ticket its resolution, never the record.
-                    if let Err(e) = self.index_seat(record) {
-                        log::warn!("seat index write failed: {e}");
-                    }
-                    return Ok(true);
-                }
-                // Another writer got there first: look again.
-                Err(_) => continue,
-            }
+        let newer = {
+            let old = cache.get(key).map_err(cache_err)?;
+            is_newer(record, old.as_ref().map(|g| g.value()))
+        };
+        if !newer {
+            return Ok(false);
         }
+        cache.insert(key, value).map_err(cache_err)?;
+        // The seat index follows the cache; a failed index write costs a phone ticket
+        // its resolution, never the record.
+        if let Err(e) = seats::index_seat_in(seats, record) {
+            log::warn!("seat index write failed: {e}");
+        }
+        Ok(true)
     }
 
-    /// Caches many records (a prefetch page), each unless a newer one is cached.
-    /// Returns how many were stored. Not atomic: each record is usable once written.
+    /// Caches many records (a prefetch page) in one write transaction, each unless a
+    /// newer one is cached. Returns how many were stored. The page is usable by every
+    /// reader once this returns, and durable with the next [`Store::sync_cache`].
     pub fn put_records<'a, I>(&self, records: I) -> Result<usize, StoreError>
     where
         I: IntoIterator<Item = &'a TicketRecord>,
     {
-        let mut n = 0;
-        for r in records {
-            let value = record::encode(r)?;
-            if self.put_encoded(r, value)? {
-                n += 1;
+        let records: Vec<&TicketRecord> = records.into_iter().collect();
+        let encoded = records
+            .iter()
+            .map(|r| record::encode(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stored = self.tickets.write(|w| {
+            let mut cache = w.open_table(CACHE).map_err(cache_err)?;
+            let mut seats = w.open_table(SEATS).map_err(cache_err)?;
+            let mut stored = Vec::new();
+            for (r, v) in records.iter().zip(&encoded) {
+                if Store::put_in(&mut cache, &mut seats, r, v)? {
+                    stored.push(*r);
+                }
             }
+            Ok(stored)
+        })?;
+        for r in &stored {
+            self.forget_misdated_pass(r)?;
         }
-        Ok(n)
+        Ok(stored.len())
     }
 
     /// True when a listing pass of `record`'s event completed after `record` was
@@ -180,7 +186,7 @@ impl Store {
 
     /// The listing cursor of `event`, if a pass was ever started.
     pub fn prefetch_cursor(&self, event: &str) -> Result<Option<PrefetchCursor>, StoreError> {
-        match self.prefetch.get(cursor_key(event)).map_err(db_err)? {
+        match self.tickets.get(PREFETCH, &cursor_key(event))? {
             None => Ok(None),
             // An unreadable cursor only costs a pass from the start.
             Some(v) => Ok(codec::decode("prefetch", &v).ok()),
@@ -195,13 +201,17 @@ impl Store {
         cursor: &PrefetchCursor,
     ) -> Result<(), StoreError> {
         let v = codec::encode("prefetch", cursor)?;
-        self.prefetch.insert(cursor_key(event), v).map_err(db_err)?;
-        Ok(())
+        self.tickets.write(|w| {
+            let mut t = w.open_table(PREFETCH).map_err(cache_err)?;
+            t.insert(cursor_key(event).as_slice(), v.as_slice())
+                .map_err(cache_err)?;
+            Ok(())
+        })
     }
 
     /// The cached record for `barcode`, if any.
     pub fn get_record(&self, barcode: &str) -> Result<Option<TicketRecord>, StoreError> {
-        let Some(bytes) = self.cache.get(barcode.as_bytes()).map_err(db_err)? else {
+        let Some(bytes) = self.tickets.get(CACHE, barcode.as_bytes())? else {
             return Ok(None);
         };
         match record::decode(barcode, &bytes) {
@@ -227,26 +237,24 @@ impl Store {
     /// Counts and ages of the cache (reads every entry).
     pub fn cache_stats(&self) -> Result<CacheStats, StoreError> {
         let mut stats = CacheStats {
-            bytes_on_disk: self.db.size_on_disk().map_err(db_err)?,
+            bytes_on_disk: self.size_on_disk()?,
             ..CacheStats::default()
         };
-        for kv in self.cache.iter() {
-            let (k, v) = kv.map_err(db_err)?;
+        self.tickets.for_each(CACHE, |k, v| {
             stats.entries += 1;
-            if let Ok(r) = record::decode(&String::from_utf8_lossy(&k), &v) {
+            if let Ok(r) = record::decode(&String::from_utf8_lossy(k), v) {
                 let t = r.fetched_at_ms;
                 stats.oldest_fetched_ms = Some(stats.oldest_fetched_ms.map_or(t, |o| o.min(t)));
                 stats.newest_fetched_ms = Some(stats.newest_fetched_ms.map_or(t, |o| o.max(t)));
             }
-        }
+        })?;
         Ok(stats)
     }
 
     /// Empties the cache and the listing cursors (the ledger and journal stay).
     pub fn cache_clear(&self) -> Result<(), StoreError> {
-        self.cache.clear().map_err(db_err)?;
-        self.prefetch.clear().map_err(db_err)?;
-        self.clear_seats()?;
+        self.tickets.clear()?;
+        self.tickets.sync()?;
         self.flush()
     }
 }

@@ -10,15 +10,20 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::cachedb::CacheDb;
 use super::error::{at, db_err, StoreError};
 use super::identity::{self, Access, Identity};
-use super::{codec, headroom, wal};
+use super::{codec, headroom, migrate, wal};
 use crate::decide::OfflineUsage;
 
 /// The schema version this build writes and reads. Version 2 added the redo log: a
 /// version-1 store is upgraded at open; an older agent refuses a version-2 store rather
-/// than ignore decisions that only the log holds.
-pub const SCHEMA_VERSION: u32 = 2;
+/// than ignore decisions that only the log holds. Version 3 moved the cache (records,
+/// prefetch cursors, seat index, token mappings) out of sled into its own redb file
+/// (`cachedb.rs`): older stores are upgraded at open (`migrate.rs`), and an agent of
+/// version 2 refuses the store rather than run on an empty cache it would not know is
+/// elsewhere.
+pub const SCHEMA_VERSION: u32 = 3;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 /// The file sled 0.34 keeps its log in, inside the store directory.
@@ -35,8 +40,10 @@ const META_IDENTITY: &[u8] = b"identity";
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache size in bytes (default 2 MiB, the same as `cache.capacity_mb`
-    /// in the agent's config; sled's own default is far larger than a terminal wants).
+    /// Page cache size in bytes of each of the store's databases (default 2 MiB, the
+    /// same as `cache.capacity_mb` in the agent's config): sled's (journal, ledger) and
+    /// the cache's redb file, whose write buffer is half of it at most. Both databases'
+    /// own defaults (sled 1 GiB, redb 1 GiB) are far larger than a terminal wants.
     pub cache_capacity_bytes: u64,
     /// This terminal's id: the prefix of every decision id.
     pub terminal_id: String,
@@ -76,12 +83,12 @@ pub(super) struct OfflineState {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(super) db: sled::Db,
-    pub(super) cache: sled::Tree,
     pub(super) ledger: sled::Tree,
     pub(super) journal: sled::Tree,
     pub(super) meta: sled::Tree,
-    /// Listing cursors of prefetch passes (see `cache.rs`); not logged, like the cache.
-    pub(super) prefetch: sled::Tree,
+    /// The cache's own database (`cachedb.rs`): cached records, listing cursors of
+    /// prefetch passes, the seat index and token mappings; not logged.
+    pub(super) tickets: CacheDb,
     pub(super) terminal: String,
     /// The prefix of new decision ids: the terminal id, plus the issuer tag of an
     /// adopted store (`identity.rs`).
@@ -142,11 +149,11 @@ impl Store {
         let db = open_waiting_for_lock(&config, dir)?;
         let log =
             Arc::new(File::open(dir.join(SLED_LOG)).map_err(at(&dir.join(SLED_LOG), "open"))?);
-        let cache = db.open_tree("cache").map_err(db_err)?;
+        let tickets = CacheDb::open(dir, opts.cache_capacity_bytes as usize)?;
         let ledger = db.open_tree("ledger").map_err(db_err)?;
         let journal = db.open_tree("journal").map_err(db_err)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
-        let prefetch = db.open_tree("prefetch").map_err(db_err)?;
+        migrate::move_cache_out_of_sled(&db, &tickets)?;
         let fresh = check_schema(&meta)? == Schema::Fresh;
         let store_id = match meta.get(META_STORE_ID).map_err(db_err)? {
             Some(v) if !fresh => codec::read_u64("meta/store_id", &v)?,
@@ -159,11 +166,10 @@ impl Store {
         let (wal, records) = wal::Wal::open(dir, opts.wal_capacity_bytes, store_id, lap)
             .map_err(|e| e.in_store(&dir.join(wal::WAL_FILE), "open the redo log"))?;
         let mut store = Store {
-            cache,
             ledger,
             journal,
             meta,
-            prefetch,
+            tickets,
             db,
             issuer: opts.terminal_id.clone(),
             terminal: opts.terminal_id,
@@ -367,19 +373,20 @@ impl Store {
     /// the redo log over (a checkpoint: the next open has nothing to re-apply). The
     /// agent calls it when it stops and after a prefetch.
     pub fn flush(&self) -> Result<(), StoreError> {
-        // First without the redo log's lock: what sled has to write out (a prefetch's
-        // pages) is written while decisions go on; the checkpoint under the lock then
-        // only writes what came in meanwhile.
+        // First without the redo log's lock: the cache's commits, and what sled has to
+        // write out, are written while decisions go on; the checkpoint under the lock
+        // then only writes what came in meanwhile.
+        self.tickets.sync()?;
         self.sync_sled()?;
         let mut wal = self.lock_wal();
         self.checkpoint(&mut wal)
     }
 
-    /// Makes the cache writes so far durable (sled's flush and an `fdatasync`) without
-    /// taking the redo log's lock, so it never delays a decision's commit. Prefetch
-    /// calls it after every page.
+    /// Makes the cache writes so far durable (a durable commit of the cache's database,
+    /// `cachedb.rs`) without taking the redo log's lock or touching sled, so it never
+    /// delays a decision's commit. Prefetch calls it after every page.
     pub fn sync_cache(&self) -> Result<(), StoreError> {
-        self.sync_sled()
+        self.tickets.sync()
     }
 
     /// sled's flush, then an `fdatasync` of its log file. sled's own flush writes its
@@ -433,9 +440,9 @@ impl Store {
         }
     }
 
-    /// Size of the database files on disk.
+    /// Size of the database files on disk (sled's and the cache's; not the redo log).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(db_err)
+        Ok(self.db.size_on_disk().map_err(db_err)? + self.tickets.size_on_disk()?)
     }
 }
 
@@ -449,7 +456,7 @@ enum Schema {
 }
 
 /// Checks (and for a new database writes) the schema version; upgrades version 1,
-/// which has the same trees and no redo log.
+/// which has no redo log, and version 2, whose cache was in sled.
 fn check_schema(meta: &sled::Tree) -> Result<Schema, StoreError> {
     let found = match meta.get(META_SCHEMA).map_err(db_err)? {
         None => None,
@@ -463,6 +470,15 @@ fn check_schema(meta: &sled::Tree) -> Result<Schema, StoreError> {
     };
     match found {
         Some(SCHEMA_VERSION) => return Ok(Schema::Current),
+        Some(2) => {
+            // Version 2 had the redo log already; its cache was moved out of sled
+            // before this check (`migrate.rs`). The write is made durable by the
+            // checkpoint that ends `Store::open`.
+            log::info!("store: upgrading schema 2 to {SCHEMA_VERSION} (the cache in its own file)");
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+                .map_err(db_err)?;
+            return Ok(Schema::Current);
+        }
         Some(found) if found > SCHEMA_VERSION => {
             return Err(StoreError::FutureSchema {
                 found,

@@ -1,14 +1,21 @@
-//! The durable store: the only code that touches sled.
+//! The durable store: the only code that touches sled and redb.
 //!
-//! One sled database per terminal, in a directory created with mode 0700 (it holds
-//! full barcodes). Seven trees:
+//! One directory per terminal, created with mode 0700 (it holds full barcodes), with
+//! two databases. sled (the file `db`) holds what must never be lost, three trees:
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `cache` | barcode | the newest [`TicketRecord`] fetched from ATS |
 //! | `ledger` | barcode | this terminal's [`TicketLedger`] for the ticket (see [`ledger`]) |
 //! | `journal` | sequence number (u64, big endian) | one [`JournalEntry`] per decision or void |
 //! | `meta` | name | schema version, the decision sequence, the offline window and usage |
+//!
+//! The cache, disposable and large (100,000 tickets at a big event, rewritten by every
+//! listing pass), is a redb database of its own (`cache.redb`, `cachedb.rs`; schema 3:
+//! a store of schema 2 or 1 has it in sled and is moved at open, `migrate.rs`):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `cache` | barcode | the newest [`TicketRecord`] fetched from ATS |
 //! | `prefetch` | event name (lower case) | where that event's listing pass stands ([`PrefetchCursor`]) |
 //! | `seats`, `safetix` | seat; hash of a SafeTix token | the seat index and token mappings of phone tickets ([`seats`]) |
 //!
@@ -23,18 +30,22 @@
 //! records sled lost. A decision (journal entry, the ticket's ledger, the offline usage)
 //! is one record, so when [`Store::commit_decision`] returns `Ok` it survives a crash or
 //! power cut and the POS may be told. [`Store::flush`] makes sled itself durable (sled's
-//! flush alone uses `sync_file_range`, which does not survive a power cut). Cache and
-//! `prefetch` writes are not logged (a lost cache entry only costs a lookup): they are
-//! durable after the next [`Store::sync_cache`] (prefetch calls it after every page,
-//! without the redo log's lock) or checkpoint.
+//! flush alone uses `sync_file_range`, which does not survive a power cut), and the
+//! cache. Cache writes (records, cursors, seats, tokens) are not logged (a lost cache
+//! entry only costs a lookup): each is a redb commit, visible at once and durable after
+//! the next [`Store::sync_cache`] (prefetch calls it after every page; it takes neither
+//! the redo log's lock nor anything of sled's) or [`Store::flush`]; redb keeps its
+//! commits in order, so a listing cursor never survives a crash without the pages
+//! before it.
 //!
-//! No sled type appears in this module's public API.
+//! No sled or redb type appears in this module's public API.
 //!
 //! Each file imports only its siblings; this file declares them and re-exports their
 //! items (the [`Store`] handle itself is in `db.rs`), so `crate::store::Store` and
 //! friends keep their paths.
 
 pub mod cache;
+mod cachedb;
 mod codec;
 mod db;
 pub mod error;
@@ -43,6 +54,7 @@ pub mod headroom;
 pub mod identity;
 pub mod journal;
 pub mod ledger;
+mod migrate;
 mod record;
 pub mod seats;
 pub mod snapshot;

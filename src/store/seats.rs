@@ -1,10 +1,11 @@
 //! The seat index and the SafeTix token mappings: what turns a phone ticket into the
 //! barcode whose record is cached.
 //!
-//! Two trees, both disposable like the cache (not in the redo log; durable with the
-//! next [`Store::sync_cache`] or checkpoint; emptied by [`Store::cache_clear`]):
+//! Two tables of the cache's database (`cachedb.rs`), both disposable like the cache
+//! (not in the redo log; durable with the next [`Store::sync_cache`] or checkpoint;
+//! emptied by [`Store::cache_clear`]):
 //!
-//! | tree | key | value |
+//! | table | key | value |
 //! |---|---|---|
 //! | `seats` | `event \0 section \0 row \0 seat` (trimmed, lower case) | barcode |
 //! | `safetix` | SHA-256 of the payload's token | [`TokenMapping`] |
@@ -15,14 +16,12 @@
 //! store then holds nothing a forger could put on a phone, even though the token is
 //! stable per ticket.
 
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::cachedb::{cache_err, SEATS, TOKENS};
 use super::codec;
-use super::error::db_err;
 use super::{Store, StoreError, TicketRecord};
-
-const SEATS_TREE: &str = "seats";
-const TOKENS_TREE: &str = "safetix";
 
 /// What a resolved token pointed at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,34 +91,35 @@ fn token_key(token: &str) -> [u8; 32] {
     k
 }
 
+/// Indexes `record`'s seat in the open `seats` table (no-op for a record without
+/// one). Called where records are cached; the newest write for a seat wins, and
+/// readers check the record.
+pub(crate) fn index_seat_in(
+    seats: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    record: &TicketRecord,
+) -> Result<(), StoreError> {
+    let Some(seat) = Seat::of(record) else {
+        return Ok(());
+    };
+    let k = seat_key(&seat);
+    let same = seats
+        .get(k.as_slice())
+        .map_err(cache_err)?
+        .is_some_and(|v| v.value() == record.barcode.as_bytes());
+    if !same {
+        seats
+            .insert(k.as_slice(), record.barcode.as_bytes())
+            .map_err(cache_err)?;
+    }
+    Ok(())
+}
+
 impl Store {
-    fn seats_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(SEATS_TREE).map_err(db_err)
-    }
-
-    fn tokens_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(TOKENS_TREE).map_err(db_err)
-    }
-
-    /// Indexes `record`'s seat (no-op for a record without one). Called where records
-    /// are cached; the newest write for a seat wins, and readers check the record.
-    pub(crate) fn index_seat(&self, record: &TicketRecord) -> Result<(), StoreError> {
-        let Some(seat) = Seat::of(record) else {
-            return Ok(());
-        };
-        let k = seat_key(&seat);
-        let tree = self.seats_tree()?;
-        if tree.get(&k).map_err(db_err)?.as_deref() != Some(record.barcode.as_bytes()) {
-            tree.insert(k, record.barcode.as_bytes()).map_err(db_err)?;
-        }
-        Ok(())
-    }
-
     /// The cached record of the ticket at `seat`, if the index knows the seat and the
     /// record there is still about that seat (an entry left behind by a reissued seat
     /// must not resolve to the old barcode's record).
     pub fn record_by_seat(&self, seat: &Seat<'_>) -> Result<Option<TicketRecord>, StoreError> {
-        let Some(barcode) = self.seats_tree()?.get(seat_key(seat)).map_err(db_err)? else {
+        let Some(barcode) = self.tickets.get(SEATS, &seat_key(seat))? else {
             return Ok(None);
         };
         let barcode = String::from_utf8_lossy(&barcode).into_owned();
@@ -142,35 +142,29 @@ impl Store {
                 resolved_at_ms,
             },
         )?;
-        self.tokens_tree()?
-            .insert(token_key(token), v)
-            .map_err(db_err)?;
-        Ok(())
+        self.tickets.write(|w| {
+            let mut t = w.open_table(TOKENS).map_err(cache_err)?;
+            t.insert(token_key(token).as_slice(), v.as_slice())
+                .map_err(cache_err)?;
+            Ok(())
+        })
     }
 
     /// What `token` last resolved to online, if anything. An unreadable entry is a miss.
     pub fn token_mapping(&self, token: &str) -> Result<Option<TokenMapping>, StoreError> {
-        Ok(
-            match self.tokens_tree()?.get(token_key(token)).map_err(db_err)? {
-                None => None,
-                Some(v) => codec::decode("safetix", &v).ok(),
-            },
-        )
+        Ok(match self.tickets.get(TOKENS, &token_key(token))? {
+            None => None,
+            Some(v) => codec::decode("safetix", &v).ok(),
+        })
     }
 
     /// Forgets `token` (Presence said it is no longer good).
     pub fn forget_token(&self, token: &str) -> Result<(), StoreError> {
-        self.tokens_tree()?
-            .remove(token_key(token))
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Empties the seat index and the token mappings (with the cache).
-    pub(crate) fn clear_seats(&self) -> Result<(), StoreError> {
-        self.seats_tree()?.clear().map_err(db_err)?;
-        self.tokens_tree()?.clear().map_err(db_err)?;
-        Ok(())
+        self.tickets.write(|w| {
+            let mut t = w.open_table(TOKENS).map_err(cache_err)?;
+            t.remove(token_key(token).as_slice()).map_err(cache_err)?;
+            Ok(())
+        })
     }
 }
 
@@ -263,11 +257,12 @@ mod tests {
         assert_eq!(m.barcode, "100000000001");
         assert_eq!(m.resolved_at_ms, 5);
         assert!(s.token_mapping("other").unwrap().is_none());
-        for kv in s.tokens_tree().unwrap().iter() {
-            let (k, v) = kv.unwrap();
-            assert!(!String::from_utf8_lossy(&k).contains("STXTOKEN"));
-            assert!(!String::from_utf8_lossy(&v).contains("STXTOKEN"));
-        }
+        s.tickets
+            .for_each(TOKENS, |k, v| {
+                assert!(!String::from_utf8_lossy(k).contains("STXTOKEN"));
+                assert!(!String::from_utf8_lossy(v).contains("STXTOKEN"));
+            })
+            .unwrap();
         s.forget_token("STXTOKEN-SECRET-1").unwrap();
         assert!(s.token_mapping("STXTOKEN-SECRET-1").unwrap().is_none());
     }
