@@ -336,6 +336,7 @@ fn read_password_file(path: &std::path::Path) -> Result<Secret, VenueConfigError
 mod tests {
     use super::*;
 
+    #[cfg(feature = "venue")]
     fn raw(url: &str) -> RawVenue {
         RawVenue {
             url: Some(url.into()),
