@@ -44,7 +44,7 @@ use super::config::VenueSettings;
 use super::db::{self, Recorded};
 use super::error::VenueError;
 use super::ledger::VenueLine;
-use super::watermark::{read_watermark, WATERMARK_FILE};
+use super::watermark::{read_watermark, Flushed, WATERMARK_FILE};
 use super::{connect, schema};
 use crate::redact::mask_barcode;
 use crate::store::{JournalEntry, Store};
@@ -426,6 +426,10 @@ pub(super) struct Worker {
     pub(super) schema_ok: bool,
     pub(super) issuer: String,
     pub(super) watermark_path: PathBuf,
+    /// What of the watermark is known flushed on the server (`watermark.rs`).
+    pub(super) flushed: Flushed,
+    /// The watermark last written to the file.
+    pub(super) saved: u64,
 }
 
 impl Worker {
@@ -446,6 +450,8 @@ impl Worker {
             schema_ok: false,
             issuer,
             watermark_path,
+            flushed: Flushed::new(watermark),
+            saved: watermark,
         }
     }
 
@@ -465,6 +471,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.settle_at_exit();
         self.prepared = None;
         if let Some(c) = self.client.take() {
             discard(c);
@@ -489,7 +496,8 @@ impl Worker {
     /// Retries a lost connection (with backoff) and replays what is pending.
     fn idle(&mut self) {
         if self.ensure_client(false).is_ok() {
-            if let Err(e) = self.ready().and_then(|()| self.catch_up()) {
+            let r = self.ready().and_then(|()| self.catch_up());
+            if let Err(e) = r.and_then(|_| self.confirm_flushed()) {
                 self.failed(&e);
             }
         }
@@ -549,7 +557,8 @@ impl Worker {
                 let r = self
                     .ensure_client(true)
                     .and_then(|()| self.check_schema(false))
-                    .and_then(|_| self.catch_up());
+                    .and_then(|_| self.catch_up())
+                    .and_then(|r| self.settle(r));
                 if let Err(e) = &r {
                     self.failed(e);
                 }
@@ -648,7 +657,10 @@ impl Worker {
             Ok(Step::Abort) | Err(_) => return Ok(()),
         };
         let recorded = match db::record_entry(&mut tx, p, &issuer, &entry, &lines, false) {
-            Ok(r) => r,
+            Ok((r, wal)) => {
+                self.flushed.observe(wal.flush, wal.insert);
+                r
+            }
             Err(e) => {
                 let _ = answer.send(CommitOutcome::NotCommitted(e.to_string()));
                 return Err(e);
@@ -664,6 +676,8 @@ impl Worker {
                 };
                 if entry.seq == self.watermark + 1 {
                     self.watermark = entry.seq;
+                    let flushed = self.settings.commits_flushed();
+                    self.flushed.committed(self.watermark, flushed);
                     self.publish_pending();
                 }
                 let _ = answer.send(CommitOutcome::Committed { overdraft_cents });
@@ -713,6 +727,8 @@ impl Worker {
         self.last_attempt = None;
         self.client = Some(client);
         self.verified = false;
+        // What the old connection committed but never saw flushed may be lost.
+        self.watermark = self.flushed.reconnected();
         self.shared.connected.store(true, Ordering::SeqCst);
         if let Ok(mut e) = self.shared.last_error.lock() {
             *e = None;
