@@ -26,7 +26,7 @@ pub struct Prepared {
 
 const LOCK_SQL: &str = "SELECT av_id, kind, loaded, redeemed FROM venue_lock_lines($1, $2, $3, $4)";
 const RECORD_SQL: &str = "SELECT inserted, flush_lsn, insert_lsn FROM venue_record($1, $2, $3,
-     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 const WAL_SQL: &str = "SELECT pg_current_wal_flush_lsn(), pg_current_wal_insert_lsn()";
 
 impl Prepared {
@@ -118,6 +118,20 @@ pub fn record_entry(
     lines: &[VenueLine],
     uploaded: bool,
 ) -> Result<(Recorded, Wal), VenueError> {
+    record_entry_as(tx, p, issuer, entry, lines, uploaded, None)
+}
+
+/// [`record_entry`], with this transaction's `synchronous_commit` (`None`: the
+/// session's, `venue.synchronous_commit`).
+pub fn record_entry_as(
+    tx: &mut Transaction<'_>,
+    p: &Prepared,
+    issuer: &str,
+    entry: &JournalEntry,
+    lines: &[VenueLine],
+    uploaded: bool,
+    synchronous_commit: Option<&str>,
+) -> Result<(Recorded, Wal), VenueError> {
     let applied = ledger::apply(lines, entry);
     let json = serde_json::to_string(entry).map_err(|e| VenueError::Data(e.to_string()))?;
     let items = serde_json::to_string(&entry.items).map_err(|e| VenueError::Data(e.to_string()))?;
@@ -145,6 +159,7 @@ pub fn record_entry(
             &json,
             &av,
             &r,
+            &synchronous_commit,
         ],
     )?;
     let wal = Wal {
@@ -164,13 +179,15 @@ pub fn record_entry(
 
 /// Uploads one journal entry in its own transaction (replay): creates and locks its
 /// ticket's lines (from `record`, the terminal's cached record, when the venue has
-/// never seen the ticket), then [`record_entry`].
+/// never seen the ticket), then [`record_entry`]. `flush`: the commit waits for the
+/// server's local WAL flush (`synchronous_commit = local`) whatever the session says.
 pub fn upload(
     client: &mut Client,
     p: &Prepared,
     issuer: &str,
     entry: &JournalEntry,
     record: Option<&TicketRecord>,
+    flush: bool,
 ) -> Result<Recorded, VenueError> {
     let mut tx = client.transaction()?;
     let moves_value = entry.verdict == Verdict::Approve && !entry.barcode.is_empty();
@@ -180,7 +197,8 @@ pub fn upload(
     } else {
         Vec::new()
     };
-    let (r, _) = record_entry(&mut tx, p, issuer, entry, &lines, true)?;
+    let sync = flush.then_some("local");
+    let (r, _) = record_entry_as(&mut tx, p, issuer, entry, &lines, true, sync)?;
     tx.commit()?;
     Ok(r)
 }

@@ -5,7 +5,11 @@
 //! With asynchronous commits (`venue.synchronous_commit = "off"`) the watermark file
 //! holds only what is known flushed on the server (`watermark.rs`): the idle tick reads
 //! the server's WAL positions to learn it, `venue sync` waits for it before it says
-//! nothing is pending, and a stopping worker waits for it briefly.
+//! nothing is pending, and a stopping worker waits for it briefly. Uploads themselves
+//! wait for the server's local flush (`synchronous_commit = local` for their
+//! transaction): a replay is the repair, not the scan's path, and a flushed commit that
+//! wrote something flushes every commit before it (the WAL is one sequence), so after
+//! a replay that uploaded anything everything up to it is known flushed.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -66,7 +70,12 @@ impl Worker {
                 } else {
                     self.store.get_record(&entry.barcode).ok().flatten()
                 };
-                match db::upload(client, p, &self.issuer, &entry, record.as_ref())? {
+                let flush = !self.settings.commits_flushed();
+                let recorded = db::upload(client, p, &self.issuer, &entry, record.as_ref(), flush)?;
+                // A new row was written and flushed at commit: so was all before it.
+                let flushed = self.settings.commits_flushed() || recorded != Recorded::Duplicate;
+                self.flushed.committed(seq, flushed);
+                match recorded {
                     Recorded::New {
                         overdraft_cents,
                         overdraft_items,
@@ -86,10 +95,10 @@ impl Worker {
                     }
                     Recorded::Duplicate => {}
                 }
+            } else {
+                self.flushed.skipped(seq);
             }
             self.watermark = seq;
-            let flushed = self.settings.commits_flushed();
-            self.flushed.committed(seq, flushed);
         }
         if self.watermark != start {
             if report.uploaded > 0 {

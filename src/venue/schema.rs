@@ -106,13 +106,18 @@ CREATE FUNCTION venue_record(
     p_barcode text, p_verdict text, p_reason text, p_approved_cents bigint, p_items text,
     p_source text, p_offline boolean, p_void_of text, p_uploaded boolean,
     p_overdraft_cents bigint, p_overdraft_items bigint, p_entry text,
-    p_av text[], p_redeemed bigint[])
+    p_av text[], p_redeemed bigint[], p_synchronous_commit text)
 RETURNS TABLE (inserted boolean, flush_lsn pg_lsn, insert_lsn pg_lsn)
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
     n bigint;
 BEGIN
+    -- A replay's upload waits for the local flush even when the stand's decisions do
+    -- not (venue/replay.rs); NULL keeps the session's setting.
+    IF p_synchronous_commit IS NOT NULL THEN
+        PERFORM set_config('synchronous_commit', p_synchronous_commit, true);
+    END IF;
     INSERT INTO venue_decisions (id, issuer, local_seq, kind, terminal, barcode, verdict,
         reason, approved_cents, items, source, offline, void_of, uploaded,
         overdraft_cents, overdraft_items, entry)

@@ -80,6 +80,16 @@ impl Flushed {
         }
     }
 
+    /// The journal has no entry `seq` (nothing to upload): known flushed as soon as
+    /// everything before it is.
+    pub(super) fn skipped(&mut self, seq: u64) {
+        if self.waiting() {
+            self.unmarked = Some(seq);
+        } else {
+            self.through = self.through.max(seq);
+        }
+    }
+
     /// The server's WAL positions read now: `flush` (on disk) and `insert` (at or past
     /// the end of every commit acknowledged before the reading). Returns true when
     /// [`Flushed::through`] advanced.
