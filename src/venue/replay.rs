@@ -115,6 +115,14 @@ impl Worker {
         Ok(report)
     }
 
+    /// After an online commit: saves the watermark now and then, so that a stand that
+    /// decides without pause (no idle tick) and then dies re-sends at most that many.
+    pub(super) fn note_committed(&mut self) {
+        if self.flushed.through >= self.saved + SAVE_EVERY {
+            self.save_watermark();
+        }
+    }
+
     /// Writes what is known flushed to the watermark file, when it moved.
     pub(super) fn save_watermark(&mut self) {
         if self.flushed.through != self.saved {
@@ -168,6 +176,8 @@ impl Worker {
     }
 }
 
+/// Online commits between two watermark saves when the worker is never idle.
+const SAVE_EVERY: u64 = 64;
 /// How long `venue sync` waits for the server to flush asynchronous commits (three
 /// times the default `wal_writer_delay` is the documented worst case).
 const SETTLE: Duration = Duration::from_secs(2);

@@ -681,6 +681,7 @@ impl Worker {
                     self.publish_pending();
                 }
                 let _ = answer.send(CommitOutcome::Committed { overdraft_cents });
+                self.note_committed();
                 Ok(())
             }
             Err(e) => {
