@@ -75,6 +75,7 @@ impl Flushed {
         if flushed {
             self.through = self.through.max(watermark);
             self.marks.retain(|m| m.0 > watermark);
+            self.unmarked = self.unmarked.filter(|u| *u > watermark);
         } else if watermark > self.through {
             self.unmarked = Some(watermark);
         }
@@ -176,6 +177,9 @@ mod tests {
             f.through, 7,
             "a synchronous commit is flushed when acknowledged"
         );
+        f.committed(8, false);
+        f.committed(9, true);
+        assert!(!f.waiting(), "a flushed commit flushes every earlier one");
         f.reset(2);
         assert_eq!(f.through, 2);
     }
