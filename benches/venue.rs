@@ -24,7 +24,8 @@
 //! `PER_STAND` (tickets per venue throughput stand, default 1500), `PER_SINGLE` (tickets
 //! every single-terminal stand scans, default 4000), `PG_DURABLE=0` (diagnostic: the
 //! server's fsync off), `SYNC_COMMIT` (the stands' `venue.synchronous_commit`; unset:
-//! the build's default, `off`), `AGENT_BIN` (run another build of `concession-agent`,
+//! the build's default, `off`), `PG_SET` (extra server settings, `name=value,...`),
+//! `AGENT_BIN` (run another build of `concession-agent`,
 //! e.g. a copy of an earlier one, for before/after figures in the same conditions).
 //!
 //! `cargo bench --features venue --bench venue`
@@ -241,17 +242,28 @@ fn main() {
     println!("{}", common::machine(scratch.path()));
     // `PG_DURABLE=0` (a diagnostic, not a venue's setting): the server's own fsync off,
     // to see what PostgreSQL's WAL flush adds to the tail.
+    // `PG_SET=name=value,name=value`: extra server settings (a diagnostic: e.g.
+    // `wal_buffers=16MB`, what a server with `shared_buffers` of 512 MB or more gets;
+    // the harness's 32 MB gives 1 MB).
+    let settings = std::env::var("PG_SET")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let cluster = pg::Cluster::new(pg::ClusterOptions {
         durable: env_usize("PG_DURABLE", 1) != 0,
-        settings: vec![],
+        settings,
     });
     let db = cluster.create_db("venue");
     println!(
-        "postgres: {} ({}), fsync {}, synchronous_commit {}",
+        "postgres: {} ({}), fsync {}, synchronous_commit {} (the stands set their own), \
+         wal_buffers {}",
         cluster.psql("venue", "SHOW server_version"),
         cluster.url("venue"),
         cluster.psql("venue", "SHOW fsync"),
         cluster.psql("venue", "SHOW synchronous_commit"),
+        cluster.psql("venue", "SHOW wal_buffers"),
     );
     let sb = Sandbox::start(SandboxConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
