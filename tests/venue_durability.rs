@@ -117,10 +117,31 @@ fn a_server_crash_that_loses_unflushed_commits_loses_no_acknowledged_decision_af
     cluster.crash();
     cluster.start();
     told.append(&mut stand.decisions);
-    let lost_both = lost(&told, &ledger_ids(&cluster));
+    let have = ledger_ids(&cluster);
+    let lost_both = lost(&told, &have);
+    // The killed stand's watermark file never claims a commit the crash could lose.
+    let first_lost = told
+        .iter()
+        .filter(|d| d.venue.as_deref() == Some("committed") && !have.contains(&d.id))
+        .filter_map(|d| d.id.rsplit('-').next()?.parse::<u64>().ok())
+        .min();
+    let file = std::fs::read_to_string(tmp.path().join("stand-1/store/venue_uploaded"))
+        .unwrap_or_default();
+    let saved: u64 = file
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if let Some(first) = first_lost {
+        assert!(
+            saved < first,
+            "the watermark file says {saved}, past entry {first} that the crash lost"
+        );
+    }
     eprintln!(
         "acknowledged `committed` decisions the crash lost: {lost_alive} (stand alive), \
-         {lost_both} (stand killed too)"
+         {lost_both} (stand killed too); the killed stand's watermark file: {saved}, \
+         first lost entry: {first_lost:?}"
     );
     assert!(
         lost_alive > 0 && lost_both > 0,

@@ -5,7 +5,9 @@
 //! With `venue.synchronous_commit = "off"` the server acknowledges a `COMMIT` before its
 //! WAL is flushed, and a server crash loses the last commits (docs/venue.md, "Durability
 //! and latency"). So the watermark has two levels: the worker's in-memory one (committed
-//! on this connection: the replay does not re-send those while the connection lives) and
+//! on this connection: the replay does not re-send those while the connection lives; a
+//! server can only lose acknowledged commits by crashing or failing over, which ends
+//! every connection to it) and
 //! [`Flushed::through`] (committed *and* flushed: survives a server crash). Only the
 //! latter is written to the file, and a new connection starts the replay after it: a
 //! commit the crash lost is still in the journal, after that point, and is uploaded again
