@@ -23,7 +23,10 @@
 //! Env: `SAMPLES` (per mode, default 1000), `STANDS` (16), `THROUGHPUT_SECS` (5),
 //! `PER_STAND` (tickets per venue throughput stand, default 1500), `PER_SINGLE` (tickets
 //! every single-terminal stand scans, default 4000), `PG_DURABLE=0` (diagnostic: the
-//! server's fsync off).
+//! server's fsync off), `SYNC_COMMIT` (the stands' `venue.synchronous_commit`; unset:
+//! the build's default, `off`), `PG_SET` (extra server settings, `name=value,...`),
+//! `AGENT_BIN` (run another build of `concession-agent`,
+//! e.g. a copy of an earlier one, for before/after figures in the same conditions).
 //!
 //! `cargo bench --features venue --bench venue`
 
@@ -50,7 +53,9 @@ fn ticket(n: usize) -> String {
 }
 
 fn agent() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_concession-agent"));
+    let bin = std::env::var_os("AGENT_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_concession-agent").into());
+    let mut c = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("CONCESSION_") {
             c.env_remove(k);
@@ -65,8 +70,12 @@ fn agent() -> Command {
 fn write_config(dir: &Path, terminal: &str, ats: &str, venue: Option<&str>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("agent.toml");
+    // Only when asked: a build from before the setting refuses the key.
+    let sync = std::env::var("SYNC_COMMIT")
+        .map(|v| format!("synchronous_commit = {v:?}\n"))
+        .unwrap_or_default();
     let venue = venue
-        .map(|u| format!("[venue]\nurl = {u:?}\ntimeout_ms = 300\n"))
+        .map(|u| format!("[venue]\nurl = {u:?}\ntimeout_ms = 300\n{sync}"))
         .unwrap_or_default();
     std::fs::write(
         &path,
@@ -233,17 +242,28 @@ fn main() {
     println!("{}", common::machine(scratch.path()));
     // `PG_DURABLE=0` (a diagnostic, not a venue's setting): the server's own fsync off,
     // to see what PostgreSQL's WAL flush adds to the tail.
+    // `PG_SET=name=value,name=value`: extra server settings (a diagnostic: e.g.
+    // `wal_buffers=16MB`, what a server with `shared_buffers` of 512 MB or more gets;
+    // the harness's 32 MB gives 1 MB).
+    let settings = std::env::var("PG_SET")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let cluster = pg::Cluster::new(pg::ClusterOptions {
         durable: env_usize("PG_DURABLE", 1) != 0,
-        settings: vec![],
+        settings,
     });
     let db = cluster.create_db("venue");
     println!(
-        "postgres: {} ({}), fsync {}, synchronous_commit {}",
+        "postgres: {} ({}), fsync {}, synchronous_commit {} (the stands set their own), \
+         wal_buffers {}",
         cluster.psql("venue", "SHOW server_version"),
         cluster.url("venue"),
         cluster.psql("venue", "SHOW fsync"),
         cluster.psql("venue", "SHOW synchronous_commit"),
+        cluster.psql("venue", "SHOW wal_buffers"),
     );
     let sb = Sandbox::start(SandboxConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

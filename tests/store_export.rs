@@ -172,13 +172,14 @@ fn csv_quotes_commas_quotes_and_newlines() {
     let rows = parse_csv(&String::from_utf8(buf).unwrap());
     assert_eq!(rows.len(), 11);
     assert_eq!(rows[0][0], "id");
-    // 20 columns, then refunded_cents and net_cents (issue 16.3).
-    assert_eq!(rows[0].len(), 22);
-    assert_eq!(rows[0][20..], ["refunded_cents", "net_cents"]);
+    // 20 columns, then refunded_cents and net_cents (issue 16.3), then venue.
+    assert_eq!(rows[0].len(), 23);
+    assert_eq!(rows[0][20..], ["refunded_cents", "net_cents", "venue"]);
     for (row, e) in rows[1..].iter().zip(&entries) {
-        assert_eq!(row.len(), 22, "{row:?}");
+        assert_eq!(row.len(), 23, "{row:?}");
         assert_eq!(row[20], "0");
         assert_eq!(row[21], e.approved_cents.to_string());
+        assert_eq!(row[22], "", "no venue mark outside venue mode");
         assert_eq!(row[0], e.id);
         assert_eq!(row[5], "gate,\"A\"");
         assert_eq!(row[7], e.barcode);
@@ -200,6 +201,42 @@ fn csv_quotes_commas_quotes_and_newlines() {
     let rows = parse_csv(&String::from_utf8(buf).unwrap());
     let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(ids, [&entries[7].id, &entries[8].id, &entries[9].id]);
+}
+
+/// The CSV lacked the `venue` column the JSON lines have.
+#[test]
+fn csv_carries_the_venue_mark_as_the_json_lines_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let d = Decision::deny(Reason::UnknownTicket, Source::Live, false);
+    for mark in [Some("venue"), Some("pending"), None] {
+        s.commit_decision_marked(
+            &NewDecision {
+                scan_time_ms: 1_795_795_445_123,
+                barcode: "300000000001",
+                decision: &d,
+                evidence: None::<&TicketRecord>,
+                latency_ms: 0,
+                request: None,
+            },
+            mark,
+        )
+        .unwrap();
+    }
+    let mut buf = Vec::new();
+    export(&s, Format::Csv, None, &mut buf).unwrap();
+    let rows = parse_csv(&String::from_utf8(buf).unwrap());
+    let col = rows[0]
+        .iter()
+        .position(|h| h == "venue")
+        .expect("a venue column");
+    let csv: Vec<&str> = rows[1..].iter().map(|r| r[col].as_str()).collect();
+    assert_eq!(csv, ["venue", "pending", ""]);
+    let json: Vec<Option<String>> = export_jsonl(&s, None)
+        .into_iter()
+        .map(|e| e.venue)
+        .collect();
+    assert_eq!(json, [Some("venue".into()), Some("pending".into()), None]);
 }
 
 #[test]

@@ -62,8 +62,14 @@ fn venue_status_lists_two_scanning_stands_and_marks_the_one_gone_silent() {
     let db = cluster.fresh_db();
     let sb = venue::sandbox(4);
     let tmp = tempfile::tempdir().unwrap();
-    let cfg =
-        |name: &str| StandConfig::new(name, &sb.base_url(), &db).write(&tmp.path().join(name));
+    let cfg = |name: &str| {
+        let mut c = StandConfig::new(name, &sb.base_url(), &db);
+        // This test is about what venue IT reads, not latency: a loaded 2-core machine
+        // must not turn a slow commit into a pending decision.
+        c.deadline_ms = 5000;
+        c.venue_timeout_ms = 1500;
+        c.write(&tmp.path().join(name))
+    };
     let (c1, c2) = (cfg("stand-1"), cfg("stand-2"));
     let mut s1 = Stand::spawn(&c1);
     let mut s2 = Stand::spawn(&c2);

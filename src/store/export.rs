@@ -19,7 +19,8 @@
 //!
 //! CSV has a header row (on every export), RFC 4180 quoting, money lines as
 //! `av_id:cents` joined by `;`, items as `av_id:description` joined by `|`, and the same
-//! columns (`refunded_cents`, `net_cents` at the end).
+//! columns (`refunded_cents`, `net_cents`, then `venue` at the end: the entry's venue
+//! mark as in the JSON lines, empty outside venue mode).
 //!
 //! Exports hold **full barcodes** (the `barcode` column, needed to reconcile with ATS):
 //! treat them as customer data, or export with `mask_barcodes` (`--mask-barcodes`),
@@ -55,7 +56,7 @@ impl FromStr for Format {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 22] = [
+pub const CSV_HEADER: [&str; 23] = [
     "id",
     "seq",
     "kind",
@@ -78,6 +79,8 @@ pub const CSV_HEADER: [&str; 22] = [
     "voided_by",
     "refunded_cents",
     "net_cents",
+    // Last, so the columns before it keep their places.
+    "venue",
 ];
 
 /// What to export.
@@ -235,6 +238,7 @@ pub(crate) fn csv_fields(e: &JournalEntry) -> Vec<String> {
         opt(&e.voided_by),
         refunded.to_string(),
         net.to_string(),
+        opt(&e.venue),
     ]
 }
 

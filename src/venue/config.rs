@@ -55,6 +55,11 @@ pub struct RawVenue {
     /// How often a terminal copies the venue ticket table's changes into its cache, ms.
     /// Default 2000.
     pub sync_interval_ms: Option<u64>,
+    /// `synchronous_commit` of the terminal's sessions: `off` (the default: the
+    /// journal holds every decision and the replay restores what a server crash loses,
+    /// docs/venue.md "Durability and latency"), `on`, `local`, `remote_write` or
+    /// `remote_apply`.
+    pub synchronous_commit: Option<String>,
     /// The password from `CONCESSION_VENUE_PASSWORD` (never from the file).
     #[serde(skip)]
     pub password_env: Option<String>,
@@ -89,6 +94,19 @@ pub struct VenueSettings {
     pub lease: Duration,
     /// `sync_interval_ms`: how often the venue ticket table is copied.
     pub sync_interval: Duration,
+    /// `synchronous_commit` of every session (`venue.synchronous_commit`, default `off`).
+    pub synchronous_commit: &'static str,
+}
+
+/// The values of `venue.synchronous_commit` (PostgreSQL's own).
+pub const SYNCHRONOUS_COMMIT: [&str; 5] = ["off", "on", "local", "remote_write", "remote_apply"];
+
+impl VenueSettings {
+    /// True when the server flushes a commit's WAL before acknowledging it (every
+    /// `synchronous_commit` but `off`).
+    pub fn commits_flushed(&self) -> bool {
+        self.synchronous_commit != "off"
+    }
 }
 
 /// The most stands `venue.stands` accepts.
@@ -260,9 +278,26 @@ impl VenueSettings {
                 format!("must be 1..={MAX_STANDS} (the stands sharing the API key), not {stands}"),
             ));
         }
+        let synchronous_commit = match raw.synchronous_commit.as_deref() {
+            None => "off",
+            Some(v) => SYNCHRONOUS_COMMIT
+                .iter()
+                .copied()
+                .find(|k| *k == v)
+                .ok_or_else(|| {
+                    err(
+                        "venue.synchronous_commit",
+                        format!(
+                            "must be one of {}, not {v:?}",
+                            SYNCHRONOUS_COMMIT.join(", ")
+                        ),
+                    )
+                })?,
+        };
         Ok(VenueSettings {
             stands,
             stands_given: raw.stands.is_some(),
+            synchronous_commit,
             url,
             password,
             ca_file: raw.ca_file,
@@ -378,6 +413,23 @@ mod tests {
         assert!(e.message.contains("TLS"), "{}", e.message);
         let s = VenueSettings::from_raw(raw("postgres://t@127.0.0.1:5/v?sslmode=disable")).unwrap();
         assert!(!s.tls_required);
+    }
+
+    #[cfg(feature = "venue")]
+    #[test]
+    fn synchronous_commit_defaults_to_off_and_refuses_what_postgres_does_not_know() {
+        let s = VenueSettings::from_raw(raw("postgres://t@127.0.0.1/v")).unwrap();
+        assert_eq!(s.synchronous_commit, "off");
+        assert!(!s.commits_flushed());
+        let mut r = raw("postgres://t@127.0.0.1/v");
+        r.synchronous_commit = Some("remote_apply".into());
+        assert!(VenueSettings::from_raw(r.clone())
+            .unwrap()
+            .commits_flushed());
+        r.synchronous_commit = Some("on; DROP TABLE x".into());
+        let e = VenueSettings::from_raw(r).unwrap_err();
+        assert_eq!(e.field, "venue.synchronous_commit");
+        assert!(e.message.contains("remote_write"), "{}", e.message);
     }
 
     #[cfg(feature = "venue")]

@@ -47,10 +47,12 @@ pub fn pg_config(settings: &VenueSettings, app: &str) -> Result<postgres::Config
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(5));
     let guards = format!(
-        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={} \
+         -c synchronous_commit={}",
         settings.statement_timeout.as_millis(),
         settings.lock_timeout.as_millis(),
-        settings.idle_in_transaction_timeout.as_millis()
+        settings.idle_in_transaction_timeout.as_millis(),
+        settings.synchronous_commit
     );
     let options = match cfg.get_options() {
         Some(o) if !o.is_empty() => format!("{o} {guards}"),
@@ -148,6 +150,7 @@ mod tests {
             o.contains("idle_in_transaction_session_timeout=5000"),
             "{o}"
         );
+        assert!(o.contains("synchronous_commit=off"), "the default: {o}");
         assert!(cfg.get_keepalives());
         assert_eq!(cfg.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
         assert_eq!(cfg.get_connect_timeout(), Some(&CONNECT_TIMEOUT));

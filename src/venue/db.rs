@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use postgres::types::PgLsn;
 use postgres::{Client, Statement, Transaction};
 
 use super::error::VenueError;
@@ -14,57 +15,68 @@ use crate::decide::Verdict;
 use crate::store::{EntryKind, JournalEntry, TicketRecord};
 
 /// The statements of a redemption, prepared once per connection: each then costs one
-/// round trip instead of two (parse, then execute).
+/// round trip instead of two (parse, then execute). Each step is one statement, a
+/// function of the schema (migration "one statement per redemption step"): a
+/// redemption is `BEGIN`, lock, record, `COMMIT`, four round trips (it was six: seed
+/// and lock, insert and update, were two statements each).
 pub struct Prepared {
-    seed: Statement,
     lock: Statement,
-    insert: Statement,
-    update: Statement,
+    record: Statement,
 }
 
-const SEED_SQL: &str = "INSERT INTO venue_lines (barcode, av_id, kind, loaded)
-     SELECT $1, a, k, l FROM unnest($2::text[], $3::text[], $4::bigint[]) AS s(a, k, l)
-     ON CONFLICT (barcode, av_id) DO NOTHING";
-const LOCK_SQL: &str = "SELECT av_id, kind, loaded, redeemed FROM venue_lines
-     WHERE barcode = $1 ORDER BY av_id FOR UPDATE";
-const INSERT_SQL: &str = "INSERT INTO venue_decisions (id, issuer, local_seq, kind, terminal,
-         barcode, verdict, reason, approved_cents, items, source, offline, void_of, uploaded,
-         overdraft_cents, overdraft_items, entry)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ($10::text)::jsonb, $11, $12, $13, $14,
-         $15, $16, ($17::text)::jsonb)
-     ON CONFLICT (id) DO NOTHING RETURNING seq";
-const UPDATE_SQL: &str = "UPDATE venue_lines AS l SET redeemed = u.r, updated_at = now()
-     FROM unnest($2::text[], $3::bigint[]) AS u(a, r)
-     WHERE l.barcode = $1 AND l.av_id = u.a";
+const LOCK_SQL: &str = "SELECT av_id, kind, loaded, redeemed FROM venue_lock_lines($1, $2, $3, $4)";
+const RECORD_SQL: &str = "SELECT inserted, flush_lsn, insert_lsn FROM venue_record($1, $2, $3,
+     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
+const WAL_SQL: &str = "SELECT pg_current_wal_flush_lsn(), pg_current_wal_insert_lsn()";
 
 impl Prepared {
     /// Prepares the statements on `client` (the schema must exist).
     pub fn new(client: &mut Client) -> Result<Prepared, VenueError> {
         Ok(Prepared {
-            seed: client.prepare(SEED_SQL)?,
             lock: client.prepare(LOCK_SQL)?,
-            insert: client.prepare(INSERT_SQL)?,
-            update: client.prepare(UPDATE_SQL)?,
+            record: client.prepare(RECORD_SQL)?,
         })
     }
 }
 
-/// Creates the ticket's missing lines from `seed` and locks all its lines
+/// The server's WAL positions, read in one statement (see `venue/watermark.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wal {
+    /// `pg_current_wal_flush_lsn()`: on disk.
+    pub flush: u64,
+    /// `pg_current_wal_insert_lsn()`: at or past the end of every commit acknowledged
+    /// before the reading.
+    pub insert: u64,
+}
+
+/// Reads the server's WAL positions now (outside a redemption: the idle tick, `venue
+/// sync`, shutdown).
+pub fn wal_positions(client: &mut Client) -> Result<Wal, VenueError> {
+    let r = client.query_one(WAL_SQL, &[])?;
+    Ok(Wal {
+        flush: u64::from(r.get::<_, PgLsn>(0)),
+        insert: u64::from(r.get::<_, PgLsn>(1)),
+    })
+}
+
+/// Creates the ticket's missing lines from `seed`, raises `loaded` where the seed has
+/// more (a reload on ATS; never lowered, `redeemed` untouched), and locks all its lines
 /// (`SELECT ... FOR UPDATE`): until the transaction ends, no other stand can decide on
-/// this ticket. Returns the lines as locked.
+/// this ticket. Returns the lines as locked. One statement.
 pub fn lock_lines(
     tx: &mut Transaction<'_>,
     p: &Prepared,
     barcode: &str,
     seed: &[VenueLine],
 ) -> Result<Vec<VenueLine>, VenueError> {
-    if !seed.is_empty() {
-        let av: Vec<&str> = seed.iter().map(|l| l.av_id.as_str()).collect();
-        let kind: Vec<&str> = seed.iter().map(|l| kind_str(l.kind)).collect();
-        let loaded: Vec<i64> = seed.iter().map(|l| to_i64(l.loaded)).collect();
-        tx.execute(&p.seed, &[&barcode, &av, &kind, &loaded])?;
-    }
-    let rows = tx.query(&p.lock, &[&barcode])?;
+    // One row per line, in `av_id` order (the order the server locks them in).
+    let mut seed: Vec<&VenueLine> = seed.iter().collect();
+    seed.sort_by(|a, b| a.av_id.cmp(&b.av_id).then(b.loaded.cmp(&a.loaded)));
+    seed.dedup_by(|a, b| a.av_id == b.av_id);
+    let av: Vec<&str> = seed.iter().map(|l| l.av_id.as_str()).collect();
+    let kind: Vec<&str> = seed.iter().map(|l| kind_str(l.kind)).collect();
+    let loaded: Vec<i64> = seed.iter().map(|l| to_i64(l.loaded)).collect();
+    let rows = tx.query(&p.lock, &[&barcode, &av, &kind, &loaded])?;
     Ok(rows
         .iter()
         .map(|r| VenueLine {
@@ -97,7 +109,7 @@ pub enum Recorded {
 /// Records `entry` in the open transaction, its ticket's lines already locked as
 /// `lines`: inserts it keyed by its id (`ON CONFLICT (id) DO NOTHING`: an id the venue
 /// already holds changes nothing, so a replay never counts twice) and, when new,
-/// updates the lines.
+/// updates the lines. One statement; it also returns the server's WAL positions.
 pub fn record_entry(
     tx: &mut Transaction<'_>,
     p: &Prepared,
@@ -105,12 +117,28 @@ pub fn record_entry(
     entry: &JournalEntry,
     lines: &[VenueLine],
     uploaded: bool,
-) -> Result<Recorded, VenueError> {
+) -> Result<(Recorded, Wal), VenueError> {
+    record_entry_as(tx, p, issuer, entry, lines, uploaded, None)
+}
+
+/// [`record_entry`], with this transaction's `synchronous_commit` (`None`: the
+/// session's, `venue.synchronous_commit`).
+pub fn record_entry_as(
+    tx: &mut Transaction<'_>,
+    p: &Prepared,
+    issuer: &str,
+    entry: &JournalEntry,
+    lines: &[VenueLine],
+    uploaded: bool,
+    synchronous_commit: Option<&str>,
+) -> Result<(Recorded, Wal), VenueError> {
     let applied = ledger::apply(lines, entry);
     let json = serde_json::to_string(entry).map_err(|e| VenueError::Data(e.to_string()))?;
     let items = serde_json::to_string(&entry.items).map_err(|e| VenueError::Data(e.to_string()))?;
-    let inserted = tx.query_opt(
-        &p.insert,
+    let av: Vec<&str> = applied.redeemed.keys().map(String::as_str).collect();
+    let r: Vec<i64> = applied.redeemed.values().map(|v| to_i64(*v)).collect();
+    let row = tx.query_one(
+        &p.record,
         &[
             &entry.id,
             &issuer,
@@ -129,31 +157,37 @@ pub fn record_entry(
             &to_i64(applied.overdraft_cents),
             &to_i64(applied.overdraft_items),
             &json,
+            &av,
+            &r,
+            &synchronous_commit,
         ],
     )?;
-    if inserted.is_none() {
-        return Ok(Recorded::Duplicate);
-    }
-    if !applied.redeemed.is_empty() {
-        let av: Vec<&str> = applied.redeemed.keys().map(String::as_str).collect();
-        let r: Vec<i64> = applied.redeemed.values().map(|v| to_i64(*v)).collect();
-        tx.execute(&p.update, &[&entry.barcode, &av, &r])?;
-    }
-    Ok(Recorded::New {
-        overdraft_cents: applied.overdraft_cents,
-        overdraft_items: applied.overdraft_items,
-    })
+    let wal = Wal {
+        flush: u64::from(row.get::<_, PgLsn>(1)),
+        insert: u64::from(row.get::<_, PgLsn>(2)),
+    };
+    let recorded = if row.get::<_, bool>(0) {
+        Recorded::New {
+            overdraft_cents: applied.overdraft_cents,
+            overdraft_items: applied.overdraft_items,
+        }
+    } else {
+        Recorded::Duplicate
+    };
+    Ok((recorded, wal))
 }
 
 /// Uploads one journal entry in its own transaction (replay): creates and locks its
 /// ticket's lines (from `record`, the terminal's cached record, when the venue has
-/// never seen the ticket), then [`record_entry`].
+/// never seen the ticket), then [`record_entry`]. `flush`: the commit waits for the
+/// server's local WAL flush (`synchronous_commit = local`) whatever the session says.
 pub fn upload(
     client: &mut Client,
     p: &Prepared,
     issuer: &str,
     entry: &JournalEntry,
     record: Option<&TicketRecord>,
+    flush: bool,
 ) -> Result<Recorded, VenueError> {
     let mut tx = client.transaction()?;
     let moves_value = entry.verdict == Verdict::Approve && !entry.barcode.is_empty();
@@ -163,7 +197,8 @@ pub fn upload(
     } else {
         Vec::new()
     };
-    let r = record_entry(&mut tx, p, issuer, entry, &lines, true)?;
+    let sync = flush.then_some("local");
+    let (r, _) = record_entry_as(&mut tx, p, issuer, entry, &lines, true, sync)?;
     tx.commit()?;
     Ok(r)
 }

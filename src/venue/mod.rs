@@ -67,6 +67,15 @@
 //! payments forwarded 2-4 times on reconnect (stripe-terminal-android #747) because the
 //! upload was not keyed by a durable id.
 //!
+//! # Asynchronous commits
+//!
+//! By default (`venue.synchronous_commit = "off"`) the server acknowledges step 4's
+//! `COMMIT` before flushing it, and a server crash loses its last commits. That is the
+//! failover case on one server, and is settled the same way: the journal holds every
+//! one of them, and the replay watermark only moves past a commit once the server's
+//! flushed WAL position covers it (`watermark.rs`), so a new connection replays them
+//! by id. Meanwhile another stand may spend that value again: an overdraft, recorded.
+//!
 //! # Overdrafts
 //!
 //! A decision uploaded late (made while the venue was away) may take more than a line

@@ -96,6 +96,75 @@ CREATE TABLE venue_heartbeats (
         name: "fetch leases and the venue ticket table",
         sql: FETCH_SQL,
     },
+    Migration {
+        version: 5,
+        name: "one statement per redemption step",
+        // Functions only, no table changes.
+        // Each step of a redemption becomes one statement, one round trip: seeding and
+        // locking a ticket's lines, then recording a decision and updating its lines (the
+        // two steps of `venue/db.rs`). `SECURITY INVOKER` (the default): they run with the
+        // terminal role's own rights on the tables.
+        sql: r#"
+CREATE FUNCTION venue_lock_lines(p_barcode text, p_av text[], p_kind text[], p_loaded bigint[])
+RETURNS TABLE (av_id text, kind text, loaded bigint, redeemed bigint)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    IF cardinality(p_av) > 0 THEN
+        -- A line first seen is created; a reload on ATS raises `loaded`, never lowers it
+        -- (an older record at another stand) and never touches `redeemed`. Rows are
+        -- taken in `av_id` order, as the lock below takes them: no deadlock between stands.
+        INSERT INTO venue_lines AS l (barcode, av_id, kind, loaded)
+        SELECT p_barcode, s.a, s.k, s.n
+        FROM unnest(p_av, p_kind, p_loaded) AS s(a, k, n) ORDER BY s.a
+        ON CONFLICT ON CONSTRAINT venue_lines_pkey DO UPDATE
+            SET loaded = EXCLUDED.loaded, updated_at = now()
+            WHERE l.loaded < EXCLUDED.loaded;
+    END IF;
+    RETURN QUERY
+        SELECT v.av_id, v.kind, v.loaded, v.redeemed FROM venue_lines v
+        WHERE v.barcode = p_barcode ORDER BY v.av_id FOR UPDATE;
+END
+$fn$;
+
+CREATE FUNCTION venue_record(
+    p_id text, p_issuer text, p_local_seq bigint, p_kind text, p_terminal text,
+    p_barcode text, p_verdict text, p_reason text, p_approved_cents bigint, p_items text,
+    p_source text, p_offline boolean, p_void_of text, p_uploaded boolean,
+    p_overdraft_cents bigint, p_overdraft_items bigint, p_entry text,
+    p_av text[], p_redeemed bigint[], p_synchronous_commit text)
+RETURNS TABLE (inserted boolean, flush_lsn pg_lsn, insert_lsn pg_lsn)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    n bigint;
+BEGIN
+    -- A replay's upload waits for the local flush even when the stand's decisions do
+    -- not (venue/replay.rs); NULL keeps the session's setting.
+    IF p_synchronous_commit IS NOT NULL THEN
+        PERFORM set_config('synchronous_commit', p_synchronous_commit, true);
+    END IF;
+    INSERT INTO venue_decisions (id, issuer, local_seq, kind, terminal, barcode, verdict,
+        reason, approved_cents, items, source, offline, void_of, uploaded,
+        overdraft_cents, overdraft_items, entry)
+    VALUES (p_id, p_issuer, p_local_seq, p_kind, p_terminal, p_barcode, p_verdict,
+        p_reason, p_approved_cents, p_items::jsonb, p_source, p_offline, p_void_of,
+        p_uploaded, p_overdraft_cents, p_overdraft_items, p_entry::jsonb)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING seq INTO n;
+    -- An id the venue already holds changes nothing (a replay never counts twice).
+    IF n IS NOT NULL AND cardinality(p_av) > 0 THEN
+        UPDATE venue_lines AS l SET redeemed = u.r, updated_at = now()
+        FROM unnest(p_av, p_redeemed) AS u(a, r)
+        WHERE l.barcode = p_barcode AND l.av_id = u.a;
+    END IF;
+    -- The WAL positions, for the replay watermark with asynchronous commits
+    -- (venue/watermark.rs): read after every earlier commit of this session.
+    RETURN QUERY SELECT n IS NOT NULL, pg_current_wal_flush_lsn(), pg_current_wal_insert_lsn();
+END
+$fn$;
+"#,
+    },
 ];
 
 /// One fetch per event (issue 13, `tickets.rs`, `lease.rs`): a lease per event, held by

@@ -46,7 +46,7 @@ use super::db::{self, Recorded};
 use super::error::VenueError;
 use super::ledger::VenueLine;
 use super::txn::{Begin, CommitOutcome, Step, VenueTxn};
-use super::watermark::{read_watermark, WATERMARK_FILE};
+use super::watermark::{read_watermark, Flushed, WATERMARK_FILE};
 use super::{connect, schema};
 use crate::redact::mask_barcode;
 use crate::store::Store;
@@ -407,6 +407,10 @@ pub(super) struct Worker {
     pub(super) budget: Option<BudgetLink>,
     /// Heartbeats (`heartbeat.rs`).
     pub(super) beat: super::heartbeat::Beat,
+    /// What of the watermark is known flushed on the server (`watermark.rs`).
+    pub(super) flushed: Flushed,
+    /// The watermark last written to the file.
+    pub(super) saved: u64,
 }
 
 impl Worker {
@@ -429,6 +433,8 @@ impl Worker {
             watermark_path,
             budget: None,
             beat: Default::default(),
+            flushed: Flushed::new(watermark),
+            saved: watermark,
         }
     }
 
@@ -455,6 +461,7 @@ impl Worker {
             }
         }
         self.heartbeat_now(); // the last snapshot (`stopping`)
+        self.settle_at_exit();
         self.prepared = None;
         if let Some(c) = self.client.take() {
             discard(c);
@@ -479,7 +486,8 @@ impl Worker {
     /// Retries a lost connection (with backoff) and replays what is pending.
     fn idle(&mut self) {
         if self.ensure_client(false).is_ok() {
-            if let Err(e) = self.ready().and_then(|()| self.catch_up()) {
+            let r = self.ready().and_then(|()| self.catch_up());
+            if let Err(e) = r.and_then(|_| self.confirm_flushed()) {
                 self.failed(&e);
             }
         }
@@ -542,7 +550,8 @@ impl Worker {
                 let r = self
                     .ensure_client(true)
                     .and_then(|()| self.check_schema(false))
-                    .and_then(|_| self.catch_up());
+                    .and_then(|_| self.catch_up())
+                    .and_then(|r| self.settle(r));
                 if let Err(e) = &r {
                     self.failed(e);
                 }
@@ -641,7 +650,10 @@ impl Worker {
             Ok(Step::Abort) | Err(_) => return Ok(()),
         };
         let recorded = match db::record_entry(&mut tx, p, &issuer, &entry, &lines, false) {
-            Ok(r) => r,
+            Ok((r, wal)) => {
+                self.flushed.observe(wal.flush, wal.insert);
+                r
+            }
             Err(e) => {
                 let _ = answer.send(CommitOutcome::NotCommitted(e.to_string()));
                 return Err(e);
@@ -657,9 +669,12 @@ impl Worker {
                 };
                 if entry.seq == self.watermark + 1 {
                     self.watermark = entry.seq;
+                    let flushed = self.settings.commits_flushed();
+                    self.flushed.committed(self.watermark, flushed);
                     self.publish_pending();
                 }
                 let _ = answer.send(CommitOutcome::Committed { overdraft_cents });
+                self.note_committed();
                 Ok(())
             }
             Err(e) => {
@@ -706,6 +721,8 @@ impl Worker {
         self.last_attempt = None;
         self.client = Some(client);
         self.verified = false;
+        // What the old connection committed but never saw flushed may be lost.
+        self.watermark = self.flushed.reconnected();
         self.shared.connected.store(true, Ordering::SeqCst);
         if let Ok(mut e) = self.shared.last_error.lock() {
             *e = None;
