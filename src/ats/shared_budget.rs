@@ -6,7 +6,7 @@
 //! database (`venue/budget.rs`); this part is what the client sees of it, with no
 //! database type in sight. [`SharedBudget`] holds the terminal's **allowance**: a few
 //! calls claimed in advance from the venue ("a lease"), drawn locally before each send
-//! ([`acquire`]), so a scan never waits on the database for a token. The venue worker
+//! ([`acquire`]), so a scan with calls in hand never waits on the database for a token. The venue worker
 //! claims (one short statement) when the allowance runs low, when it nears its expiry,
 //! and at once when a draw finds it empty ([`SharedBudget::set_wake`]).
 //!
@@ -17,8 +17,14 @@
 //!   [`mark_thread_background`], or a paced listing) draw only from the `any` pool, which
 //!   the venue grants only while more than `cache.budget_reserve_per_minute` calls of the
 //!   key's minute are left: the last calls of a minute are kept for scans, venue-wide.
-//! - A draw that finds nothing is refused at once (`RateBudget`), as when the local
-//!   budget is spent: the scan is decided from the cache and the offline rules.
+//! - A scan's draw that finds nothing asks for a refill and waits for that claim's
+//!   answer, at most [`SCAN_WAIT`] (a claim is one short statement: milliseconds). The
+//!   draw runs on an ATS lookup worker, never in the scan loop, which waits for the
+//!   lookup inside the decision deadline as always. Still nothing: refused
+//!   (`RateBudget`), as when the local budget is spent, and the scan is decided from the
+//!   cache and the offline rules. (Refusing at once denied a cache miss that came right
+//!   after another at a stand with calls to spare: `offline_unknown` while the key had
+//!   thousands left.)
 //! - When the venue stops answering, the stand keeps to its **static share**: the limits
 //!   divided by `venue.stands` (or by the stands the venue last reported, if more). It
 //!   first holds off [`HOLD_AFTER_LOSS`] (no ATS call at all), since the other stands
@@ -54,9 +60,12 @@ const RENEW_AHEAD: Duration = Duration::from_secs(1);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// What a refused draw suggests as a retry (a refill is asked for at once).
 const REFILL_WAIT: Duration = Duration::from_millis(200);
-/// How long a background call waits for a refill of an empty allowance (a scan never
-/// waits); then it is refused, and its caller waits as for any rate limit.
+/// How long a background call waits for a refill of an empty allowance; then it is
+/// refused, and its caller waits as for any rate limit.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(1);
+/// How long a scan's lookup waits for the refill of an empty allowance (on its worker
+/// thread, inside the decision deadline); then it is refused.
+pub const SCAN_WAIT: Duration = Duration::from_millis(250);
 /// The retry a refused background call is told (the reserve is reached: the key's
 /// minute has to roll, which a renewal each second notices).
 const BACKGROUND_RETRY: Duration = Duration::from_secs(1);
@@ -560,15 +569,20 @@ impl SharedBudget {
     }
 
     /// Takes one call for the current thread's kind (see [`current_kind`]); asks for a
-    /// refill when the allowance runs low. A scan never waits; a background call that
-    /// finds the allowance empty waits up to a second for the refill it asked for.
+    /// refill when the allowance runs low. A call that finds the allowance empty waits
+    /// for the refill it asked for: a scan's up to [`SCAN_WAIT`], a background call's up
+    /// to a second.
     pub fn take(&self) -> Result<Drawn, (RateWindow, Duration)> {
         let kind = current_kind();
         let (r, ended) = self.take_once(kind);
-        if kind == CallKind::Scan || r.is_ok() || self.mode() != BudgetMode::Venue {
+        if r.is_ok() || self.mode() != BudgetMode::Venue {
             return r;
         }
-        let until = std::time::Instant::now() + BACKGROUND_WAIT;
+        let wait = match kind {
+            CallKind::Scan => SCAN_WAIT,
+            CallKind::Background => BACKGROUND_WAIT,
+        };
+        let until = std::time::Instant::now() + wait;
         let mut s = self.state();
         while s.claims_ended == ended {
             let left = until.saturating_duration_since(std::time::Instant::now());
@@ -582,9 +596,11 @@ impl SharedBudget {
                 .0;
         }
         drop(s);
-        self.take_once(kind)
-            .0
-            .map_err(|(w, _)| (w, BACKGROUND_RETRY))
+        let again = self.take_once(kind).0;
+        match kind {
+            CallKind::Scan => again,
+            CallKind::Background => again.map_err(|(w, _)| (w, BACKGROUND_RETRY)),
+        }
     }
 
     /// One try; also the count of claims ended before it (to wait for the next).

@@ -258,3 +258,48 @@ fn a_key_that_is_short_is_claimed_again_after_a_pause_not_after_every_job() {
     assert!(!b.claim_due(t0 + Duration::from_millis(100)), "short: wait");
     assert!(b.claim_due(t0 + RETRY_EVERY), "then claim again");
 }
+
+/// The hole: a scan that found the allowance empty was refused at once, so a cache miss
+/// right after another was denied `offline_unknown` while the key had calls to spare
+/// (seen at a loaded stand). Now it waits for the refill it asked for.
+#[test]
+fn a_scan_that_finds_the_allowance_empty_waits_for_the_refill_it_asked_for() {
+    let shared = std::sync::Arc::new(SharedBudget::new(plan(), crate::clock::system()));
+    {
+        let now = shared.clock.now();
+        let mut s = shared.state();
+        let c = s.begin_claim(now).unwrap();
+        s.granted(&c, grant(2, 0), now);
+    }
+    assert_eq!(shared.take().map_err(|e| e.0), Ok(Drawn::Scan));
+    assert_eq!(shared.take().map_err(|e| e.0), Ok(Drawn::Scan));
+    assert_eq!(shared.allowance(), (0, 0));
+    // The venue worker: woken by the empty draw (a channel, as its job queue), it
+    // answers the claim; no fixed sleep decides the outcome.
+    let (tx, rx) = crossbeam_channel::bounded::<()>(8);
+    shared.set_wake(move || {
+        let _ = tx.try_send(());
+    });
+    let worker = {
+        let shared = std::sync::Arc::clone(&shared);
+        std::thread::spawn(move || {
+            rx.recv().unwrap();
+            let claim = shared.begin_claim().expect("a claim to send");
+            shared.granted(&claim, grant(4, 0));
+        })
+    };
+    assert_eq!(shared.take().map_err(|e| e.0), Ok(Drawn::Scan));
+    worker.join().unwrap();
+
+    // No answer at all (a hung database): refused, after at most SCAN_WAIT.
+    let quiet = SharedBudget::new(plan(), crate::clock::system());
+    {
+        let now = quiet.clock.now();
+        let mut s = quiet.state();
+        let c = s.begin_claim(now).unwrap();
+        s.granted(&c, grant(0, 0), now);
+    }
+    let t = std::time::Instant::now();
+    assert!(quiet.take().is_err());
+    assert!(t.elapsed() < SCAN_WAIT * 4, "{:?}", t.elapsed());
+}
