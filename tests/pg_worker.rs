@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use concession_agent::decide::{self, Decision, ItemGrant, Reason, Source, Verdict};
 use concession_agent::store::{NewDecision, Store, StoreOptions, TicketRecord};
-use concession_agent::ticket::{TicketInfo, TicketStatus, ValueKind, ValueLine};
 use concession_agent::venue::ledger::{seed_from_record, ticket_ledger};
 use concession_agent::venue::{
     Begin, CommitOutcome, RawVenue, VenueError, VenueHandle, VenueSettings,
@@ -20,31 +19,7 @@ use support::pg;
 const BC: &str = "100000000001";
 
 fn record(balance: u64) -> TicketRecord {
-    TicketRecord {
-        barcode: BC.into(),
-        info: Some(TicketInfo {
-            barcode: BC.into(),
-            event_name: "EV".into(),
-            event_date: Some("2026-12-01".into()),
-            event_time: None,
-            acct_id: None,
-            section_name: None,
-            row_name: None,
-            seat_num: None,
-            price_code: None,
-            status: TicketStatus::Active,
-        }),
-        value: vec![ValueLine {
-            av_id: "m1".into(),
-            kind: ValueKind::Money,
-            description: "F&B".into(),
-            loaded: 2000,
-            balance,
-            valid_from: None,
-            valid_until: None,
-        }],
-        fetched_at_ms: 1,
-    }
+    support::fixtures::money_record(BC, 2000, balance)
 }
 
 fn approval(cents: u64, offline: bool) -> Decision {

@@ -1,6 +1,6 @@
 //! Domain fixtures the tests share: tickets as ATS would describe them.
 
-use concession_agent::ticket::{TicketInfo, TicketStatus};
+use concession_agent::ticket::{TicketInfo, TicketRecord, TicketStatus, ValueKind, ValueLine};
 
 /// An active `EVENT01` ticket for `barcode` on `event_date`, with no account and no
 /// seat. Tests that need more set it with struct update syntax:
@@ -17,6 +17,28 @@ pub fn ticket_info(barcode: &str, event_date: Option<&str>) -> TicketInfo {
         seat_num: None,
         price_code: None,
         status: TicketStatus::Active,
+    }
+}
+
+/// A ticket of event `EV` (2026-12-01) with one money line `m1`: `loaded` cents,
+/// `balance` left as ATS says, fetched at 1 ms (the venue ledger tests' ticket).
+pub fn money_record(barcode: &str, loaded: u64, balance: u64) -> TicketRecord {
+    TicketRecord {
+        barcode: barcode.into(),
+        info: Some(TicketInfo {
+            event_name: "EV".into(),
+            ..ticket_info(barcode, Some("2026-12-01"))
+        }),
+        value: vec![ValueLine {
+            av_id: "m1".into(),
+            kind: ValueKind::Money,
+            description: "F&B".into(),
+            loaded,
+            balance,
+            valid_from: None,
+            valid_until: None,
+        }],
+        fetched_at_ms: 1,
     }
 }
 
