@@ -581,7 +581,10 @@ mod tests {
         assert_eq!((r.totals.ok, r.totals.silent), (2, 1));
         let text = render_report(&r);
         assert!(text.contains("SILENT"), "{text}");
-        assert!(text.contains("venue-wide ATS budget: no stand has claimed"), "{text}");
+        assert!(
+            text.contains("venue-wide ATS budget: no stand has claimed"),
+            "{text}"
+        );
     }
 
     #[test]
