@@ -6,10 +6,12 @@
 //! is [`StdoutError::is_broken_pipe`], which `main` ends quietly on (status 141).
 
 pub mod cli;
+mod stdout;
 pub mod venue;
 
+pub use stdout::StdoutError;
+
 use std::error::Error;
-use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,35 +52,6 @@ pub fn failed(e: &(dyn Error + 'static)) -> ExitCode {
     }
     let _ = writeln!(io::stderr(), "concession-agent: {e}");
     ExitCode::FAILURE
-}
-
-/// Writing the answer to stdout failed.
-#[derive(Debug)]
-pub struct StdoutError(pub io::Error);
-
-impl StdoutError {
-    /// True when stdout's reader went away: nothing more to say to anyone.
-    pub fn is_broken_pipe(&self) -> bool {
-        self.0.kind() == io::ErrorKind::BrokenPipe
-    }
-}
-
-impl fmt::Display for StdoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "write stdout: {}", self.0)
-    }
-}
-
-impl Error for StdoutError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-impl From<io::Error> for StdoutError {
-    fn from(e: io::Error) -> Self {
-        StdoutError(e)
-    }
 }
 
 /// Writes `text` and a newline to stdout.

@@ -30,7 +30,7 @@ pub fn venue(
         let failed = |e: VenueError| -> Box<dyn Error> {
             match e {
                 VenueError::Io(e) | VenueError::Store(crate::store::StoreError::Io(e)) => {
-                    Box::new(super::StdoutError(e))
+                    Box::new(super::stdout::StdoutError(e))
                 }
                 e => e.into(),
             }
@@ -61,7 +61,7 @@ pub fn venue(
                     &mut out,
                 )
                 .map_err(failed)?;
-                std::io::Write::flush(&mut out).map_err(super::StdoutError)?;
+                std::io::Write::flush(&mut out).map_err(super::stdout::StdoutError)?;
                 log::info!("exported {n} venue entries");
             }
             VenueAction::Status {
@@ -88,7 +88,7 @@ pub fn venue(
                 let mut out = stdout.lock();
                 std::io::Write::write_all(&mut out, text.as_bytes())
                     .and_then(|()| std::io::Write::flush(&mut out))
-                    .map_err(super::StdoutError)?;
+                    .map_err(super::stdout::StdoutError)?;
             }
             VenueAction::Dashboard {
                 listen,
@@ -112,7 +112,8 @@ pub fn venue(
                 let listener = dashboard::bind(&opts)?;
                 let addr = listener.local_addr()?;
                 println!("listening on http://{addr}");
-                std::io::Write::flush(&mut std::io::stdout()).map_err(super::StdoutError)?;
+                std::io::Write::flush(&mut std::io::stdout())
+                    .map_err(super::stdout::StdoutError)?;
                 dashboard::serve(
                     listener,
                     settings.clone(),

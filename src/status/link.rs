@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::StatusSnapshot;
+use super::snapshot::StatusSnapshot;
 
 /// The shared slot (cheap to clone: one `Arc`).
 #[derive(Debug, Clone, Default)]

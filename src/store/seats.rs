@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cachedb::{cache_err, SEATS, TOKENS};
 use super::codec;
-use super::{Store, StoreError, TicketRecord};
+use super::db::Store;
+use super::error::StoreError;
+use crate::ticket::TicketRecord;
 
 /// What a resolved token pointed at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,8 +172,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::db::StoreOptions;
     use super::*;
-    use crate::store::StoreOptions;
     use crate::ticket::{TicketInfo, TicketStatus};
 
     fn record(barcode: &str, seat: Option<&str>, at: u64) -> TicketRecord {

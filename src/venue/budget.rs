@@ -31,12 +31,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
-use postgres::SimpleQueryMessage;
-
-use super::error::VenueError;
-use super::worker::{not_connected, Job, Worker};
-use crate::ats::shared_budget::{Claim, Grant, SharePlan, SharedBudget, LEASE_LIFETIME};
+use crate::ats::shared_budget::{SharePlan, SharedBudget};
 
 /// Migration "ats budget": the key's tables and the claim function.
 pub const MIGRATION_SQL: &str = r#"
@@ -134,13 +129,13 @@ pub fn key_hash(apikey: &str) -> String {
 /// The worker's link to the shared budget.
 #[derive(Clone)]
 pub struct BudgetLink {
-    budget: Arc<SharedBudget>,
-    key_hash: String,
-    plan: SharePlan,
+    pub(super) budget: Arc<SharedBudget>,
+    pub(super) key_hash: String,
+    pub(super) plan: SharePlan,
     /// A wake-up job is queued: do not queue another (the job queue is the scans').
-    woken: Arc<AtomicBool>,
+    pub(super) woken: Arc<AtomicBool>,
     /// The database's refusal of a claim was logged (once: claims retry every 500 ms).
-    refusal_logged: Arc<AtomicBool>,
+    pub(super) refusal_logged: Arc<AtomicBool>,
 }
 
 impl BudgetLink {
@@ -160,7 +155,6 @@ impl BudgetLink {
         &self.budget
     }
 
-    /// Makes a draw that wants a refill queue one claim on `jobs` (never blocking).
     /// Drops the wake-up's clone of the worker's job sender: without this the worker's
     /// queue never disconnects and a stopping agent's worker never sees the end (no
     /// last heartbeat, no orderly close).
@@ -168,11 +162,12 @@ impl BudgetLink {
         self.budget.set_wake(|| {});
     }
 
-    pub(super) fn wire(&self, jobs: &Sender<Job>) {
-        let jobs = jobs.clone();
+    /// Makes a draw that wants a refill queue one claim through `queue` (never
+    /// blocking; `queue` says whether the claim job was queued).
+    pub(super) fn wire(&self, queue: impl Fn() -> bool + Send + Sync + 'static) {
         let woken = Arc::clone(&self.woken);
         self.budget.set_wake(move || {
-            if !woken.swap(true, Ordering::SeqCst) && jobs.try_send(Job::Budget).is_err() {
+            if !woken.swap(true, Ordering::SeqCst) && !queue() {
                 woken.store(false, Ordering::SeqCst);
             }
         });
@@ -180,93 +175,8 @@ impl BudgetLink {
 }
 
 /// Quotes a text for SQL (standard strings: quotes doubled).
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-impl Worker {
-    /// Claims an allowance when one is due (after every job and on the idle tick).
-    pub(super) fn budget_tick(&mut self) {
-        let Some(link) = self.budget.clone() else {
-            return;
-        };
-        link.woken.store(false, Ordering::SeqCst);
-        if !link.budget.claim_due() {
-            return;
-        }
-        let Some(claim) = link.budget.begin_claim() else {
-            return;
-        };
-        let r = self
-            .ensure_client(false)
-            .and_then(|()| self.ready())
-            .and_then(|()| self.claim(&link, &claim));
-        match r {
-            Ok(grant) => {
-                link.budget.granted(&claim, grant);
-                link.refusal_logged.store(false, Ordering::SeqCst);
-            }
-            Err(e) => {
-                // The server's own refusal (rights, a schema without the function) is
-                // venue IT's to fix: said once; an unreachable database is said elsewhere.
-                let refused = matches!(&e, VenueError::Db(pe) if pe.as_db_error().is_some());
-                if refused && !link.refusal_logged.swap(true, Ordering::SeqCst) {
-                    log::warn!(
-                        "venue: the ATS budget claim was refused ({e}): this stand keeps to \
-                         its static share (docs/venue.md, \"One budget for the key\")"
-                    );
-                } else {
-                    log::debug!("venue: ats budget claim failed: {e}");
-                }
-                link.budget.claim_failed(&claim);
-                self.failed(&e);
-            }
-        }
-    }
-
-    /// One claim: one statement, one round trip.
-    fn claim(&mut self, link: &BudgetLink, c: &Claim) -> Result<Grant, VenueError> {
-        let p = &link.plan;
-        // Every argument is a number or a quoted text: one simple query, no prepare.
-        let sql = format!(
-            "SELECT * FROM venue_ats_claim({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-            quote(&link.key_hash),
-            quote(&self.issuer),
-            p.per_minute.min(i32::MAX as u32),
-            p.per_day.min(i32::MAX as u32),
-            p.reserve_per_minute.min(i32::MAX as u32),
-            p.day_reserve().min(i32::MAX as u32),
-            c.used.min(i32::MAX as u32),
-            c.keep.min(i32::MAX as u32),
-            c.want_scan.min(i32::MAX as u32),
-            c.want_any.min(i32::MAX as u32),
-            LEASE_LIFETIME.as_millis(),
-        );
-        let client = self.client.as_mut().ok_or_else(not_connected)?;
-        let rows = client.simple_query(&sql)?;
-        let row = rows
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(r),
-                _ => None,
-            })
-            .ok_or_else(|| VenueError::Away("the budget claim returned no row".into()))?;
-        let n = |i: usize| -> Result<u32, VenueError> {
-            row.get(i)
-                .and_then(|v| v.parse::<i64>().ok())
-                .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
-                .ok_or_else(|| {
-                    VenueError::Away(format!("the budget claim's column {i} is unreadable"))
-                })
-        };
-        Ok(Grant {
-            scan: n(0)?,
-            any: n(1)?,
-            minute_left: n(2)?,
-            day_left: n(3)?,
-            stands_seen: n(4)?,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,6 @@ use postgres::Client;
 use serde::{Deserialize, Serialize};
 
 use super::error::VenueError;
-use super::worker::Worker;
 use crate::status::{
     AtsBudget, DayTotals, LastDecision, OfflineExposure, PrefetchStatus, StatusSnapshot, VenueLink,
 };
@@ -57,11 +56,11 @@ pub(super) struct Beat {
     /// Where the snapshots come from.
     pub(super) link: VenueLink,
     /// The number of the last snapshot written.
-    sent: u64,
+    pub(super) sent: u64,
     /// When the last heartbeat was written (or failed).
-    at: Option<Instant>,
+    pub(super) at: Option<Instant>,
     /// The last one failed (logged once until one succeeds).
-    failing: bool,
+    pub(super) failing: bool,
 }
 
 impl Beat {
@@ -76,51 +75,8 @@ impl Beat {
     }
 }
 
-impl Worker {
-    /// Writes a heartbeat when one is due and the worker holds a ready connection.
-    pub(super) fn heartbeat_tick(&mut self) {
-        if self.beat.at.is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY) {
-            return;
-        }
-        self.heartbeat_now();
-    }
-
-    /// Writes the newest snapshot if it was not written yet (at stop, and when due).
-    pub(super) fn heartbeat_now(&mut self) {
-        if !self.schema_ok {
-            return;
-        }
-        let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) else {
-            return;
-        };
-        let Some((n, snap)) = self.beat.link.newer_than(self.beat.sent) else {
-            return;
-        };
-        match upsert(client, &snap) {
-            Ok(()) => {
-                if self.beat.failing {
-                    log::info!("venue heartbeat written again");
-                }
-                self.beat.failing = false;
-                self.beat.sent = n;
-                self.beat.at = Some(Instant::now());
-            }
-            Err(e) => {
-                if !self.beat.failing {
-                    log::warn!("venue heartbeat: {e} (retried every few seconds; logged once)");
-                }
-                self.beat.failing = true;
-                // Not again before the next interval: a failing statement must not
-                // run on every tick.
-                self.beat.at = Some(Instant::now());
-                self.failed(&e);
-            }
-        }
-    }
-}
-
 /// The one statement of a heartbeat.
-fn upsert(client: &mut Client, s: &StatusSnapshot) -> Result<(), VenueError> {
+pub(super) fn upsert(client: &mut Client, s: &StatusSnapshot) -> Result<(), VenueError> {
     let json = serde_json::to_string(s).map_err(|e| VenueError::Away(e.to_string()))?;
     let as_of = i64::try_from(s.as_of_ms).unwrap_or(i64::MAX);
     let pending = s
@@ -360,7 +316,7 @@ pub fn read_report(
 
 /// `venue status` from a CLI command: connects (blocking is fine there) and reads.
 pub fn status_now(
-    settings: &super::VenueSettings,
+    settings: &super::config::VenueSettings,
     app: &str,
     silent_after: Duration,
     utc_offset_minutes: i32,

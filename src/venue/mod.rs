@@ -88,7 +88,11 @@
 #[cfg(feature = "venue")]
 pub mod background;
 #[cfg(feature = "venue")]
+mod beats;
+#[cfg(feature = "venue")]
 pub mod budget;
+#[cfg(feature = "venue")]
+mod claims;
 #[cfg(feature = "venue")]
 pub mod cli;
 pub mod config;

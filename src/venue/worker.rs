@@ -366,7 +366,10 @@ fn spawn_worker(
     let shared = Arc::new(Shared::default());
     let mut worker = Worker::new(settings.clone(), store.clone(), Arc::clone(&shared), epoch);
     worker.budget = budget.clone();
-    budget.iter().for_each(|b| b.wire(&tx));
+    if let Some(b) = budget {
+        let jobs = tx.clone();
+        b.wire(move || jobs.try_send(Job::Budget).is_ok());
+    }
     worker.beat = super::heartbeat::Beat::new(link.clone());
     link.set_watermark(worker.watermark);
     let thread = std::thread::Builder::new()
