@@ -542,10 +542,20 @@ impl Fetcher {
                     }
                     _ => ATS_BACKOFF,
                 };
-                log::warn!(
-                    "venue fetch of {event}: {e}; next page in {} ms",
-                    wait.as_millis()
-                );
+                // The budget keeping its reserve for scans is the expected state of a
+                // long pass on one key (a minute's wait, announced once a second):
+                // info, not a warning.
+                if matches!(e, AtsError::RateBudget { .. }) {
+                    log::info!(
+                        "venue fetch of {event}: {e}; next page in {} ms",
+                        wait.as_millis()
+                    );
+                } else {
+                    log::warn!(
+                        "venue fetch of {event}: {e}; next page in {} ms",
+                        wait.as_millis()
+                    );
+                }
                 self.page_not_before = Some(self.clock.now() + wait.max(TICK));
                 return Ok(Paged::Idle);
             }
