@@ -78,9 +78,11 @@ use common::env_usize;
 use concession_agent::agent::prefetch::records_from_listing;
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
-use concession_agent::ats::wire::EventSummary;
 use concession_agent::ats::shared_budget::{Claim, Grant, SharePlan, LEASE_LIFETIME};
-use concession_agent::ats::{mark_thread_background, AtsClient, AtsError, RateWindow, SharedBudget};
+use concession_agent::ats::wire::EventSummary;
+use concession_agent::ats::{
+    mark_thread_background, AtsClient, AtsError, RateWindow, SharedBudget,
+};
 use concession_agent::clock::{ManualClock, SharedClock};
 use concession_agent::config::{Config, RawConfig};
 use concession_agent::sandbox::{DataSet, Sandbox, SandboxConfig, Stats};
@@ -135,13 +137,7 @@ impl Design {
     }
 }
 
-fn config(
-    url: &str,
-    dir: &Path,
-    terminal: &str,
-    venue: Option<&str>,
-    stands: usize,
-) -> Config {
+fn config(url: &str, dir: &Path, terminal: &str, venue: Option<&str>, stands: usize) -> Config {
     let mut text = format!(
         "store_dir = {:?}\nterminal_id = {terminal:?}\nevents = [{EVENT:?}]\n",
         dir.display().to_string()
@@ -254,7 +250,14 @@ impl Claimer {
             return;
         };
         let mut pg = self.pg.lock().unwrap_or_else(|e| e.into_inner());
-        match claim(&mut pg, &self.key_hash, &self.terminal, &self.plan, &c, &self.clock) {
+        match claim(
+            &mut pg,
+            &self.key_hash,
+            &self.terminal,
+            &self.plan,
+            &c,
+            &self.clock,
+        ) {
             Ok(g) => {
                 self.claims.fetch_add(1, Ordering::Relaxed);
                 if g.scan < c.want_scan || g.any < c.want_any {
@@ -479,7 +482,11 @@ fn run(
     let db = design.venue().then(|| {
         cluster.create_db(&format!(
             "day_{n}_{}",
-            if design == Design::Venue { "shared" } else { "local" }
+            if design == Design::Venue {
+                "shared"
+            } else {
+                "local"
+            }
         ))
     });
     let mut pg = db.as_ref().map(|url| {
