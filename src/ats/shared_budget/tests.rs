@@ -279,7 +279,14 @@ fn a_refused_scan_asks_for_a_lookup_even_where_idle_stands_keep_none_in_hand() {
     assert!(b.wants_refill());
     assert!(b.claim_due(t0));
     let c = b.begin_claim(t0).unwrap();
-    assert!(c.want_scan >= 2, "a refused scan asks for one lookup: {c:?}");
+    assert!(
+        c.want_scan >= 2,
+        "a refused scan asks for one lookup: {c:?}"
+    );
     b.granted(&c, grant(c.want_scan, 0), t0);
-    assert_eq!(b.take(CallKind::Scan, t0), Ok(Drawn::Scan), "the next scan finds it");
+    assert_eq!(
+        b.take(CallKind::Scan, t0),
+        Ok(Drawn::Scan),
+        "the next scan finds it"
+    );
 }
