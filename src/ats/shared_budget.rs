@@ -333,19 +333,7 @@ impl BudgetState {
             self.background_wanted = true;
         }
         let drawn = match self.mode(now) {
-            BudgetMode::Venue => match self.take_allowance(kind) {
-                Ok(d) => d,
-                Err(e) => {
-                    // A scan that found nothing still wants its lookup: the refill it
-                    // asks for is sized by it (else a stand that keeps no scan calls
-                    // in hand, `scan_hold` 0, would ask for none and the next scan
-                    // would find nothing either).
-                    if kind == CallKind::Scan {
-                        self.scans_since_claim = self.scans_since_claim.saturating_add(1);
-                    }
-                    return Err(e);
-                }
-            },
+            BudgetMode::Venue => self.take_allowance(kind)?,
             BudgetMode::Hold => {
                 let end = match self.contact {
                     Contact::Lost(since) => since + HOLD_AFTER_LOSS,

@@ -258,35 +258,3 @@ fn a_key_that_is_short_is_claimed_again_after_a_pause_not_after_every_job() {
     assert!(!b.claim_due(t0 + Duration::from_millis(100)), "short: wait");
     assert!(b.claim_due(t0 + RETRY_EVERY), "then claim again");
 }
-
-#[test]
-fn a_refused_scan_asks_for_a_lookup_even_where_idle_stands_keep_none_in_hand() {
-    // 16 stands, reserve 20: 60 free calls a minute, under four per stand, so an idle
-    // stand keeps no scan calls in hand (`scan_hold` 0). The refill a refused scan
-    // asks for must still hold a lookup, or the next scan finds nothing again.
-    let p = SharePlan {
-        stands: 16,
-        reserve_per_minute: 20,
-        ..plan()
-    };
-    assert_eq!(p.scan_hold(), 0);
-    let t0 = Instant::now();
-    let mut b = BudgetState::new(p);
-    let c = b.begin_claim(t0).unwrap();
-    assert_eq!(c.want_scan, 0, "idle: nothing kept in hand");
-    b.granted(&c, grant(0, 0), t0);
-    assert!(b.take(CallKind::Scan, t0).is_err());
-    assert!(b.wants_refill());
-    assert!(b.claim_due(t0));
-    let c = b.begin_claim(t0).unwrap();
-    assert!(
-        c.want_scan >= 2,
-        "a refused scan asks for one lookup: {c:?}"
-    );
-    b.granted(&c, grant(c.want_scan, 0), t0);
-    assert_eq!(
-        b.take(CallKind::Scan, t0),
-        Ok(Drawn::Scan),
-        "the next scan finds it"
-    );
-}
