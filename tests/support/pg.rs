@@ -940,6 +940,10 @@ fn trap_connection(
     let mut started = false;
     // The armed needle was sent in the current transaction.
     let mut saw_needle = false;
+    // A stand's second connection, its fetch thread's (`application_name` ending in
+    // ` fetch`), writes a scan's live answer with the scan's barcode too: only the
+    // decision worker's COMMITs are the trap's.
+    let mut fetch_connection = false;
     loop {
         let msg = if !started {
             let Some(len) = read_exact(&mut c_read, 4) else {
@@ -955,6 +959,7 @@ fn trap_connection(
             // 80877103 SSLRequest, 80877104 GSSENCRequest: the startup message follows.
             if !matches!(code, Some(80877103) | Some(80877104)) {
                 started = true;
+                fetch_connection = body.windows(7).any(|w| w == b" fetch\0");
             }
             [len, body].concat()
         } else {
@@ -974,7 +979,8 @@ fn trap_connection(
             }
             let msg = [head.clone(), body.clone()].concat();
             if is_commit(head[0], &body) {
-                let catch = s.armed.is_some() && (s.needle.is_none() || saw_needle);
+                let catch =
+                    !fetch_connection && s.armed.is_some() && (s.needle.is_none() || saw_needle);
                 saw_needle = false;
                 if catch {
                     let mode = s.armed.take().unwrap();
