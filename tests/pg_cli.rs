@@ -11,13 +11,13 @@ use std::process::Stdio;
 use support::pg;
 
 fn agent(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = support::agent_command("warn")
-        .arg("--config")
+    let mut cmd = support::agent_command("warn");
+    cmd.arg("--config")
         .arg(config)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(Stdio::null());
+    let what = format!("concession-agent {}", args.join(" "));
+    let out = support::output_within(cmd, support::COMMAND_WAIT, &what).unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

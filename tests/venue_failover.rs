@@ -3,11 +3,12 @@
 //! A primary and a streaming standby (asynchronous, two clusters, two loopback ports);
 //! two terminal processes reach them through the multi-host URL
 //! `host=primary,standby` with `target_session_attrs=read-write`, going round their
-//! tickets at a scanner's pace. After 30 commits, replication stops (the primary's WAL
-//! senders are `SIGSTOP`ped: asynchronous replication falling behind), 20 more commits
-//! are acknowledged to POSes on the primary alone, then the primary dies (its senders
-//! SIGKILLed, immediate shutdown: none of those commits reaches the standby) and the
-//! standby is promoted. The terminals move to it on their own. Then, after replay and `venue sync`:
+//! tickets at a scanner's pace. The standby streams through a loopback link. After 30
+//! commits, the link holds the stream (asynchronous replication falling behind), 20 more
+//! commits are acknowledged to POSes on the primary alone, then the link drops what it
+//! held and the primary dies (immediate shutdown: none of those commits reaches the
+//! standby) and the standby is promoted. The terminals move to it on their own. Then,
+//! after replay and `venue sync`:
 //! - no decision acknowledged to a POS is missing from the promoted ledger, none is
 //!   there twice, and each is as the POS was told (`venue export` through the same URL);
 //! - every journal entry of both stands is there exactly once;
@@ -38,7 +39,9 @@ fn a_promoted_standby_holds_every_decision_acknowledged_to_a_pos_after_replay() 
     };
     let primary = Cluster::new(ClusterOptions::default());
     primary.create_db("venue");
-    let standby = primary.standby();
+    // The standby streams through a link of its own: the test cuts replication there.
+    let replication = pg::Link::start(primary.port());
+    let standby = primary.standby_through(&replication);
     let url = pg::multi_host_url(&[&primary, &standby], "venue");
     let sb = venue::sandbox(TICKETS);
     let tmp = tempfile::tempdir().unwrap();
@@ -69,13 +72,17 @@ fn a_promoted_standby_holds_every_decision_acknowledged_to_a_pos_after_replay() 
     let moved = Mutex::new(false);
     let stands = std::thread::scope(|s| {
         s.spawn(|| {
+            let _stop = progress.stop_on_drop();
             let budget = Duration::from_secs(30);
             if progress.more_committed(30, budget) {
                 // Replication falls behind: these commits never reach the standby.
-                let senders = primary.pause_walsenders();
+                replication.set(pg::LinkMode::Blackhole);
                 progress.more_committed(20, budget);
                 let died = Instant::now();
-                primary.crash_with_paused(&senders);
+                // The link drops what it held, then the primary dies (immediate
+                // shutdown): none of those commits reaches the standby.
+                replication.set(pg::LinkMode::Refuse);
+                primary.crash();
                 let ids: BTreeSet<String> = standby
                     .psql("venue", "SELECT id FROM venue_decisions")
                     .lines()
@@ -86,7 +93,6 @@ fn a_promoted_standby_holds_every_decision_acknowledged_to_a_pos_after_replay() 
                 // The stands move to the promoted standby on their own.
                 *moved.lock().unwrap() = progress.more_committed(20, budget);
             }
-            progress.stop();
         });
         venue::scan_until(
             stands,

@@ -202,14 +202,13 @@ fn a_link_passes_refuses_and_blackholes_one_clients_traffic() {
     let link = pg::Link::start(c.port());
     let via = |timeout: u64| {
         let bin = pg::bin_dir().unwrap();
-        std::process::Command::new(bin.join("psql"))
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", pg::USER, "-p"])
+        let mut psql = std::process::Command::new(bin.join("psql"));
+        psql.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", pg::USER, "-p"])
             .arg(link.port().to_string())
             .args(["-d", &db, "-c", "SELECT 41 + 1"])
             .env("PGCONNECT_TIMEOUT", timeout.to_string())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::null());
+        support::output_within(psql, support::COMMAND_WAIT, "psql through the link").unwrap()
     };
     let out = via(5);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");

@@ -80,6 +80,7 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
         let faults = s.spawn(|| {
             // Each fault starts from a healthy stand pair that commits, and lasts a
             // number of decisions; between faults, wait until commits flow again.
+            let _stop = progress.stop_on_drop();
             let mut p = Phases::default();
             let healthy = || progress.more_committed(6, budget);
             let during = || progress.more_decided(16, budget);
@@ -104,7 +105,6 @@ fn refusing_hanging_and_restarting_databases_delay_no_decision_and_lose_or_doubl
                 p.crashed = true;
             }
             p.recovered = healthy();
-            progress.stop();
             p
         });
         let stands = venue::scan_until(

@@ -40,6 +40,10 @@ pub const USER: &str = "concession";
 /// How long a server may take to start, stop or promote before the test fails.
 const SERVER_WAIT: Duration = Duration::from_secs(30);
 
+/// Server settings for the tests' own psql sessions: a lock wait or a statement past
+/// these ends with an error (`pg_promote(true, 30)` fits inside).
+const PSQL_OPTIONS: &str = "-c lock_timeout=20s -c statement_timeout=60s";
+
 /// True when `CI` says this is a CI run (`CI=true`, `CI=1`, anything but empty/false/0).
 pub fn ci() -> bool {
     match std::env::var("CI") {
@@ -242,9 +246,8 @@ pub fn free_port() -> u16 {
 }
 
 fn run(mut c: Command, what: &str) -> Output {
-    let out = c
-        .stdin(Stdio::null())
-        .output()
+    c.stdin(Stdio::null());
+    let out = super::output_within(c, super::COMMAND_WAIT, what)
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
@@ -497,23 +500,26 @@ impl Cluster {
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let db = db.rsplit('/').next().unwrap_or(db);
         let db = db.split('?').next().unwrap_or(db);
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-U", USER, "-p"])
-            .arg(self.port.to_string())
-            .args(["-d", db, "-c", sql])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .stdin(Stdio::null())
-            .output()
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-U", USER, "-p"])
+        .arg(self.port.to_string())
+        .args(["-d", db, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "5")
+        // A test's query never waits on a lock or runs for long: a stuck one is an
+        // error naming itself, not a hung test.
+        .env("PGOPTIONS", PSQL_OPTIONS)
+        .stdin(Stdio::null());
+        let out = super::output_within(psql, super::COMMAND_WAIT, &format!("psql {sql:?}"))
             .map_err(|e| format!("psql: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
@@ -574,36 +580,6 @@ impl Cluster {
         }
         let _ = child.kill();
         let _ = child.wait();
-    }
-
-    /// Stops (`SIGSTOP`) this primary's WAL senders: commits go on here and stop
-    /// reaching the standby (asynchronous replication falling behind). Returns their
-    /// pids, for [`Cluster::crash_with_paused`].
-    pub fn pause_walsenders(&self) -> Vec<u32> {
-        let pid = self.pid().expect("server running");
-        let senders: Vec<u32> = children_of(pid)
-            .into_iter()
-            .filter(|p| {
-                std::fs::read(format!("/proc/{p}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("walsender"))
-                    .unwrap_or(false)
-            })
-            .collect();
-        assert!(!senders.is_empty(), "no walsender: is a standby attached?");
-        for p in &senders {
-            signal(*p, libc::SIGSTOP);
-        }
-        senders
-    }
-
-    /// Kills the paused WAL senders (SIGKILL: what they held never leaves) and then
-    /// the server as [`Cluster::crash`] does: the standby misses every commit made
-    /// since [`Cluster::pause_walsenders`].
-    pub fn crash_with_paused(&self, senders: &[u32]) {
-        for p in senders {
-            signal(*p, libc::SIGKILL);
-        }
-        self.crash();
     }
 
     /// Starts the stopped server again, on the same data and port.
@@ -673,10 +649,24 @@ impl Cluster {
     /// directory, started on another free port. It replicates asynchronously (no
     /// `synchronous_standby_names`) unless the primary was started with that setting.
     pub fn standby(&self) -> Cluster {
+        self.standby_at(self.port)
+    }
+
+    /// As [`Cluster::standby`], but the standby streams through `link` (a [`Link`] in
+    /// front of this cluster): switching the link to `Blackhole` makes replication fall
+    /// behind while commits go on here, `Refuse` cuts it and drops what it held. No
+    /// process is stopped to do it (a `SIGSTOP`ped WAL sender can hold a spinlock every
+    /// committing backend then spins on).
+    pub fn standby_through(&self, link: &Link) -> Cluster {
+        self.standby_at(link.port())
+    }
+
+    /// `pg_basebackup -R` through `port`: the standby's `primary_conninfo` names it.
+    fn standby_at(&self, port: u16) -> Cluster {
         let c = Cluster::fresh_dir(self.bin.clone(), self.run_as, self.opts.clone());
         let mut b = self.run_as.command(&self.bin.join("pg_basebackup"));
         b.args(["-h", "127.0.0.1", "-U", USER, "-p"])
-            .arg(self.port.to_string())
+            .arg(port.to_string())
             .arg("-D")
             .arg(c.data())
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])

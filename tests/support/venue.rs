@@ -384,13 +384,13 @@ impl Drop for Stand {
 
 /// Runs `concession-agent --config CONFIG ARGS...`; returns (success, stdout, stderr).
 pub fn agent(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = super::agent_command("warn")
-        .arg("--config")
+    let mut cmd = super::agent_command("warn");
+    cmd.arg("--config")
         .arg(config)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("concession-agent runs");
+        .stdin(Stdio::null());
+    let what = format!("concession-agent {}", args.join(" "));
+    let out = super::output_within(cmd, super::COMMAND_WAIT, &what).expect("concession-agent runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -637,6 +637,22 @@ impl Progress {
     /// Ends the scanning.
     pub fn stop(&self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A guard that ends the scanning when dropped, also when the fault script that
+    /// holds it panics (a panicking script must fail the test, not leave the stands
+    /// scanning forever).
+    pub fn stop_on_drop(&self) -> StopOnDrop<'_> {
+        StopOnDrop(self)
+    }
+}
+
+/// See [`Progress::stop_on_drop`].
+pub struct StopOnDrop<'a>(&'a Progress);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
