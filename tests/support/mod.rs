@@ -175,62 +175,7 @@ impl Harness {
     }
 }
 
-/// How long a one-shot command of the binary or a PostgreSQL tool may take in a test
-/// before [`output_within`] gives up on it.
-pub const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Runs `cmd` to its end as [`Command::output`] does, but at most `timeout`: a child still
-/// running then is killed and the call panics with what it printed, naming `what`. A test
-/// that waits on a tool or on the binary must end with a reason, never hang CI.
-pub fn output_within(
-    mut cmd: Command,
-    timeout: std::time::Duration,
-    what: &str,
-) -> std::io::Result<std::process::Output> {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    // Both pipes drain on threads of their own, so a chatty child never blocks on a
-    // full pipe while we wait for it.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let status = wait_for(timeout, || child.try_wait().ok().flatten());
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        let out = out.join().unwrap_or_default();
-        let err = err.join().unwrap_or_default();
-        panic!(
-            "{what}: still running after {timeout:?}, killed; stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&err)
-        );
-    };
-    Ok(std::process::Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
-}
+pub use pg::{output_within, COMMAND_WAIT};
 
 /// Polls `f` every 10 ms until it returns `Some`, for at most `timeout` (for background
 /// work with no channel to wait on: a late cache write, a probe, a child process).

@@ -237,6 +237,69 @@ fn sweep_stale() {
     }
 }
 
+/// How long a one-shot command of the binary or a PostgreSQL tool may take in a test
+/// before [`output_within`] gives up on it.
+pub const COMMAND_WAIT: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to its end as [`Command::output`] does, but at most `timeout`: a child still
+/// running then is killed and the call panics with what it printed, naming `what`. A test
+/// that waits on a tool or on the binary must end with a reason, never hang CI.
+pub fn output_within(
+    mut cmd: Command,
+    timeout: Duration,
+    what: &str,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // Both pipes drain on threads of their own, so a chatty child never blocks on a
+    // full pipe while we wait for it.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let until = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => break None,
+        }
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = out.join().unwrap_or_default();
+        let err = err.join().unwrap_or_default();
+        panic!(
+            "{what}: still running after {timeout:?}, killed; stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        );
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 /// A free loopback port (bound and released: a small race, retried by [`Cluster::new`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -247,8 +310,8 @@ pub fn free_port() -> u16 {
 
 fn run(mut c: Command, what: &str) -> Output {
     c.stdin(Stdio::null());
-    let out = super::output_within(c, super::COMMAND_WAIT, what)
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let out =
+        output_within(c, COMMAND_WAIT, what).unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}): {}{}",
@@ -519,7 +582,7 @@ impl Cluster {
         // error naming itself, not a hung test.
         .env("PGOPTIONS", PSQL_OPTIONS)
         .stdin(Stdio::null());
-        let out = super::output_within(psql, super::COMMAND_WAIT, &format!("psql {sql:?}"))
+        let out = output_within(psql, COMMAND_WAIT, &format!("psql {sql:?}"))
             .map_err(|e| format!("psql: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
