@@ -78,7 +78,7 @@ use common::env_usize;
 use concession_agent::agent::prefetch::records_from_listing;
 use concession_agent::agent::{Agent, Outputs};
 use concession_agent::app;
-use concession_agent::ats::shared_budget::{Claim, Grant, SharePlan, LEASE_LIFETIME};
+use concession_agent::ats::shared_budget::{Claim, Grant, SharePlan};
 use concession_agent::ats::wire::EventSummary;
 use concession_agent::ats::{
     mark_thread_background, AtsClient, AtsError, RateWindow, SharedBudget,
@@ -90,8 +90,7 @@ use concession_agent::scan::barcode::classify;
 use concession_agent::scan::{Origin, ScanEvent};
 use concession_agent::store::Store;
 use concession_agent::venue::background::{FetchPlan, FetchStepper};
-use concession_agent::venue::budget::key_hash;
-use postgres::SimpleQueryMessage;
+use concession_agent::venue::budget::{self, key_hash};
 
 const EVENT: &str = "EVENT01";
 /// One scan per stand every this often.
@@ -282,44 +281,13 @@ fn claim(
     c: &Claim,
     clock: &SharedClock,
 ) -> Result<Grant, postgres::Error> {
-    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let sql = format!(
-        "SET bench.now_ms = '{}'; \
-         SELECT * FROM venue_ats_claim({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        "SET bench.now_ms = '{}'; {}",
         clock.wall_ms(),
-        q(key_hash),
-        q(terminal),
-        p.per_minute,
-        p.per_day,
-        p.reserve_per_minute,
-        p.day_reserve(),
-        c.used,
-        c.keep,
-        c.want_scan,
-        c.want_any,
-        LEASE_LIFETIME.as_millis(),
+        budget::claim_sql(key_hash, terminal, p, c)
     );
     let rows = pg.simple_query(&sql)?;
-    let row = rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("the claim returned no row"));
-    let n = |i: usize| -> u32 {
-        row.get(i)
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
-            .unwrap_or_else(|| panic!("claim column {i}"))
-    };
-    Ok(Grant {
-        scan: n(0),
-        any: n(1),
-        minute_left: n(2),
-        day_left: n(3),
-        stands_seen: n(4),
-    })
+    Ok(budget::grant_of(&rows).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A stand's fetch loop on its own thread, marked background as the product's fetch

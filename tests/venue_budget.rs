@@ -93,10 +93,11 @@ fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_res
             &url,
             &format!(
                 "SELECT * FROM venue_ats_claim('{key}', '{terminal}', 20, 5000, 8, 2000, \
-                 {used}, {keep}, {scan}, {any}, 5000)"
+                 {used}, 0, {keep}, 0, {scan}, {any}, 5000)"
             ),
         );
-        out.split('|').map(|v| v.parse().unwrap()).collect()
+        // The five counts (the sixth column says whether a first pass is under way).
+        out.split('|').take(5).map(|v| v.parse().unwrap()).collect()
     };
     // Background takes the key down to its reserve, and no further.
     assert_eq!(claim("a", 0, 0, 0, 100), vec![0, 12, 8, 4988, 1]);
@@ -126,6 +127,73 @@ fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_res
         "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM venue_ats_keys) t",
     );
     assert!(!dump.contains("sandbox-key"), "{dump}");
+}
+
+#[test]
+fn during_a_first_pass_scans_keep_to_the_reserve_and_the_pass_gets_the_rest() {
+    let Some(cluster) = pg::shared("venue_budget") else {
+        return;
+    };
+    let url = cluster.fresh_db();
+    let settings = VenueSettings::from_raw(RawVenue {
+        url: Some(url.clone()),
+        ..RawVenue::default()
+    })
+    .unwrap();
+    concession_agent::venue::migrate_now(&settings, "test").expect("migrates");
+    let key = key_hash("sandbox-key");
+    // (terminal, used, used for scans, want_scan, want_any) on a key of 20 a minute, 8
+    // reserved; answers (scan, any, minute left, first pass).
+    let claim = |terminal: &str, used: u32, used_scan: u32, scan: u32, any: u32| {
+        let out = cluster.psql(
+            &url,
+            &format!(
+                "SELECT scan, any_calls, minute_left, first_pass FROM venue_ats_claim(\
+                 '{key}', '{terminal}', 20, 5000, 8, 2000, {used}, {used_scan}, 0, 0, \
+                 {scan}, {any}, 5000)"
+            ),
+        );
+        let f: Vec<&str> = out.split('|').collect();
+        let n = |i: usize| f[i].parse::<u32>().unwrap();
+        (n(0), n(1), n(2), f[3] == "t")
+    };
+    // Stand `a` holds the event's lease, no pass completed yet.
+    cluster.psql(
+        &url,
+        "INSERT INTO venue_fetch_leases (event, holder, expires_at, pass_complete) \
+         VALUES ('event01', 'a', now() + interval '1 minute', false)",
+    );
+    assert_eq!(
+        claim("b", 0, 0, 10, 0),
+        (8, 0, 12, true),
+        "scans: the reserve"
+    );
+    assert_eq!(
+        claim("c", 0, 0, 4, 0),
+        (0, 0, 12, true),
+        "the reserve is held"
+    );
+    assert_eq!(
+        claim("a", 0, 0, 0, 100),
+        (0, 12, 0, true),
+        "the pass: the rest"
+    );
+    // `b` used 6 for scans and gives the rest back: 2 of the reserve are free again.
+    assert_eq!(claim("b", 6, 6, 0, 0), (0, 0, 2, true));
+    assert_eq!(claim("c", 0, 0, 4, 0), (2, 0, 0, true));
+    // The pass completes: scans come first again, the reserve is theirs as before.
+    cluster.psql(
+        &url,
+        "UPDATE venue_fetch_leases SET pass_complete = true, last_complete_pass_ms = 1",
+    );
+    assert!(!claim("d", 0, 0, 0, 0).3);
+    // A lease that ended (its holder went away) is no first pass either.
+    cluster.psql(
+        &url,
+        "UPDATE venue_fetch_leases SET last_complete_pass_ms = NULL, \
+         expires_at = now() - interval '1 second'",
+    );
+    assert!(!claim("d", 0, 0, 0, 0).3);
 }
 
 #[test]
@@ -365,7 +433,10 @@ fn a_terminal_role_with_only_the_documented_grants_claims_the_keys_budget() {
              GRANT SELECT, INSERT ON venue_decisions TO {role};
              GRANT USAGE ON SEQUENCE venue_decisions_seq_seq TO {role};
              GRANT SELECT, INSERT, UPDATE ON venue_ats_keys TO {role};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON venue_ats_allowances, venue_ats_calls TO {role};"
+             GRANT SELECT, INSERT, UPDATE, DELETE ON venue_ats_allowances, venue_ats_calls TO {role};
+             GRANT SELECT, INSERT, UPDATE ON venue_heartbeats TO {role};
+             GRANT SELECT, INSERT, UPDATE ON venue_fetch_leases, venue_tickets, venue_fetch_copies TO {role};
+             GRANT USAGE ON SEQUENCE venue_tickets_change TO {role};"
         ),
     );
     let as_terminal = url.replacen(&format!("{}@", pg::USER), &format!("{role}@"), 1);

@@ -17,7 +17,12 @@
 //!   [`mark_thread_background`], or a paced listing) draw only from the `any` pool, which
 //!   the venue grants only while more than `cache.budget_reserve_per_minute` calls of the
 //!   key's minute are left: the last calls of a minute are kept for scans, venue-wide.
-//! - A scan's draw that finds nothing asks for a refill and waits for that claim's
+//! - While an event's first pass is being fetched (the venue says so in its grant:
+//!   [`Grant::first_pass`]), the scans of the venue get only the reserve and the pass
+//!   the rest: this stand's scans leave its `any` pool alone and an idle stand keeps no
+//!   scan calls in hand. Claims report which calls were for scans.
+//! - A scan's draw that finds nothing asks for a refill (a lookup's two calls, counted
+//!   from the refused draws too) and waits for that claim's
 //!   answer, at most [`SCAN_WAIT`] (a claim is one short statement: milliseconds). The
 //!   draw runs on an ATS lookup worker, never in the scan loop, which waits for the
 //!   lookup inside the decision deadline as always. Still nothing: refused
@@ -171,8 +176,12 @@ impl SharePlan {
 pub struct Claim {
     /// Calls made since the last claim (from allowances and from the share).
     pub used: u32,
+    /// Of those, calls for scans (the venue caps scans during a first pass).
+    pub used_scan: u32,
     /// Allowance still in hand, kept (the venue keeps counting it until the new expiry).
     pub keep: u32,
+    /// Of that, the scan pool.
+    pub keep_scan: u32,
     /// New calls wanted for scans.
     pub want_scan: u32,
     /// New calls wanted for anything (background included).
@@ -196,6 +205,9 @@ pub struct Grant {
     pub day_left: u32,
     /// Stands that held an allowance on this key in the last day.
     pub stands_seen: u32,
+    /// An event's first pass is being fetched: the venue caps scans at the reserve,
+    /// and this stand's scans leave its `any` pool to the pass.
+    pub first_pass: bool,
 }
 
 /// Where this stand's calls come from now.
@@ -250,12 +262,18 @@ pub struct BudgetState {
     expires: Option<Instant>,
     /// Calls made and not yet reported to the venue.
     unreported: u32,
-    /// The claim sent and not answered yet: its number, when, and what it reported.
-    in_flight: Option<(u64, Instant, u32)>,
+    /// Of those, calls for scans.
+    unreported_scan: u32,
+    /// The claim sent and not answered yet: its number, when, and what it reported
+    /// (calls, scan calls).
+    in_flight: Option<(u64, Instant, u32, u32)>,
     claims: u64,
     last_attempt: Option<Instant>,
     /// Draws since the last claim, to size the next one.
     scans_since_claim: u32,
+    /// Scan draws refused since the last claim: each wants a lookup's calls (without
+    /// them an idle stand that keeps nothing in hand would ask for nothing).
+    refused_scans: u32,
     background_wanted: bool,
     want_refill: bool,
     last_grant_total: u32,
@@ -268,6 +286,8 @@ pub struct BudgetState {
     /// The last claim got less than it asked (the key is short): claim again only
     /// after [`RETRY_EVERY`], not after every job.
     short: bool,
+    /// The last grant said an event's first pass is under way.
+    first_pass: bool,
 }
 
 impl BudgetState {
@@ -280,10 +300,12 @@ impl BudgetState {
             any_left: 0,
             expires: None,
             unreported: 0,
+            unreported_scan: 0,
             in_flight: None,
             claims: 0,
             last_attempt: None,
             scans_since_claim: 0,
+            refused_scans: 0,
             background_wanted: false,
             want_refill: false,
             last_grant_total: 0,
@@ -293,16 +315,18 @@ impl BudgetState {
             venue_left: None,
             claims_ended: 0,
             short: false,
+            first_pass: false,
         }
     }
 
     fn expire(&mut self, now: Instant) {
-        if let Some((_, sent, used)) = self.in_flight {
+        if let Some((_, sent, used, used_scan)) = self.in_flight {
             // A claim stuck on a hung database (the worker left behind): abandoned, so
             // the next worker claims again; its report is made again.
             if now.saturating_duration_since(sent) > STALE_AFTER {
                 self.in_flight = None;
                 self.unreported = self.unreported.saturating_add(used);
+                self.unreported_scan = self.unreported_scan.saturating_add(used_scan);
                 self.lose(now);
             }
         }
@@ -342,7 +366,11 @@ impl BudgetState {
             self.background_wanted = true;
         }
         let drawn = match self.mode(now) {
-            BudgetMode::Venue => self.take_allowance(kind)?,
+            BudgetMode::Venue => self.take_allowance(kind).inspect_err(|_| {
+                if kind == CallKind::Scan {
+                    self.refused_scans = self.refused_scans.saturating_add(1);
+                }
+            })?,
             BudgetMode::Hold => {
                 let end = match self.contact {
                     Contact::Lost(since) => since + HOLD_AFTER_LOSS,
@@ -359,6 +387,7 @@ impl BudgetState {
         }
         self.unreported = self.unreported.saturating_add(1);
         if kind == CallKind::Scan {
+            self.unreported_scan = self.unreported_scan.saturating_add(1);
             self.scans_since_claim = self.scans_since_claim.saturating_add(1);
         }
         Ok(drawn)
@@ -369,6 +398,12 @@ impl BudgetState {
             CallKind::Scan if self.scan_left > 0 => {
                 self.scan_left -= 1;
                 Drawn::Scan
+            }
+            // During a first pass the `any` pool is the pass's: a scan that finds
+            // its own pool empty asks for a refill instead.
+            CallKind::Scan if self.first_pass => {
+                self.want_refill = true;
+                return Err((RateWindow::Minute, REFILL_WAIT));
             }
             _ if self.any_left > 0 => {
                 self.any_left -= 1;
@@ -411,8 +446,8 @@ impl BudgetState {
         Ok(Drawn::Share)
     }
 
-    /// Gives back a call taken and not sent (the local budget refused it).
-    pub fn give_back(&mut self, drawn: Drawn) {
+    /// Gives back a call of `kind` taken and not sent (the local budget refused it).
+    pub fn give_back(&mut self, drawn: Drawn, kind: CallKind) {
         match drawn {
             Drawn::Scan => self.scan_left += 1,
             Drawn::Any => self.any_left += 1,
@@ -420,6 +455,19 @@ impl BudgetState {
             Drawn::Share => return,
         }
         self.unreported = self.unreported.saturating_sub(1);
+        if kind == CallKind::Scan {
+            self.unreported_scan = self.unreported_scan.saturating_sub(1);
+        }
+    }
+
+    /// Scan calls an idle stand keeps in hand: [`SharePlan::scan_hold`], none during a
+    /// first pass (the reserve is then all the scans of the venue have).
+    fn hold(&self) -> u32 {
+        if self.first_pass {
+            0
+        } else {
+            self.plan.scan_hold()
+        }
     }
 
     fn stands(&self) -> u32 {
@@ -444,7 +492,7 @@ impl BudgetState {
             Contact::Live(_) if self.short && !retry_due => false,
             Contact::Live(_) => {
                 self.want_refill
-                    || self.scan_left < self.plan.scan_hold()
+                    || self.scan_left < self.hold()
                     || self.expires.is_none_or(|e| e <= now + RENEW_AHEAD)
             }
             Contact::Never | Contact::Lost(_) => retry_due,
@@ -460,21 +508,32 @@ impl BudgetState {
         }
         self.claims += 1;
         let max = self.plan.max_chunk();
-        let scan_target = (self.scans_since_claim * 2).clamp(self.plan.scan_hold(), max);
+        // Two calls (a lookup) for every scan drawn or refused since the last claim.
+        let scans = self.scans_since_claim.saturating_add(self.refused_scans);
+        if self.first_pass && scans == 0 {
+            // During a first pass the venue's scans share only the reserve: a stand
+            // with no scans gives back what it holds for them.
+            self.scan_left = 0;
+        }
+        let scan_target = scans.saturating_mul(2).clamp(self.hold(), max);
         let any_target = if self.background_wanted { max } else { 0 };
         let claim = Claim {
             used: self.unreported,
+            used_scan: self.unreported_scan.min(self.unreported),
             keep: self.scan_left + self.any_left,
+            keep_scan: self.scan_left,
             want_scan: scan_target.saturating_sub(self.scan_left),
             want_any: any_target.saturating_sub(self.any_left),
             sent: now,
             seq: self.claims,
         };
         self.unreported = 0;
-        self.in_flight = Some((claim.seq, now, claim.used));
+        self.unreported_scan = 0;
+        self.in_flight = Some((claim.seq, now, claim.used, claim.used_scan));
         self.last_attempt = Some(now);
         self.want_refill = false;
         self.scans_since_claim = 0;
+        self.refused_scans = 0;
         self.background_wanted = false;
         Some(claim)
     }
@@ -495,6 +554,7 @@ impl BudgetState {
         // What was kept counts in the venue until the new expiry, as the new calls do.
         self.expires = Some(claim.sent + LEASE_LIFETIME);
         self.stands_seen = grant.stands_seen;
+        self.first_pass = grant.first_pass;
         self.venue_left = Some((grant.minute_left, grant.day_left));
         let (m, d) = self.plan.share(self.stands());
         self.share.set_limits(m, d);
@@ -509,11 +569,12 @@ impl BudgetState {
         }
         self.in_flight = None;
         self.unreported = self.unreported.saturating_add(claim.used);
+        self.unreported_scan = self.unreported_scan.saturating_add(claim.used_scan);
         self.lose(now);
     }
 
     fn is_current(&self, claim: &Claim) -> bool {
-        self.in_flight.is_some_and(|(seq, _, _)| seq == claim.seq)
+        self.in_flight.is_some_and(|(seq, ..)| seq == claim.seq)
     }
 
     /// The key's calls left venue-wide (minute, day) as of the last answered claim.
@@ -619,9 +680,9 @@ impl SharedBudget {
         (r, ended)
     }
 
-    /// Gives back a draw that was not sent.
+    /// Gives back a draw of the current thread that was not sent.
     pub fn give_back(&self, drawn: Drawn) {
-        self.state().give_back(drawn);
+        self.state().give_back(drawn, current_kind());
     }
 
     /// True when the venue worker should claim now.

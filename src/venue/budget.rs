@@ -31,7 +31,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::ats::shared_budget::{SharePlan, SharedBudget};
+use postgres::SimpleQueryMessage;
+
+use crate::ats::shared_budget::{Claim, Grant, SharePlan, SharedBudget, LEASE_LIFETIME};
 
 /// Migration "ats budget": the key's tables and the claim function.
 pub const MIGRATION_SQL: &str = r#"
@@ -118,6 +120,153 @@ BEGIN
 END
 $$;
 "#;
+
+/// Migration "first pass before scan lookups" (issue 13, cold start): the claim learns
+/// which of the calls it reports and keeps are for scans, and while an event's first
+/// pass is being fetched (a live lease, no complete pass yet) scans of the whole venue
+/// get only the reserve of the key's minute and the pass gets the rest. A page of the
+/// pass brings 500 tickets into every stand's cache; a lookup, one: without this, the
+/// scans of 16 stands (all cache misses at the doors' opening) took the key's every
+/// call and the pass never finished (BENCHMARKS.md section 10).
+pub const COLD_START_SQL: &str = r#"
+ALTER TABLE venue_ats_calls ADD COLUMN scan_calls integer NOT NULL DEFAULT 0
+    CHECK (scan_calls >= 0);
+ALTER TABLE venue_ats_allowances ADD COLUMN scan_calls integer NOT NULL DEFAULT 0
+    CHECK (scan_calls >= 0);
+DROP FUNCTION venue_ats_claim(text, text, integer, integer, integer, integer, integer,
+                              integer, integer, integer, integer);
+CREATE FUNCTION venue_ats_claim(
+    p_key text, p_terminal text, p_per_minute integer, p_per_day integer,
+    p_reserve integer, p_day_reserve integer, p_used integer, p_used_scan integer,
+    p_keep integer, p_keep_scan integer, p_want_scan integer, p_want_any integer,
+    p_lifetime_ms integer)
+RETURNS TABLE (scan integer, any_calls integer, minute_left integer, day_left integer,
+               stands integer, first_pass boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz;
+    used_minute bigint;
+    used_day bigint;
+    scan_minute bigint;
+    held_minute bigint;
+    held_day bigint;
+    held_scan bigint;
+    others integer;
+    m_left bigint;
+    d_left bigint;
+    g_scan bigint;
+    g_any bigint;
+    cold boolean;
+    scan_room bigint;
+BEGIN
+    -- The key's row is the lock: one claim of this key at a time.
+    INSERT INTO venue_ats_keys AS k (key_hash, per_minute, per_day)
+        VALUES (p_key, p_per_minute, p_per_day)
+        ON CONFLICT (key_hash) DO UPDATE
+        SET per_minute = EXCLUDED.per_minute, per_day = EXCLUDED.per_day, updated_at = now();
+    t := clock_timestamp();
+    IF p_used > 0 THEN
+        INSERT INTO venue_ats_calls (key_hash, terminal, reported_at, calls, scan_calls)
+            VALUES (p_key, p_terminal, t, p_used, least(greatest(p_used_scan, 0), p_used));
+    END IF;
+    SELECT coalesce(sum(c.calls) FILTER (WHERE c.reported_at > t - interval '60 seconds'), 0),
+           coalesce(sum(c.calls), 0),
+           coalesce(sum(c.scan_calls) FILTER (WHERE c.reported_at > t - interval '60 seconds'), 0)
+      INTO used_minute, used_day, scan_minute
+      FROM venue_ats_calls c
+     WHERE c.key_hash = p_key AND c.reported_at > t - interval '1 day';
+    SELECT coalesce(sum(a.calls) FILTER (WHERE least(a.expires_at, t) > t - interval '60 seconds'), 0),
+           coalesce(sum(a.calls) FILTER (WHERE least(a.expires_at, t) > t - interval '1 day'), 0),
+           coalesce(sum(a.scan_calls) FILTER (WHERE least(a.expires_at, t) > t - interval '60 seconds'), 0),
+           count(*) FILTER (WHERE a.granted_at > t - interval '1 day')
+      INTO held_minute, held_day, held_scan, others
+      FROM venue_ats_allowances a
+     WHERE a.key_hash = p_key AND a.terminal <> p_terminal;
+    m_left := p_per_minute - used_minute - held_minute - p_keep;
+    d_left := p_per_day - used_day - held_day - p_keep;
+    -- An event's first pass is under way: a live lease and no pass completed yet.
+    -- (Lease times are the database's own, as in lease.rs.)
+    cold := EXISTS (SELECT 1 FROM venue_fetch_leases f
+                     WHERE f.expires_at > now() AND f.last_complete_pass_ms IS NULL);
+    IF cold THEN
+        -- Scans keep to the reserve of the minute, the pass takes the rest.
+        scan_room := greatest(0, p_reserve - scan_minute - held_scan - p_keep_scan);
+        g_scan := greatest(0, least(p_want_scan, m_left, d_left, scan_room));
+        g_any := greatest(0, least(p_want_any, m_left - scan_room,
+                                    d_left - g_scan - p_day_reserve));
+    ELSE
+        g_scan := greatest(0, least(p_want_scan, m_left, d_left));
+        g_any := greatest(0, least(p_want_any, m_left - g_scan - p_reserve,
+                                    d_left - g_scan - p_day_reserve));
+    END IF;
+    INSERT INTO venue_ats_allowances AS a
+        (key_hash, terminal, calls, scan_calls, granted_at, expires_at)
+        VALUES (p_key, p_terminal, p_keep + g_scan + g_any,
+                least(greatest(p_keep_scan, 0), p_keep) + g_scan, t,
+                t + p_lifetime_ms * interval '1 millisecond')
+        ON CONFLICT (key_hash, terminal) DO UPDATE
+        SET calls = EXCLUDED.calls, scan_calls = EXCLUDED.scan_calls,
+            granted_at = EXCLUDED.granted_at, expires_at = EXCLUDED.expires_at;
+    DELETE FROM venue_ats_calls c
+     WHERE c.key_hash = p_key AND c.reported_at < t - interval '25 hours';
+    DELETE FROM venue_ats_allowances a
+     WHERE a.key_hash = p_key AND a.expires_at < t - interval '25 hours';
+    RETURN QUERY SELECT g_scan::integer, g_any::integer,
+        greatest(0, m_left - g_scan - g_any)::integer,
+        greatest(0, d_left - g_scan - g_any)::integer,
+        others + 1, cold;
+END
+$$;
+"#;
+
+/// The claim statement for `claim` of the stand `terminal` on the key `key_hash`
+/// under `plan`: one simple query (every argument a number or a quoted text, no
+/// prepare), answered by one row that [`grant_of`] reads.
+pub fn claim_sql(key_hash: &str, terminal: &str, plan: &SharePlan, claim: &Claim) -> String {
+    let n = |v: u32| v.min(i32::MAX as u32);
+    format!(
+        "SELECT * FROM venue_ats_claim({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        quote(key_hash),
+        quote(terminal),
+        n(plan.per_minute),
+        n(plan.per_day),
+        n(plan.reserve_per_minute),
+        n(plan.day_reserve()),
+        n(claim.used),
+        n(claim.used_scan),
+        n(claim.keep),
+        n(claim.keep_scan),
+        n(claim.want_scan),
+        n(claim.want_any),
+        LEASE_LIFETIME.as_millis(),
+    )
+}
+
+/// The grant in the answer of [`claim_sql`]; `Err` names the column that is missing or
+/// unreadable.
+pub fn grant_of(rows: &[SimpleQueryMessage]) -> Result<Grant, String> {
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| "the budget claim returned no row".to_string())?;
+    let n = |i: usize| -> Result<u32, String> {
+        row.get(i)
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
+            .ok_or_else(|| format!("the budget claim's column {i} is unreadable"))
+    };
+    Ok(Grant {
+        scan: n(0)?,
+        any: n(1)?,
+        minute_left: n(2)?,
+        day_left: n(3)?,
+        stands_seen: n(4)?,
+        first_pass: row.get(5) == Some("t"),
+    })
+}
 
 /// The key's name in the venue database: SHA-256 of the API key, hex. The key itself
 /// never leaves the terminal's configuration.

@@ -5,12 +5,10 @@
 
 use std::sync::atomic::Ordering;
 
-use postgres::SimpleQueryMessage;
-
-use super::budget::{quote, BudgetLink};
+use super::budget::{claim_sql, grant_of, BudgetLink};
 use super::error::VenueError;
 use super::worker::{not_connected, Worker};
-use crate::ats::shared_budget::{Claim, Grant, LEASE_LIFETIME};
+use crate::ats::shared_budget::{Claim, Grant};
 
 impl Worker {
     /// Claims an allowance when one is due (after every job and on the idle tick).
@@ -54,45 +52,9 @@ impl Worker {
 
     /// One claim: one statement, one round trip.
     fn claim(&mut self, link: &BudgetLink, c: &Claim) -> Result<Grant, VenueError> {
-        let p = &link.plan;
-        // Every argument is a number or a quoted text: one simple query, no prepare.
-        let sql = format!(
-            "SELECT * FROM venue_ats_claim({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-            quote(&link.key_hash),
-            quote(&self.issuer),
-            p.per_minute.min(i32::MAX as u32),
-            p.per_day.min(i32::MAX as u32),
-            p.reserve_per_minute.min(i32::MAX as u32),
-            p.day_reserve().min(i32::MAX as u32),
-            c.used.min(i32::MAX as u32),
-            c.keep.min(i32::MAX as u32),
-            c.want_scan.min(i32::MAX as u32),
-            c.want_any.min(i32::MAX as u32),
-            LEASE_LIFETIME.as_millis(),
-        );
+        let sql = claim_sql(&link.key_hash, &self.issuer, &link.plan, c);
         let client = self.client.as_mut().ok_or_else(not_connected)?;
         let rows = client.simple_query(&sql)?;
-        let row = rows
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(r),
-                _ => None,
-            })
-            .ok_or_else(|| VenueError::Away("the budget claim returned no row".into()))?;
-        let n = |i: usize| -> Result<u32, VenueError> {
-            row.get(i)
-                .and_then(|v| v.parse::<i64>().ok())
-                .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
-                .ok_or_else(|| {
-                    VenueError::Away(format!("the budget claim's column {i} is unreadable"))
-                })
-        };
-        Ok(Grant {
-            scan: n(0)?,
-            any: n(1)?,
-            minute_left: n(2)?,
-            day_left: n(3)?,
-            stands_seen: n(4)?,
-        })
+        grant_of(&rows).map_err(VenueError::Away)
     }
 }

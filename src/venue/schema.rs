@@ -165,6 +165,11 @@ END
 $fn$;
 "#,
     },
+    Migration {
+        version: 6,
+        name: "first pass before scan lookups",
+        sql: super::budget::COLD_START_SQL,
+    },
 ];
 
 /// One fetch per event (issue 13, `tickets.rs`, `lease.rs`): a lease per event, held by

@@ -16,6 +16,7 @@ fn grant(scan: u32, any: u32) -> Grant {
         minute_left: 50,
         day_left: 4000,
         stands_seen: 4,
+        first_pass: false,
     }
 }
 
@@ -302,4 +303,57 @@ fn a_scan_that_finds_the_allowance_empty_waits_for_the_refill_it_asked_for() {
     let t = std::time::Instant::now();
     assert!(quiet.take().is_err());
     assert!(t.elapsed() < SCAN_WAIT * 4, "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_refused_scan_at_a_stand_that_keeps_nothing_asks_for_a_lookup() {
+    // 16 stands on 80 a minute with 20 reserved: an idle stand keeps no scan calls.
+    let plan = SharePlan {
+        stands: 16,
+        reserve_per_minute: 20,
+        ..plan()
+    };
+    assert_eq!(plan.scan_hold(), 0);
+    let t0 = Instant::now();
+    let mut b = BudgetState::new(plan);
+    let c = b.begin_claim(t0).unwrap();
+    assert_eq!(c.want_scan, 0, "idle: nothing asked");
+    b.granted(&c, grant(0, 0), t0);
+    assert!(b.take(CallKind::Scan, t0).is_err());
+    assert!(b.wants_refill());
+    let c = b.begin_claim(t0).unwrap();
+    assert_eq!(c.want_scan, 2, "the refused scan's lookup: {c:?}");
+    b.granted(&c, grant(2, 0), t0);
+    assert_eq!(b.take(CallKind::Scan, t0), Ok(Drawn::Scan));
+}
+
+#[test]
+fn during_a_first_pass_scans_leave_the_any_pool_to_it_and_report_their_calls() {
+    let t0 = Instant::now();
+    let mut b = BudgetState::new(plan());
+    let c = b.begin_claim(t0).unwrap();
+    b.granted(
+        &c,
+        Grant {
+            first_pass: true,
+            ..grant(1, 5)
+        },
+        t0,
+    );
+    assert_eq!(b.take(CallKind::Scan, t0), Ok(Drawn::Scan));
+    assert!(
+        b.take(CallKind::Scan, t0).is_err(),
+        "the any pool is the pass's"
+    );
+    assert_eq!(b.take(CallKind::Background, t0), Ok(Drawn::Any));
+    let c = b.begin_claim(t0).unwrap();
+    assert_eq!((c.used, c.used_scan), (2, 1), "{c:?}");
+    assert_eq!((c.keep, c.keep_scan), (4, 0));
+    // The pass completed: a scan may draw from the any pool again.
+    b.granted(&c, grant(0, 0), t0);
+    assert_eq!(b.take(CallKind::Scan, t0), Ok(Drawn::Any));
+    // A call given back is not reported.
+    b.give_back(Drawn::Any, CallKind::Scan);
+    let c = b.begin_claim(t0).unwrap();
+    assert_eq!((c.used, c.used_scan), (0, 0));
 }
