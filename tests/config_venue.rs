@@ -33,6 +33,21 @@ fn a_venue_table_in_a_build_without_venue_mode_is_refused_by_name() {
 
 #[cfg(feature = "venue")]
 #[test]
+fn venue_mode_denies_unlisted_barcodes_by_default_and_the_setting_wins() {
+    use concession_agent::config::Unlisted;
+    let single = agent_config("", &[]).unwrap();
+    assert_eq!(single.cache.unlisted, Unlisted::Lookup);
+    let url = [("CONCESSION_VENUE_URL", "postgres://t@127.0.0.1:5/v")];
+    assert_eq!(
+        agent_config("", &url).unwrap().cache.unlisted,
+        Unlisted::Deny
+    );
+    let asked = agent_config("[cache]\nunlisted = \"lookup\"\n", &url).unwrap();
+    assert_eq!(asked.cache.unlisted, Unlisted::Lookup);
+}
+
+#[cfg(feature = "venue")]
+#[test]
 fn the_environment_url_turns_venue_mode_on_and_the_password_stays_secret() {
     let c = agent_config(
         "",

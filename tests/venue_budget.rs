@@ -157,12 +157,15 @@ fn during_a_first_pass_scans_keep_to_the_reserve_and_the_pass_gets_the_rest() {
         let n = |i: usize| f[i].parse::<u32>().unwrap();
         (n(0), n(1), n(2), f[3] == "t")
     };
-    // Stand `a` holds the event's lease, no pass completed yet.
+    // Stand `a` holds the event's lease before any pass started: no first pass yet.
     cluster.psql(
         &url,
-        "INSERT INTO venue_fetch_leases (event, holder, expires_at, pass_complete) \
-         VALUES ('event01', 'a', now() + interval '1 minute', false)",
+        "INSERT INTO venue_fetch_leases (event, holder, expires_at) \
+         VALUES ('event01', 'a', now() + interval '1 minute')",
     );
+    assert!(!claim("x", 0, 0, 0, 0).3, "a lease alone is no pass");
+    // Its first pass starts.
+    cluster.psql(&url, "UPDATE venue_fetch_leases SET pass_complete = false");
     assert_eq!(
         claim("b", 0, 0, 10, 0),
         (8, 0, 12, true),

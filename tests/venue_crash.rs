@@ -113,6 +113,7 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
             }
         };
         stand.kill();
+        let stderr = stand.stderr();
         told.append(&mut stand.decisions);
 
         // What the venue holds for that scan now, before any replay.
@@ -147,7 +148,15 @@ fn sigkill_between_the_local_write_and_the_venue_commit_loses_and_doubles_nothin
         assert_eq!(
             committed,
             mode == TrapMode::SwallowReply,
-            "{mode:?}/{kill_at:?}: the venue's view of the killed commit"
+            "{mode:?}/{kill_at:?}: the venue's view of the killed commit; its rows: {}\n\
+             the terminal said:\n{stderr}",
+            cluster.psql(
+                &db,
+                &format!(
+                    "SELECT verdict, reason, kind FROM venue_decisions \
+                     WHERE barcode = '{barcode}'"
+                )
+            )
         );
         let journal = venue::journal_export(&config);
         let journaled = journal.iter().any(|r| r["barcode"] == barcode.as_str());

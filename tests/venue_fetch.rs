@@ -235,6 +235,23 @@ fn four_stands_starting_together_fetch_a_20000_ticket_event_once_and_approve_fro
         "no stand fetched the event again"
     );
     assert_eq!(after.status(429), 0, "no answer 429: {after:?}");
+
+    // A barcode the venue's listing leaves out is denied `not_listed` at every stand,
+    // with no ATS call, once its copy has caught up with the completed pass (marked at
+    // the first copy after it: within a sync interval).
+    for (i, s) in stands.iter_mut().enumerate() {
+        let mut k = 0;
+        let first = poll(Duration::from_secs(10), || {
+            k += 1;
+            let d = s.decide(&format!("9999{i:02}{k:06}"), Duration::from_secs(10));
+            (d.reason == "not_listed").then_some(d)
+        });
+        assert!(first.is_some(), "{}: no not_listed", s.config.display());
+        let calls = sb.stats().total_requests;
+        let d = s.decide(&format!("9998{i:02}000001"), Duration::from_secs(10));
+        assert_eq!(d.reason, "not_listed", "{:?}", d.raw);
+        assert_eq!(sb.stats().total_requests, calls, "not_listed makes no call");
+    }
     for s in &mut stands {
         assert!(s.finish(Duration::from_secs(20)), "{}", s.stderr());
     }

@@ -18,6 +18,7 @@ mod outputs;
 pub mod prefetch;
 pub mod publish;
 pub mod safetix;
+mod unlisted;
 mod venue;
 mod venue_state;
 mod venue_sync;
@@ -270,6 +271,10 @@ impl Agent {
                 .as_ref()
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
+        // A miss the served events' listings already answer: no call (agent/unlisted.rs).
+        if !barcode.is_empty() && online && cached.is_none() && self.listed_out(now_ms) {
+            return unlisted::not_listed(barcode, via);
+        }
         let mut live: Option<TicketRecord> = None;
         let mut scan_mode = if online { Mode::Online } else { Mode::Offline };
         if !barcode.is_empty() && online && !fresh {

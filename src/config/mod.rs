@@ -32,5 +32,5 @@ pub use scanner::{ScannerKind, ScannerSection};
 pub use secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};
 pub use settings::{
     AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, MetricsSettings,
-    OfflineSettings, PosSettings, StdoutFormat,
+    OfflineSettings, PosSettings, StdoutFormat, Unlisted,
 };

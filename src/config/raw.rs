@@ -74,6 +74,7 @@ pub struct RawCache {
     pub prefetch_at_start: Option<bool>,
     pub refresh_interval_ms: Option<u64>,
     pub budget_reserve_per_minute: Option<u32>,
+    pub unlisted: Option<String>,
 }
 
 /// `[offline]` as written.

@@ -44,6 +44,20 @@ pub struct CacheSettings {
     pub prefetch_at_start: bool,
     pub refresh_interval: Duration,
     pub budget_reserve_per_minute: u32,
+    /// `cache.unlisted`: what a barcode the listings leave out gets.
+    pub unlisted: Unlisted,
+}
+
+/// `cache.unlisted`: a barcode that no cached record holds while every served event's
+/// listing is complete and fresh (docs/agent.md, "Not listed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlisted {
+    /// Ask ATS (two calls), as for any cache miss. The default without `[venue]`.
+    Lookup,
+    /// Deny `not_listed` without a call: the listings name every ticket of the served
+    /// events that carries value. The default with `[venue]`, where one key serves
+    /// every stand's scans.
+    Deny,
 }
 
 /// Validated `[offline]`.

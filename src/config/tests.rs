@@ -156,6 +156,7 @@ fn bad_values_name_their_field() {
             "[ats]\nrate_per_minute = 10\n[cache]\nbudget_reserve_per_minute = 10",
             "cache.budget_reserve_per_minute",
         ),
+        ("[cache]\nunlisted = \"maybe\"", "cache.unlisted"),
     ] {
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains(field), "{text}: {e}");

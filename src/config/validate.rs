@@ -12,7 +12,7 @@ use super::scanner::ScannerSection;
 use super::secrets::{check_ats_url, read_key_file, read_token_file, MIN_POS_TOKEN};
 use super::settings::{
     AtsEndpoint, AtsSettings, CacheSettings, Config, HealthSettings, OfflineSettings, PosSettings,
-    StdoutFormat,
+    StdoutFormat, Unlisted,
 };
 use crate::redact::Secret;
 
@@ -46,7 +46,8 @@ impl Config {
     fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let terminal_id = terminal_id(raw.terminal_id)?;
         let ats = ats(raw.ats)?;
-        let cache = cache(raw.cache, &ats)?;
+        let unlisted_set = raw.cache.unlisted.is_some();
+        let mut cache = cache(raw.cache, &ats)?;
         let offline = offline(raw.offline)?;
         let health = health(raw.health)?;
         let scanner = scanner(raw.scanner)?;
@@ -62,6 +63,9 @@ impl Config {
         )?;
         let deadline = ms("deadline_ms", raw.deadline_ms, 2_000, 50, 60_000)?;
         let venue = venue(raw.venue, deadline)?;
+        if !unlisted_set && venue.is_some() {
+            cache.unlisted = Unlisted::Deny;
+        }
         Ok(Config {
             terminal_id,
             store_dir: store.dir,
@@ -250,6 +254,18 @@ fn cache(c: RawCache, ats: &AtsSettings) -> Result<CacheSettings, ConfigError> {
             86_400_000,
         )?,
         budget_reserve_per_minute: c.budget_reserve_per_minute.unwrap_or(20),
+        unlisted: match c.unlisted.as_deref().map(str::trim) {
+            // Resolved once `[venue]` is read (validate).
+            None => Unlisted::Lookup,
+            Some("lookup") => Unlisted::Lookup,
+            Some("deny") => Unlisted::Deny,
+            Some(other) => {
+                return Err(invalid(
+                    "cache.unlisted",
+                    format!("{other:?}: expected \"lookup\" (ask ATS) or \"deny\""),
+                ))
+            }
+        },
     };
     // One scan's lookup is two calls: a smaller reserve lets the refresher take the
     // whole minute and leave scans refused locally.

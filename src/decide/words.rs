@@ -164,11 +164,15 @@ pub enum Reason {
     SafetixAmbiguous,
     /// The seat Presence named is not in the seat index (its barcode was never verified here).
     SafetixSeatUnknown,
+    /// No cached record, while every served event's listing is complete and fresh: the
+    /// listings name every ticket that carries value, so this one carries none (or was
+    /// loaded since the last pass). Decided without an ATS call (`cache.unlisted`).
+    NotListed,
 }
 
 impl Reason {
     /// Every reason, for tables and tests.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Reason::Approved,
         Reason::Partial,
         Reason::Unreadable,
@@ -202,6 +206,7 @@ impl Reason {
         Reason::SafetixNoSeat,
         Reason::SafetixAmbiguous,
         Reason::SafetixSeatUnknown,
+        Reason::NotListed,
     ];
 
     /// The snake_case name used on the wire and in the journal.
@@ -240,6 +245,7 @@ impl Reason {
             Reason::SafetixNoSeat => "safetix_no_seat",
             Reason::SafetixAmbiguous => "safetix_ambiguous",
             Reason::SafetixSeatUnknown => "safetix_seat_unknown",
+            Reason::NotListed => "not_listed",
         }
     }
 

@@ -184,6 +184,36 @@ impl Store {
             .and_then(|c| c.last_complete_pass_ms))
     }
 
+    /// When the newest complete listing of `event` that this cache holds in full was
+    /// started (wall ms): this terminal's own last complete pass, or in venue mode the
+    /// venue's, once its copy has caught up with it ([`Store::set_venue_listing`]).
+    /// A barcode that no cached record holds was not in that listing.
+    pub fn listing_complete_since(&self, event: &str) -> Result<Option<u64>, StoreError> {
+        let own = self.last_complete_pass(event)?;
+        let venue = self
+            .tickets
+            .get(PREFETCH, &venue_listing_key(event))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        Ok(own.max(venue))
+    }
+
+    /// Venue mode: this cache now holds every row of the venue's listing pass of
+    /// `event` that started at `pass_started_ms` (the copy caught up after the pass
+    /// completed). Only [`Store::listing_complete_since`] reads it: unlike this
+    /// terminal's own cursor it retires nothing (the venue marks unlisted tickets).
+    pub fn set_venue_listing(&self, event: &str, pass_started_ms: u64) -> Result<(), StoreError> {
+        self.tickets.write(|w| {
+            let mut t = w.open_table(PREFETCH).map_err(cache_err)?;
+            t.insert(
+                venue_listing_key(event).as_slice(),
+                pass_started_ms.to_be_bytes().as_slice(),
+            )
+            .map_err(cache_err)?;
+            Ok(())
+        })
+    }
+
     /// The listing cursor of `event`, if a pass was ever started.
     pub fn prefetch_cursor(&self, event: &str) -> Result<Option<PrefetchCursor>, StoreError> {
         match self.tickets.get(PREFETCH, &cursor_key(event))? {
@@ -262,4 +292,12 @@ impl Store {
 /// Event names match case-insensitively (as ATS matches them).
 fn cursor_key(event: &str) -> Vec<u8> {
     event.to_ascii_lowercase().into_bytes()
+}
+
+/// The venue's listing mark of `event`: apart from the cursors (`\0` sorts before any
+/// event name's first byte and cannot be in one).
+fn venue_listing_key(event: &str) -> Vec<u8> {
+    let mut k = b"\0venue-listing:".to_vec();
+    k.extend_from_slice(event.to_ascii_lowercase().as_bytes());
+    k
 }

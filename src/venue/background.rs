@@ -268,6 +268,8 @@ struct Fetcher {
     copied: i64,
     /// The copy cursor was checked against this connection's database.
     checked_copy: bool,
+    /// The venue passes whose listing the local cache holds in full, as last marked.
+    listed: HashMap<String, u64>,
     next_copy: Option<Instant>,
     copy_now: bool,
     leases: HashMap<String, EventLease>,
@@ -306,6 +308,7 @@ impl Fetcher {
             schema_ok: false,
             copied: 0,
             checked_copy: false,
+            listed: HashMap::new(),
             next_copy: None,
             copy_now: false,
             leases: HashMap::new(),
@@ -672,6 +675,8 @@ impl Fetcher {
             }
             self.checked_copy = true;
         }
+        // Read first: what these passes wrote is committed before this copy starts.
+        let passes = lease::completed_passes(client)?;
         let mut copied = 0usize;
         for _ in 0..COPY_BATCHES_PER_TURN {
             let rows = tickets::changes_since(client, self.copied, COPY_BATCH)?;
@@ -690,6 +695,20 @@ impl Fetcher {
                 break;
             }
         }
+        // A full last batch: more is waiting.
+        let more = copied >= COPY_BATCH as usize * COPY_BATCHES_PER_TURN;
+        if !more {
+            // Caught up: the cache holds each of those listings in full (`not_listed`,
+            // agent/unlisted.rs).
+            for (event, started) in &passes {
+                if self.listed.get(event) != Some(started) {
+                    self.store
+                        .set_venue_listing(event, *started)
+                        .map_err(store_err)?;
+                    self.listed.insert(event.clone(), *started);
+                }
+            }
+        }
         if copied == 0 {
             return Ok(false);
         }
@@ -705,8 +724,6 @@ impl Fetcher {
             "venue: copied {copied} ticket rows into the local cache (up to change {})",
             self.copied
         );
-        // A full last batch: more is waiting.
-        let more = copied >= COPY_BATCH as usize * COPY_BATCHES_PER_TURN;
         self.copy_now |= more;
         Ok(more)
     }

@@ -123,7 +123,7 @@ $$;
 
 /// Migration "first pass before scan lookups" (issue 13, cold start): the claim learns
 /// which of the calls it reports and keeps are for scans, and while an event's first
-/// pass is being fetched (a live lease, no complete pass yet) scans of the whole venue
+/// pass is being fetched (a live lease, a pass running, none complete yet) scans of the whole venue
 /// get only the reserve of the key's minute and the pass gets the rest. A page of the
 /// pass brings 500 tickets into every stand's cache; a lookup, one: without this, the
 /// scans of 16 stands (all cache misses at the doors' opening) took the key's every
@@ -184,10 +184,12 @@ BEGIN
      WHERE a.key_hash = p_key AND a.terminal <> p_terminal;
     m_left := p_per_minute - used_minute - held_minute - p_keep;
     d_left := p_per_day - used_day - held_day - p_keep;
-    -- An event's first pass is under way: a live lease and no pass completed yet.
-    -- (Lease times are the database's own, as in lease.rs.)
+    -- An event's first pass is under way: a live lease, a pass running, and none
+    -- completed yet. (Lease times are the database's own, as in lease.rs; a lease held
+    -- before any pass started has pass_complete still true.)
     cold := EXISTS (SELECT 1 FROM venue_fetch_leases f
-                     WHERE f.expires_at > now() AND f.last_complete_pass_ms IS NULL);
+                     WHERE f.expires_at > now() AND NOT f.pass_complete
+                       AND f.last_complete_pass_ms IS NULL);
     IF cold THEN
         -- Scans keep to the reserve of the minute, the pass takes the rest.
         scan_room := greatest(0, p_reserve - scan_minute - held_scan - p_keep_scan);

@@ -167,3 +167,18 @@ pub fn pass_done(client: &mut impl GenericClient, event: &str) -> Result<bool, V
         )?
         .is_some_and(|r| r.get(0)))
 }
+
+/// Every event's last completed pass: (event, the pass's start, wall ms on its
+/// holder's clock). Read before a copy: once the copy has caught up, every row of these
+/// passes is in the local cache (a pass's last page and its completion commit together).
+pub fn completed_passes(client: &mut impl GenericClient) -> Result<Vec<(String, u64)>, VenueError> {
+    Ok(client
+        .query(
+            "SELECT event, last_complete_pass_ms FROM venue_fetch_leases
+              WHERE last_complete_pass_ms IS NOT NULL",
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+        .collect())
+}
