@@ -119,6 +119,12 @@ fn venue_status_lists_two_scanning_stands_and_marks_the_one_gone_silent() {
         "{:#}",
         r["venue_budget"]
     );
+    // Whether an event's first pass holds the scans to the reserve (none runs here).
+    assert_eq!(
+        r["venue_budget"]["first_pass"], false,
+        "{:#}",
+        r["venue_budget"]
+    );
 
     // SIGKILL: no goodbye heartbeat. Its last one is made an hour old (the threshold is
     // seconds; no test waits that out).

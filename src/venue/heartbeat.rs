@@ -136,13 +136,17 @@ pub struct TerminalRow {
     pub overdrafts: Overdrafts,
 }
 
-/// The venue-wide ATS budget (helper A's shared budget table, issue 13 item 1).
+/// The venue-wide ATS budget (the shared budget's tables, issue 13 item 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VenueBudget {
     /// Calls left this minute, venue-wide.
     pub minute: u64,
     /// Calls left today, venue-wide.
     pub day: u64,
+    /// An event's first pass is being fetched: the venue's scan lookups keep to the
+    /// reserve until it completes (docs/venue.md, "The first pass comes first").
+    #[serde(default)]
+    pub first_pass: bool,
 }
 
 /// Sums over the terminals.
@@ -338,12 +342,15 @@ fn read_venue_budget(client: &mut Client) -> Result<Option<VenueBudget>, VenueEr
                  WHERE c.key_hash = k.key_hash AND c.reported_at > now() - interval '1 day'), 0) \
                  - coalesce((SELECT sum(a.calls) FROM venue_ats_allowances a \
                  WHERE a.key_hash = k.key_hash AND a.expires_at > now()), 0))::bigint \
+                , EXISTS (SELECT 1 FROM venue_fetch_leases f WHERE f.expires_at > now() \
+                 AND NOT f.pass_complete AND f.last_complete_pass_ms IS NULL) \
            FROM venue_ats_keys k ORDER BY k.updated_at DESC LIMIT 1",
         &[],
     )?;
     Ok(row.map(|r| VenueBudget {
         minute: r.get::<_, i64>(0).max(0) as u64,
         day: r.get::<_, i64>(1).max(0) as u64,
+        first_pass: r.get(2),
     }))
 }
 
@@ -462,8 +469,14 @@ pub fn render_report(r: &VenueReport) -> String {
     let _ = match r.venue_budget {
         Some(b) => writeln!(
             out,
-            "venue-wide ATS budget: {} calls left this minute, {} today",
-            b.minute, b.day
+            "venue-wide ATS budget: {} calls left this minute, {} today{}",
+            b.minute,
+            b.day,
+            if b.first_pass {
+                " (first pass under way: scan lookups keep to the reserve until it completes)"
+            } else {
+                ""
+            }
         ),
         None => writeln!(
             out,
