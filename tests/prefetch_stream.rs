@@ -354,6 +354,26 @@ fn an_interrupted_cache_prefetch_exits_75_and_keeps_the_pages_it_names() {
     let pages: u64 = words[4].parse().unwrap();
     let tickets: u64 = words[6].parse().unwrap();
     assert!(pages >= 1 && tickets >= 500, "{last}");
+    // `status` of the stopped stand says the same, from the store's cursor.
+    let out = support::agent_command("warn")
+        .arg("--config")
+        .arg(&config_file)
+        .args(["status", "--format", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    assert_eq!(snap["mode"], "stopped", "{snap:#}");
+    assert_eq!(
+        (
+            snap["prefetch"]["event"].as_str(),
+            snap["prefetch"]["state"].as_str(),
+            snap["prefetch"]["pages"].as_u64(),
+            snap["prefetch"]["tickets"].as_u64()
+        ),
+        (Some("EVENT01"), Some("stopped"), Some(pages), Some(tickets)),
+        "{snap:#}"
+    );
     let config = support::config(&sb.base_url(), &store_dir, "");
     let store = app::open_store(&config).unwrap();
     let cursor = store.prefetch_cursor("EVENT01").unwrap().unwrap();

@@ -229,6 +229,15 @@ fn pending_uploads_count_while_the_venue_is_away_and_the_overdraft_shows_once_up
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(s2.finish(Duration::from_secs(20)), "{}", s2.stderr());
+    // Stopped, its store still says what it owes the venue.
+    let (ok, out, err) = venue::agent(&c2, &["status", "--format", "json"]);
+    assert!(ok, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&s["mode"], &s["venue_mode"], &s["pending_uploads"]),
+        (&Value::from("stopped"), &Value::from(true), &Value::from(1)),
+        "{s:#}"
+    );
 
     // stand-1 spends the same ticket in the venue, then stand-2 comes back and uploads.
     let mut s1 = Stand::spawn(&c1);

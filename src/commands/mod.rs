@@ -540,5 +540,18 @@ fn current_status(config: &Config, now_ms: u64) -> Result<StatusSnapshot, Status
         utc_offset_minutes: config.utc_offset_minutes,
         now_ms,
     })?;
+    let mut snap = snap;
+    // What the store keeps of the last agent's work: its prefetch cursors and, in venue
+    // mode, how much of its journal the venue had not acknowledged.
+    snap.prefetch = status::stored_prefetch(store, &config.events);
+    #[cfg(feature = "venue")]
+    if config.venue.is_some() {
+        snap.venue_mode = true;
+        snap.pending_uploads = Some(crate::venue::pending_in_store(
+            dir,
+            store.id_prefix(),
+            snap.journal_entries,
+        ));
+    }
     Ok(snap)
 }

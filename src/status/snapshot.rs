@@ -471,7 +471,9 @@ pub fn read(store_dir: &Path) -> Result<Option<StatusSnapshot>, StatusError> {
 }
 
 /// What the store itself says, with no agent running: mode `stopped`, and what only a
-/// running agent knows (ATS budget, prefetch, clock) left out.
+/// running agent knows (ATS budget, clock) left out. The caller adds what its
+/// configuration tells apart: the prefetch cursors of its events
+/// ([`stored_prefetch`]) and, in venue mode, the uploads owed.
 pub struct FromStore<'a> {
     /// The open store (or a copy of it).
     pub store: &'a Store,
@@ -528,6 +530,30 @@ pub fn from_store(args: &FromStore<'_>) -> Result<StatusSnapshot, StatusError> {
             trusted: true,
             skew_ms: None,
         },
+    })
+}
+
+/// Where the listing passes of `events` stood when the last agent stopped, from the
+/// store's cursors (`status` of a stopped stand): the first event whose pass did not
+/// complete (`stopped`, with the pages it kept: the next prefetch resumes there), else
+/// the last one (`done`). `None` when no pass of them was ever started here.
+pub fn stored_prefetch(store: &Store, events: &[String]) -> Option<PrefetchStatus> {
+    let cursors: Vec<_> = events
+        .iter()
+        .filter_map(|e| Some((e, store.prefetch_cursor(e).ok()??)))
+        .collect();
+    let (event, c) = cursors
+        .iter()
+        .find(|(_, c)| !c.complete)
+        .or_else(|| cursors.last())?;
+    Some(PrefetchStatus {
+        event: (*event).clone(),
+        state: if c.complete { "done" } else { "stopped" }.into(),
+        pages: c.pages,
+        tickets: c.tickets,
+        wait_ms: 0,
+        completed: c.completed_ms.or(c.last_complete_pass_ms).map(rfc3339_ms),
+        last_error: None,
     })
 }
 

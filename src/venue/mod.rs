@@ -128,6 +128,8 @@ pub use error::VenueError;
 #[cfg(feature = "venue")]
 pub use txn::{Begin, CommitOutcome, VenueTxn};
 #[cfg(feature = "venue")]
+pub use watermark::pending_in_store;
+#[cfg(feature = "venue")]
 pub use worker::{Report, VenueHandle, VenueStatus};
 
 /// The reason of the local void that reverses an approval whose venue commit is in

@@ -27,6 +27,13 @@ const MAX_MARKS: usize = 16;
 /// The watermark's file name in the store directory.
 pub(super) const WATERMARK_FILE: &str = "venue_uploaded";
 
+/// Journal entries of a store no agent runs on that its last agent had not seen in
+/// the venue (`status` of a stopped stand): its `journal_entries` after the watermark
+/// file in `store_dir`. At most: a watermark lags the uploads (module docs).
+pub fn pending_in_store(store_dir: &std::path::Path, issuer: &str, journal_entries: u64) -> u64 {
+    journal_entries.saturating_sub(read_watermark(&store_dir.join(WATERMARK_FILE), issuer))
+}
+
 /// `issuer seq`; anything else (another store's file, a torn write) reads as 0.
 pub(super) fn read_watermark(path: &std::path::Path, issuer: &str) -> u64 {
     std::fs::read_to_string(path)
