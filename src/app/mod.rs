@@ -7,6 +7,7 @@
 //! shutdown ([`run::run_agent`]).
 
 pub mod run;
+pub mod tty_line;
 
 use std::fmt;
 use std::net::SocketAddr;

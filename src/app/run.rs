@@ -67,7 +67,7 @@ pub fn init_process() {
 /// Logs to stderr at the level `RUST_LOG` asks for ([`log_filter`]).
 pub fn init_logging() {
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
-    env_logger::Builder::new()
+    let inner = env_logger::Builder::new()
         .parse_filters(&filter)
         // At trace level ureq dumps every byte on the wire, the apikey header and
         // full barcodes included: never, whatever RUST_LOG says.
@@ -76,7 +76,13 @@ pub fn init_logging() {
         // `ureq::util` target logs at trace: keep that target off too.
         .filter_module("ureq::util", log::LevelFilter::Off)
         .target(env_logger::Target::Stderr)
-        .init();
+        .build();
+    let max = inner.filter();
+    // Records around a live progress line (`cache prefetch` on a terminal) go on lines
+    // of their own (app/tty_line.rs).
+    if log::set_boxed_logger(Box::new(super::tty_line::KeepLine { inner })).is_ok() {
+        log::set_max_level(max);
+    }
 }
 
 /// The demo's throw-away store directory, removed when the command ends.

@@ -23,6 +23,7 @@ use crate::agent::prefetch::{self, events_to_prefetch};
 use crate::agent::{local_date, Agent, Outputs};
 use crate::app;
 use crate::app::run::{start_up_ping, EXIT_UNAUTHORIZED, UNAUTHORIZED};
+use crate::app::tty_line;
 use crate::ats::AtsError;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -212,18 +213,16 @@ pub fn cache_prefetch(
         max_wait,
         |left| {
             if tty {
-                eprint!(
-                    "\r\x1b[Kevent_search: rate budget spent: waiting {} s",
+                tty_line::show(&format!(
+                    "event_search: rate budget spent: waiting {} s",
                     left.as_secs()
-                );
+                ));
             }
         },
         || events_to_prefetch(&link.client, &names, &today),
     ) {
         Err(prefetch::PrefetchError::Stopped) => {
-            if tty {
-                eprintln!();
-            }
+            tty_line::finish();
             eprintln!(
                 "interrupted before the first page (0 tickets kept); the next prefetch resumes"
             );
@@ -231,6 +230,7 @@ pub fn cache_prefetch(
         }
         other => other?,
     };
+    tty_line::finish();
     if events.is_empty() {
         out("no events today")?;
     }
@@ -239,7 +239,7 @@ pub fn cache_prefetch(
         let started = Instant::now();
         let mut show = |p: &prefetch::PrefetchProgress| {
             if tty {
-                eprint!("\r\x1b[K{}", progress_line(p));
+                tty_line::show(&progress_line(p));
             }
         };
         let mut run = prefetch::PrefetchRun {
@@ -253,9 +253,7 @@ pub fn cache_prefetch(
             on_progress: Some(&mut show),
         };
         let done = prefetch::prefetch_event_paged(&link.client, &store, ev, &mut run);
-        if tty {
-            eprintln!();
-        }
+        tty_line::finish();
         let p = progress.snapshot();
         let (minute, day) = link.client.budget_remaining();
         match done {
