@@ -415,3 +415,30 @@ fn with_the_database_away_the_data_route_says_why_and_the_page_says_not_updating
     assert!(dom.contains("NOT UPDATING"), "{dom}");
     assert!(!dom.contains("data-terminal="), "{dom}");
 }
+
+#[test]
+fn the_first_request_after_the_database_restarts_answers_on_a_new_connection() {
+    let Some(_) = pg::available("dashboard_restart") else {
+        return;
+    };
+    // A cluster of its own: this test restarts it.
+    let cluster = pg::Cluster::new(pg::ClusterOptions::default());
+    let db = cluster.fresh_db();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = StandConfig::new("it", "http://127.0.0.1:9", &db).write(tmp.path());
+    let (ok, _, err) = venue::agent(&c, &["venue", "migrate"]);
+    assert!(ok, "{err}");
+    let d = Dashboard::start(&c, &[]);
+    let (code, body) = get(&d.addr, "/status.json", "");
+    assert_eq!(code, 200, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    // Its kept connection dies with the restart; the next fresh report must still come.
+    cluster.restart();
+    let fresh = support::wait_for(Duration::from_secs(20), || {
+        let (code, body) = get(&d.addr, "/status.json", "");
+        assert_eq!(code, 200, "after the restart: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        (v["as_of"] != first["as_of"]).then_some(v)
+    });
+    assert!(fresh.is_some(), "no fresh report after the restart");
+}

@@ -147,6 +147,23 @@ impl Source {
     }
 
     fn read(&mut self) -> Result<String, VenueError> {
+        // A kept connection that fails (the server restarted or failed over since the
+        // last read) is replaced and the read tried once more on a new one: the first
+        // request after the database is back answers, not a stale connection's error.
+        let reused = self.client.as_ref().is_some_and(|c| !c.is_closed());
+        match self.read_once() {
+            Err(e) if reused && !Self::answered(&e) => self.read_once(),
+            r => r,
+        }
+    }
+
+    /// The server itself answered with an error (rights, schema): the connection is
+    /// fine and a retry would answer the same.
+    fn answered(e: &VenueError) -> bool {
+        matches!(e, VenueError::Db(pe) if pe.as_db_error().is_some())
+    }
+
+    fn read_once(&mut self) -> Result<String, VenueError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = None;
             self.client = Some(super::connect::connect(&self.settings, &self.app)?);
@@ -159,7 +176,7 @@ impl Source {
             Ok(r) => serde_json::to_string(&r).map_err(|e| VenueError::Away(e.to_string())),
             Err(e) => {
                 // Reconnect next time unless the server merely answered with an error.
-                if !matches!(&e, VenueError::Db(pe) if pe.as_db_error().is_some()) {
+                if !Self::answered(&e) {
                     if let Some(c) = self.client.take() {
                         // Dropping can block on a dead connection (worker.rs).
                         let _ = std::thread::Builder::new().spawn(move || drop(c));
