@@ -236,6 +236,11 @@ fn a_prefetch_stopped_by_a_429_keeps_its_pages_and_resumes_after_a_restart() {
         clock.elapsed() >= Duration::from_secs(50),
         "the minute was waited out"
     );
+    // The summary says how long (`cache prefetch`'s last line).
+    assert!(
+        summary.waited >= Duration::from_secs(50) && summary.waited <= clock.elapsed(),
+        "{summary:?}"
+    );
     assert!(agent2.store().get_record("200000001999").unwrap().is_some());
     let cursor = agent2.store().prefetch_cursor("EVENT01").unwrap().unwrap();
     assert!(cursor.complete, "{cursor:?}");

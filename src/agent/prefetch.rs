@@ -248,6 +248,8 @@ pub struct PrefetchSummary {
     pub tickets: u64,
     /// True when the pass resumed one cut off earlier.
     pub resumed: bool,
+    /// Time this run spent waiting out rate limits (on its clock).
+    pub waited: Duration,
 }
 
 /// How long to wait before retrying after `e`, when it is a rate limit worth waiting
@@ -381,6 +383,7 @@ fn stream_event(
         }
     });
     let pace = run.reserve_per_minute.map(|r| (r, run.stop));
+    let mut waited = Duration::ZERO;
     loop {
         if run.stop.load(Ordering::SeqCst) {
             return Err(PrefetchError::Stopped);
@@ -392,7 +395,9 @@ fn stream_event(
             Err(_) if run.stop.load(Ordering::SeqCst) => return Err(PrefetchError::Stopped),
             Err(e) => match rate_wait(&e) {
                 Some(wait) if wait <= run.max_wait => {
+                    let from = clock.now();
                     wait_out(&clock, wait, run, ats)?;
+                    waited += clock.now().saturating_duration_since(from);
                     continue;
                 }
                 _ => return Err(e.into()),
@@ -469,6 +474,7 @@ fn stream_event(
         pages: cursor.pages,
         tickets: cursor.tickets,
         resumed,
+        waited,
     })
 }
 

@@ -261,13 +261,27 @@ pub fn cache_prefetch(
                 // stdout keeps its one line per event (scripts read it);
                 // the summary goes with the progress, to stderr.
                 out(&format!("{}: {} tickets cached", ev.event_name, s.tickets))?;
+                let mut how = Vec::new();
+                if s.resumed {
+                    how.push("resumed".to_string());
+                }
+                if !s.waited.is_zero() {
+                    how.push(format!(
+                        "{:.1} s of it waiting for the rate budget",
+                        s.waited.as_secs_f64()
+                    ));
+                }
+                let how = if how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", how.join(", "))
+                };
                 eprintln!(
-                    "{}: {} pages in {:.1} s{}; calls left: {minute} this \
+                    "{}: {} pages in {:.1} s{how}; calls left: {minute} this \
                      minute, {day} today",
                     ev.event_name,
                     s.pages,
                     started.elapsed().as_secs_f64(),
-                    if s.resumed { " (resumed)" } else { "" },
                 );
             }
             Err(prefetch::PrefetchError::Stopped) => {
