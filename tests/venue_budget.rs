@@ -74,11 +74,8 @@ fn finish(stands: &mut [Stand]) {
     }
 }
 
-#[test]
-fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_reserve() {
-    let Some(cluster) = pg::shared("venue_budget") else {
-        return;
-    };
+/// A new database of `cluster`, migrated; its URL and the sandbox key's hash.
+fn migrated_db(cluster: &pg::Cluster) -> (String, String) {
     let url = cluster.fresh_db();
     let settings = VenueSettings::from_raw(RawVenue {
         url: Some(url.clone()),
@@ -86,7 +83,15 @@ fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_res
     })
     .unwrap();
     concession_agent::venue::migrate_now(&settings, "test").expect("migrates");
-    let key = key_hash("sandbox-key");
+    (url, key_hash("sandbox-key"))
+}
+
+#[test]
+fn claims_of_several_stands_never_grant_more_than_the_key_and_keep_the_scans_reserve() {
+    let Some(cluster) = pg::shared("venue_budget") else {
+        return;
+    };
+    let (url, key) = migrated_db(cluster);
     // (terminal, used, keep, want_scan, want_any) on a key of 20 a minute, 8 reserved.
     let claim = |terminal: &str, used: u32, keep: u32, scan: u32, any: u32| -> Vec<u32> {
         let out = cluster.psql(
@@ -134,14 +139,7 @@ fn during_a_first_pass_scans_keep_to_the_reserve_and_the_pass_gets_the_rest() {
     let Some(cluster) = pg::shared("venue_budget") else {
         return;
     };
-    let url = cluster.fresh_db();
-    let settings = VenueSettings::from_raw(RawVenue {
-        url: Some(url.clone()),
-        ..RawVenue::default()
-    })
-    .unwrap();
-    concession_agent::venue::migrate_now(&settings, "test").expect("migrates");
-    let key = key_hash("sandbox-key");
+    let (url, key) = migrated_db(cluster);
     // (terminal, used, used for scans, want_scan, want_any) on a key of 20 a minute, 8
     // reserved; answers (scan, any, minute left, first pass).
     let claim = |terminal: &str, used: u32, used_scan: u32, scan: u32, any: u32| {

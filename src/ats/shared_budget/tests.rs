@@ -22,9 +22,14 @@ fn grant(scan: u32, any: u32) -> Grant {
 
 /// A budget live with the venue, holding `scan` + `any` calls claimed at `t0`.
 fn live(t0: Instant, scan: u32, any: u32) -> BudgetState {
+    live_with(t0, grant(scan, any))
+}
+
+/// A budget live with the venue after its first claim got `g` at `t0`.
+fn live_with(t0: Instant, g: Grant) -> BudgetState {
     let mut b = BudgetState::new(plan());
     let c = b.begin_claim(t0).unwrap();
-    b.granted(&c, grant(scan, any), t0);
+    b.granted(&c, g, t0);
     b
 }
 
@@ -330,15 +335,12 @@ fn a_refused_scan_at_a_stand_that_keeps_nothing_asks_for_a_lookup() {
 #[test]
 fn during_a_first_pass_scans_leave_the_any_pool_to_it_and_report_their_calls() {
     let t0 = Instant::now();
-    let mut b = BudgetState::new(plan());
-    let c = b.begin_claim(t0).unwrap();
-    b.granted(
-        &c,
+    let mut b = live_with(
+        t0,
         Grant {
             first_pass: true,
             ..grant(1, 5)
         },
-        t0,
     );
     assert_eq!(b.take(CallKind::Scan, t0), Ok(Drawn::Scan));
     assert!(
