@@ -272,8 +272,10 @@ impl Agent {
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
         // A miss the served events' listings already answer: no call (agent/unlisted.rs).
-        if !barcode.is_empty() && online && cached.is_none() && self.listed_out(now_ms) {
-            return unlisted::not_listed(barcode, via);
+        if !barcode.is_empty() && online && cached.is_none() {
+            if let Some(e) = self.not_listed(&barcode, via, now_ms) {
+                return e;
+            }
         }
         let mut live: Option<TicketRecord> = None;
         let mut scan_mode = if online { Mode::Online } else { Mode::Offline };
