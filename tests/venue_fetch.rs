@@ -248,9 +248,17 @@ fn four_stands_starting_together_fetch_a_20000_ticket_event_once_and_approve_fro
         });
         assert!(first.is_some(), "{}: no not_listed", s.config.display());
         let calls = sb.stats().total_requests;
-        let d = s.decide(&format!("9998{i:02}000001"), Duration::from_secs(10));
+        let barcode = format!("9998{i:02}000001");
+        let d = s.decide(&barcode, Duration::from_secs(10));
         assert_eq!(d.reason, "not_listed", "{:?}", d.raw);
         assert_eq!(sb.stats().total_requests, calls, "not_listed makes no call");
+        // Committed in the venue as any deny, in its own transaction (not uploaded later).
+        assert_eq!(d.venue.as_deref(), Some("committed"), "{:?}", d.raw);
+        let row = cluster.psql(
+            &db,
+            &format!("SELECT reason, uploaded FROM venue_decisions WHERE barcode = '{barcode}'"),
+        );
+        assert_eq!(row, "not_listed|f", "{barcode}");
     }
     for s in &mut stands {
         assert!(s.finish(Duration::from_secs(20)), "{}", s.stderr());

@@ -271,15 +271,12 @@ impl Agent {
                 .as_ref()
                 .is_some_and(|r| r.age_ms(now_ms) <= self.policy.online_cache_max_age_ms);
 
-        // A miss the served events' listings already answer: no call (agent/unlisted.rs).
-        if !barcode.is_empty() && online && cached.is_none() {
-            if let Some(e) = self.not_listed(&barcode, via, now_ms) {
-                return e;
-            }
-        }
+        // A miss the served events' listings already answer: no call, and `not_listed`
+        // (agent/unlisted.rs), journaled and committed in the venue as any deny.
+        let unlisted = !barcode.is_empty() && online && cached.is_none() && self.listed_out(now_ms);
         let mut live: Option<TicketRecord> = None;
         let mut scan_mode = if online { Mode::Online } else { Mode::Offline };
-        if !barcode.is_empty() && online && !fresh {
+        if !barcode.is_empty() && online && !fresh && !unlisted {
             // A scan that spent its deadline in the queue cannot wait for ATS: asking
             // would spend rate budget on an answer nobody waits for and count the
             // loop's delay against connectivity.
@@ -295,7 +292,7 @@ impl Agent {
         // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
         // in time, decide offline on the local ledger (the live answer then counts as a
         // cached one, so the offline caps apply).
-        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms, unlisted) {
             live = None;
             scan_mode = decide::Mode::Offline;
         }
@@ -340,18 +337,22 @@ impl Agent {
         let today = local_date(self.venue_wall_ms(), self.config.utc_offset_minutes);
         // A remembered SafeTix mapping gets its own, lower caps (a screenshot replays it).
         let policy = safetix::policy(self.safetix.as_ref(), via, &self.policy);
-        let decision = decide::decide(&DecideInput {
-            scan: &kind,
-            requested,
-            evidence,
-            mode: scan_mode,
-            ledger: &ledger,
-            usage,
-            policy: &policy,
-            today: &today,
-            events: &self.config.events,
-            clock_trusted,
-        });
+        let decision = if unlisted {
+            Decision::deny(decide::Reason::NotListed, decide::Source::Cache, false)
+        } else {
+            decide::decide(&DecideInput {
+                scan: &kind,
+                requested,
+                evidence,
+                mode: scan_mode,
+                ledger: &ledger,
+                usage,
+                policy: &policy,
+                today: &today,
+                events: &self.config.events,
+                clock_trusted,
+            })
+        };
         Evaluation {
             barcode,
             decision,

@@ -10,33 +10,15 @@
 //! for every such scan: 3% of scans at a stadium's stands spend the key's day within
 //! hours (BENCHMARKS.md section 10).
 
-use super::evaluation::{Evaluation, Via};
 use super::Agent;
 use crate::config::Unlisted;
-use crate::decide::{Decision, Reason, Source};
 
 impl Agent {
-    /// The `not_listed` deny (online, from the cached listings: source `cache`) of a
-    /// barcode with no cached record, when [`Agent::listed_out`] says so.
-    pub(super) fn not_listed(
-        &self,
-        barcode: &str,
-        via: Option<Via>,
-        now_ms: u64,
-    ) -> Option<Evaluation> {
-        self.listed_out(now_ms).then(|| Evaluation {
-            barcode: barcode.to_string(),
-            decision: Decision::deny(Reason::NotListed, Source::Cache, false),
-            record: None,
-            safetix: via,
-        })
-    }
-
     /// True when a barcode with no cached record is to be denied `not_listed`: the
     /// policy says so, the terminal serves named events, and each one's listing is held
     /// complete, from a pass that started within `cache.fresh_ms` of `now_ms`. Any
     /// doubt (a store read failing, no pass yet, a stale one) means a lookup, as before.
-    fn listed_out(&self, now_ms: u64) -> bool {
+    pub(super) fn listed_out(&self, now_ms: u64) -> bool {
         // A wrong clock makes every pass's age meaningless (as for cached records).
         if self.config.cache.unlisted != Unlisted::Deny
             || self.config.events.is_empty()

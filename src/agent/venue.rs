@@ -22,13 +22,17 @@ use super::Agent;
 
 impl Agent {
     /// Opens the venue transaction for a scan of `barcode` judged on `record` (see the
-    /// module docs). Returns `true` when the scan must be decided offline on the local
-    /// ledger because the venue did not answer in time.
+    /// module docs). Without a record there is nothing to lock and the decision is
+    /// uploaded with the others, unless `unlisted` (a `not_listed` deny, decided without
+    /// ATS: recorded in a transaction of its own, as any deny with a record). Returns
+    /// `true` when the scan must be decided offline on the local ledger because the
+    /// venue did not answer in time.
     pub(super) fn venue_begin(
         &mut self,
         barcode: &str,
         record: Option<&TicketRecord>,
         received_at_ms: u64,
+        unlisted: bool,
     ) -> bool {
         #[cfg(feature = "venue")]
         {
@@ -40,13 +44,14 @@ impl Agent {
             };
             // No record, no value to move: nothing to lock (the decision is uploaded
             // with the others).
-            let Some(record) = record.filter(|r| !barcode.is_empty() && r.barcode == barcode)
-            else {
-                return false;
+            let seed = match record.filter(|r| !barcode.is_empty() && r.barcode == barcode) {
+                Some(record) => seed_from_record(record),
+                None if unlisted && !barcode.is_empty() => Vec::new(),
+                None => return false,
             };
             // Half of what is left of the deadline at most: the commit needs its turn.
             let wait = h.timeout().min(self.time_left(received_at_ms) / 2);
-            match h.begin(barcode, seed_from_record(record), wait) {
+            match h.begin(barcode, seed, wait) {
                 Begin::Locked(txn) => {
                     self.venue.txn = Some(txn);
                     false
@@ -64,7 +69,7 @@ impl Agent {
         }
         #[cfg(not(feature = "venue"))]
         {
-            let _ = (barcode, record, received_at_ms);
+            let _ = (barcode, record, received_at_ms, unlisted);
             false
         }
     }

@@ -459,15 +459,16 @@ impl Fetcher {
             let was_held = entry.held.is_some();
             let held = lease::hold(client, event, &self.me, lease_period)?;
             match &held {
-                Some(h) if h.taken => log::info!(
-                    "venue: fetch lease of {event} taken (pass {} after page {})",
-                    if h.cursor.complete {
-                        "complete"
-                    } else {
-                        "resumes"
-                    },
-                    h.cursor.pages
-                ),
+                Some(h) if h.taken => {
+                    let c = &h.cursor;
+                    let pass = match (c.complete, c.last_complete_pass_ms) {
+                        // A new lease row: no pass has run under any holder yet.
+                        (true, None) if c.pages == 0 => "no pass yet".to_string(),
+                        (true, _) => format!("pass complete after page {}", c.pages),
+                        (false, _) => format!("pass resumes after page {}", c.pages),
+                    };
+                    log::info!("venue: fetch lease of {event} taken ({pass})");
+                }
                 None if was_held => log::warn!("venue: fetch lease of {event} lost"),
                 _ => {}
             }
