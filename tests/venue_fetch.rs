@@ -503,10 +503,24 @@ fn a_ticket_fetched_live_at_one_stand_reaches_the_next_with_its_seat_and_no_ats_
     let mut b = Stand::spawn(&configs[1]);
     a.wait_serving(Duration::from_secs(30));
     b.wait_serving(Duration::from_secs(30));
+    // A barcode ATS does not know (looked up: no listing here) is a deny without a
+    // record: still committed in a transaction of its own, not uploaded later.
+    let d = a.decide("999999999999", Duration::from_secs(10));
+    assert_eq!(
+        (d.reason.as_str(), d.venue.as_deref()),
+        ("unknown_ticket", Some("committed")),
+        "{:?}",
+        d.raw
+    );
+    let row = cluster.psql(
+        &db,
+        "SELECT uploaded FROM venue_decisions WHERE barcode = '999999999999'",
+    );
+    assert_eq!(row, "f");
     let barcode = venue::ticket(42);
     let d = a.decide(&barcode, Duration::from_secs(10));
     assert!(d.approve, "{:?}", d.raw);
-    assert_eq!(sb.stats().calls("verify_barcode"), 1, "stand-1 asked ATS");
+    assert_eq!(sb.stats().calls("verify_barcode"), 2, "stand-1 asked ATS");
     let seq: i64 = poll(Duration::from_secs(10), || {
         cluster
             .try_psql(
@@ -529,7 +543,7 @@ fn a_ticket_fetched_live_at_one_stand_reaches_the_next_with_its_seat_and_no_ats_
     assert_eq!(d.reason, "already_redeemed", "{:?}", d.raw);
     assert_eq!(
         sb.stats().calls("verify_barcode"),
-        1,
+        2,
         "stand-2 decided from the copy, without ATS"
     );
     assert!(b.finish(Duration::from_secs(20)), "{}", b.stderr());

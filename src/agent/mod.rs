@@ -292,7 +292,7 @@ impl Agent {
         // Venue mode: lock the ticket's lines in the venue, or, when it does not answer
         // in time, decide offline on the local ledger (the live answer then counts as a
         // cached one, so the offline caps apply).
-        if self.venue_begin(&barcode, record.as_ref(), received_at_ms, unlisted) {
+        if self.venue_begin(&barcode, record.as_ref(), received_at_ms) {
             live = None;
             scan_mode = decide::Mode::Offline;
         }

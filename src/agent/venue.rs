@@ -22,17 +22,17 @@ use super::Agent;
 
 impl Agent {
     /// Opens the venue transaction for a scan of `barcode` judged on `record` (see the
-    /// module docs). Without a record there is nothing to lock and the decision is
-    /// uploaded with the others, unless `unlisted` (a `not_listed` deny, decided without
-    /// ATS: recorded in a transaction of its own, as any deny with a record). Returns
-    /// `true` when the scan must be decided offline on the local ledger because the
-    /// venue did not answer in time.
+    /// module docs). Without a record (a deny: `not_listed`, `unknown_ticket`,
+    /// `offline_unknown`) there is nothing to lock, but the decision is still recorded in
+    /// a transaction of its own, as any other; without a barcode (noise) it is uploaded
+    /// with the others. Returns `true` when the scan must be decided offline on the
+    /// local ledger because the venue did not answer in time (only when there was a
+    /// ledger to ask about: a deny without a record is the same either way).
     pub(super) fn venue_begin(
         &mut self,
         barcode: &str,
         record: Option<&TicketRecord>,
         received_at_ms: u64,
-        unlisted: bool,
     ) -> bool {
         #[cfg(feature = "venue")]
         {
@@ -44,9 +44,10 @@ impl Agent {
             };
             // No record, no value to move: nothing to lock (the decision is uploaded
             // with the others).
-            let seed = match record.filter(|r| !barcode.is_empty() && r.barcode == barcode) {
+            let record = record.filter(|r| !barcode.is_empty() && r.barcode == barcode);
+            let seed = match record {
                 Some(record) => seed_from_record(record),
-                None if unlisted && !barcode.is_empty() => Vec::new(),
+                None if !barcode.is_empty() => Vec::new(),
                 None => return false,
             };
             // Half of what is left of the deadline at most: the commit needs its turn.
@@ -63,13 +64,13 @@ impl Agent {
                     );
                     self.venue.away = true;
                     self.venue.was_away = true;
-                    true
+                    record.is_some()
                 }
             }
         }
         #[cfg(not(feature = "venue"))]
         {
-            let _ = (barcode, record, received_at_ms, unlisted);
+            let _ = (barcode, record, received_at_ms);
             false
         }
     }
