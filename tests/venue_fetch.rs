@@ -206,6 +206,34 @@ fn four_stands_starting_together_fetch_a_20000_ticket_event_once_and_approve_fro
         pages <= (tickets / 500 + 5) as u64,
         "the event was fetched once, not once per stand: {pages} listing calls"
     );
+    // `venue status` says who holds the lease and where the pass stands.
+    let (ok, out, err) = venue::agent(&configs[0], &["venue", "status", "--format", "json"]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = &r["fetches"][0];
+    assert_eq!(
+        (
+            &f["event"],
+            &f["live"],
+            &f["pass_complete"],
+            &f["ever_completed"]
+        ),
+        (
+            &serde_json::Value::from("event01"),
+            &serde_json::Value::from(true),
+            &serde_json::Value::from(true),
+            &serde_json::Value::from(true)
+        ),
+        "{r:#}"
+    );
+    assert!(names.iter().any(|n| f["holder"] == n.as_str()), "{f}");
+    assert_eq!(f["tickets"].as_u64(), Some(tickets as u64 + 5), "{f}");
+    let (ok, text, err) = venue::agent(&configs[0], &["venue", "status"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("fetch of event01: held by stand-") && text.contains("last pass complete"),
+        "{text}"
+    );
     assert_eq!(cold.status(429), 0, "no answer 429: {cold:?}");
 
     // Every stand approves funded tickets from its copy, calling ATS for none of them.

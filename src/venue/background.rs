@@ -628,6 +628,16 @@ impl Fetcher {
                 cursor.tickets,
                 cursor.pages
             );
+        } else if cursor.pages == 1 {
+            // A pass's first page: venue IT sees when each pass began.
+            log::info!(
+                "venue: listing pass of {event} started ({})",
+                if cursor.last_complete_pass_ms.is_some() {
+                    "a refresh"
+                } else {
+                    "the first pass: scan lookups keep to the reserve until it completes"
+                }
+            );
         } else if cursor.pages.is_multiple_of(20) {
             log::info!(
                 "venue: fetching {event}: {} pages, {} tickets",

@@ -168,6 +168,30 @@ pub struct VenueTotals {
     pub overdrafts: Overdrafts,
 }
 
+/// One event's fetch for the venue (`venue_fetch_leases`, docs/venue.md "One fetch per
+/// event"): who holds the lease and where the pass stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRow {
+    /// The event (lower case, as the lease is keyed).
+    pub event: String,
+    /// The stand that holds, or last held, the lease.
+    pub holder: String,
+    /// The lease has not expired.
+    pub live: bool,
+    /// Pages written in the current (or last) pass.
+    pub pages: u64,
+    /// Tickets written in it.
+    pub tickets: u64,
+    /// No pass is running.
+    pub pass_complete: bool,
+    /// A pass of this event has completed at some point.
+    pub ever_completed: bool,
+    /// When the last pass completed, RFC 3339 UTC.
+    pub completed_at: Option<String>,
+    /// How often another stand took the lease over.
+    pub taken_over: u64,
+}
+
 /// What `venue status` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VenueReport {
@@ -184,6 +208,9 @@ pub struct VenueReport {
     /// The venue-wide ATS budget; `None` until the shared budget (issue 13 item 1) is
     /// in this database: each terminal's own budget is in its row meanwhile.
     pub venue_budget: Option<VenueBudget>,
+    /// Each event's venue fetch (empty before any stand took a lease).
+    #[serde(default)]
+    pub fetches: Vec<FetchRow>,
 }
 
 /// The state of a terminal from its last heartbeat.
@@ -309,13 +336,70 @@ pub fn read_report(
     }
     rows.sort_by(|a, b| a.terminal.cmp(&b.terminal));
     let venue_budget = read_venue_budget(client)?;
-    Ok(summarize(
-        rows,
-        now_ms,
-        since_ms,
-        silent_after,
-        venue_budget,
-    ))
+    let mut report = summarize(rows, now_ms, since_ms, silent_after, venue_budget);
+    report.fetches = read_fetches(client)?;
+    Ok(report)
+}
+
+/// Every event's lease and pass, by event.
+fn read_fetches(client: &mut Client) -> Result<Vec<FetchRow>, VenueError> {
+    let rows = client.query(
+        "SELECT event, holder, expires_at > now(), pages, tickets, pass_complete,
+                last_complete_pass_ms IS NOT NULL,
+                to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                taken_over
+           FROM venue_fetch_leases ORDER BY event",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| FetchRow {
+            event: r.get(0),
+            holder: r.get(1),
+            live: r.get(2),
+            pages: r.get::<_, i64>(3).max(0) as u64,
+            tickets: r.get::<_, i64>(4).max(0) as u64,
+            pass_complete: r.get(5),
+            ever_completed: r.get(6),
+            completed_at: r.get(7),
+            taken_over: r.get::<_, i64>(8).max(0) as u64,
+        })
+        .collect())
+}
+
+/// One line of the text view for `f`.
+fn fetch_line(f: &FetchRow) -> String {
+    let lease = if f.live {
+        format!("held by {}", f.holder)
+    } else {
+        format!("lease free (last held by {})", f.holder)
+    };
+    let pass = match (f.pass_complete, f.ever_completed) {
+        (true, false) => "no pass yet".to_string(),
+        (false, _) => format!(
+            "{} running: {} pages, {} tickets so far",
+            if f.ever_completed {
+                "refresh"
+            } else {
+                "first pass"
+            },
+            f.pages,
+            f.tickets
+        ),
+        (true, true) => format!(
+            "last pass complete: {} pages, {} tickets{}",
+            f.pages,
+            f.tickets,
+            f.completed_at
+                .as_deref()
+                .map(|c| format!(" at {c}"))
+                .unwrap_or_default()
+        ),
+    };
+    format!(
+        "fetch of {}: {lease}; {pass}; taken over {} times",
+        f.event, f.taken_over
+    )
 }
 
 /// `venue status` from a CLI command: connects (blocking is fine there) and reads.
@@ -384,6 +468,7 @@ pub fn summarize(
         terminals: rows,
         totals: t,
         venue_budget,
+        fetches: Vec::new(),
     }
 }
 
@@ -484,6 +569,9 @@ pub fn render_report(r: &VenueReport) -> String {
              budget is under ATS LEFT)"
         ),
     };
+    for f in &r.fetches {
+        let _ = writeln!(out, "{}", fetch_line(f));
+    }
     out
 }
 
