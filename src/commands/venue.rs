@@ -147,7 +147,8 @@ pub fn cache_prefetch_via_venue(
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::venue::background::{prefetch_via_venue, FetchPlan};
+    use crate::venue::background::FetchPlan;
+    use crate::venue::prefetch::prefetch_via_venue;
     let Some(settings) = &config.venue else {
         return Err("no venue database configured".into());
     };

@@ -109,6 +109,8 @@ pub mod heartbeat;
 pub mod lease;
 pub mod ledger;
 #[cfg(feature = "venue")]
+pub mod prefetch;
+#[cfg(feature = "venue")]
 mod replay;
 #[cfg(feature = "venue")]
 pub mod schema;
